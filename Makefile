@@ -1,0 +1,39 @@
+# Two commands for a fresh machine: `make demo` and `make test` (both run `setup` first).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# Extra pip arguments for the pinned CPU torch (e.g. an index URL for online users).
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# Rebuilt only when pyproject.toml changes; `make setup` is a no-op otherwise.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/voicebot models prepare
+	$(VENV)/bin/voicebot call examples/lost_card_call.wav --out build/demo/bot.wav --transcript build/demo/call.json
+
+test: setup
+	$(VENV)/bin/voicebot models prepare
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check voicebot tests scripts
+	$(VENV)/bin/ruff format --check voicebot tests scripts
+
+bench: setup
+	$(VENV)/bin/voicebot models prepare
+	$(PY) scripts/bench_pipeline.py --out build/bench/pipeline.json
+
+clean:
+	rm -rf build

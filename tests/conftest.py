@@ -1,0 +1,46 @@
+"""Shared fixtures: real models loaded once per test session, synthetic caller audio."""
+
+import os
+
+import numpy as np
+import pytest
+
+# The tests must never reach a model hub: everything comes from installed packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tts():
+    from voicebot.tts.piper import PiperTTS
+
+    return PiperTTS()
+
+
+@pytest.fixture(scope="session")
+def caller_audio(tts):
+    """Render caller speech: Piper voice shifted to sound different, through a phone line."""
+    from voicebot.tts.caller_voice import render_caller
+
+    cache: dict[tuple, np.ndarray] = {}
+
+    def render(text: str, voice: str = "low", codec: str = "mulaw") -> np.ndarray:
+        key = (text, voice, codec)
+        if key not in cache:
+            cache[key] = render_caller(tts, text, voice=voice, codec=codec)
+        return cache[key]
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def bot():
+    from voicebot.pipeline.bot import Bot, BotConfig
+
+    instance = Bot(BotConfig(pack="bank", asr="tiny.en"))
+    yield instance
+    instance.close()
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * 16000), np.float32)

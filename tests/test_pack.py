@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialog.pack import PACKS_DIR, load_pack
+from voicebot.errors import PackError
+
+DATA = Path(__file__).parent / "data"
+BANK = [
+    "check_balance",
+    "recent_transactions",
+    "report_lost_or_stolen_card",
+    "card_declined",
+    "report_fraud",
+    "dispute_transaction",
+    "activate_card",
+    "reset_pin",
+    "make_payment",
+    "payment_due_date",
+    "increase_credit_limit",
+    "transfer_money",
+    "update_address",
+    "branch_hours",
+    "open_account",
+    "close_account",
+    "speak_to_agent",
+    "complaint",
+    "affirm",
+    "deny",
+    "goodbye",
+]
+
+
+def test_mini_pack_loads():
+    pack = load_pack(DATA / "mini_pack.yaml")
+    assert pack.name == "mini"
+    assert list(pack.intents) == ["check_balance", "goodbye"]
+    assert pack.intents["goodbye"].end_call and not pack.intents["check_balance"].end_call
+    assert pack.no_input[-1].startswith("I'll end the call")
+
+
+def test_bank_pack_has_the_required_intents():
+    pack = load_pack("bank")
+    assert sorted(pack.intents) == sorted(BANK)
+    for intent in pack.intents.values():
+        assert len(set(intent.examples)) >= 25, intent.name
+    assert [i.name for i in pack.intents.values() if i.end_call] == ["goodbye"]
+    assert pack.path == PACKS_DIR / "bank.yaml"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD_HEAD = """name: p
+greeting: hi
+fallback: what?
+no_input: [hello]
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "reason"),
+    [
+        ("intents:\n  a:\n    examples: [x]\n", 7, "missing required key 'response'"),
+        (
+            "intents:\n  a:\n    examples: []\n    response: r\n",
+            7,
+            "examples must be a non-empty list",
+        ),
+        ("intents:\n  a:\n    examples: [x, X]\n    response: r\n", 7, "duplicate example"),
+        ("intents:\n  a: [1, 2]\n", 6, "intent 'a' must be a mapping"),
+        ("intents:\n  out_of_scope:\n    examples: [x]\n    response: r\n", 7, "reserved"),
+        (
+            "intents:\n  a:\n    examples: [x]\n    response: r\n    end_call: maybe\n",
+            9,
+            "end_call",
+        ),
+        ("intents: {}\n", 5, "'intents' is empty"),
+        ("intents:\n  a:\n    examples: [x\n", None, "invalid YAML"),
+    ],
+)
+def test_malformed_packs_name_file_line_and_reason(tmp_path, body, line, reason):
+    path = write(tmp_path, GOOD_HEAD + body)
+    with pytest.raises(PackError) as err:
+        load_pack(path)
+    message = str(err.value)
+    assert str(path) in message and reason in message
+    if line is not None:
+        assert f"{path}:{line}:" in message
+
+
+def test_missing_top_level_key(tmp_path):
+    path = write(tmp_path, "name: p\nintents:\n  a:\n    examples: [x]\n    response: r\n")
+    with pytest.raises(PackError, match="missing required key 'greeting'"):
+        load_pack(path)
+
+
+def test_unknown_pack_name_lists_known_packs():
+    with pytest.raises(PackError, match=r"unknown pack 'nope'.*bank"):
+        load_pack("nope")

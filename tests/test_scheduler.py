@@ -1,0 +1,117 @@
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from voicebot.pipeline.scheduler import Scheduler
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_simulated_clock_charges_compute_time():
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            jobs = Scheduler(pool, realtime=False)
+            jobs.submit("slow", 1.0, lambda: time.sleep(0.3) or "done")
+            before = await jobs.collect(1.2)  # only 0.2 s of call time has passed
+            after = await jobs.collect(1.4)
+            return before, after
+
+    before, after = run(main())
+    assert before == []
+    (completion,) = after
+    assert completion.value == "done" and completion.last
+    assert 1.3 <= completion.ready < 1.4
+
+
+def test_stream_items_are_stamped_one_by_one():
+    def produce():
+        for i in range(3):
+            time.sleep(0.1)
+            yield i
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            jobs = Scheduler(pool, realtime=False)
+            jobs.submit_stream("tts", 0.0, produce)
+            return await jobs.collect(10.0)
+
+    items = run(main())
+    assert [c.value for c in items] == [0, 1, 2, None]  # None: end of stream
+    assert [c.last for c in items] == [False, False, False, True]
+    readies = [c.ready for c in items]
+    assert readies == sorted(readies) and readies[0] >= 0.1 and readies[2] >= 0.3
+
+
+def test_stream_end_is_delivered_even_when_the_last_item_was_taken_before_it():
+    """Regression: the last item and the end of the stream are separate completions, so a
+    collect that takes the last item before the worker marks the job finished still sees
+    the end later (a stuck playout waited for it forever)."""
+    release = threading.Event()
+
+    def produce():
+        yield "only"
+        release.wait(1.0)
+
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            jobs = Scheduler(pool, realtime=True)
+            jobs.submit_stream("tts", 0.0, produce)
+            first = []
+            while not first:
+                await asyncio.sleep(0.01)
+                first = await jobs.collect(100.0)
+            release.set()
+            rest = []
+            while not rest:
+                await asyncio.sleep(0.01)
+                rest = await jobs.collect(100.0)
+            return first, rest
+
+    first, rest = run(main())
+    assert [(c.value, c.last) for c in first] == [("only", False)]
+    assert [(c.value, c.last) for c in rest] == [(None, True)]
+
+
+def test_cancelled_jobs_deliver_nothing_and_errors_are_delivered():
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            jobs = Scheduler(pool, realtime=False)
+            job = jobs.submit("x", 0.0, lambda: time.sleep(0.05) or 1)
+            job.cancel()
+            jobs.submit("bad", 0.0, lambda: 1 / 0)
+            return await jobs.collect(1.0)
+
+    (completion,) = run(main())
+    assert isinstance(completion.error, ZeroDivisionError)
+
+
+def test_realtime_collect_never_waits():
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            jobs = Scheduler(pool, realtime=True)
+            jobs.submit("slow", 0.0, lambda: time.sleep(0.5))
+            started = time.perf_counter()
+            got = await jobs.collect(100.0)
+            return got, time.perf_counter() - started
+
+    got, waited = run(main())
+    assert got == [] and waited < 0.1
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_busy_reflects_outstanding_work(realtime):
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            jobs = Scheduler(pool, realtime=realtime)
+            jobs.submit("x", 0.0, lambda: time.sleep(0.05))
+            busy_before = jobs.busy
+            await asyncio.sleep(0.1)
+            await jobs.collect(1.0)
+            return busy_before, jobs.busy
+
+    assert run(main()) == (True, False)

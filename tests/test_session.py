@@ -1,0 +1,161 @@
+"""Turn-taking, barge-in, re-prompts and timing bookkeeping of a call, on small fakes.
+
+The same behaviour through the real models is covered in test_e2e_call.py.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, tone
+from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.scheduler import Scheduler
+from voicebot.pipeline.session import CallConfig, CallSession
+from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+
+TEXTS = ["i lost my card", "yes please", "bye now"]
+
+
+def run_call(segments, *, asr=None, config=None, tail_s=20.0):
+    async def main():
+        with ThreadPoolExecutor(2) as executor:
+            record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
+            caller = SimulatedCaller(segments, tail_s=tail_s)
+            session = CallSession(
+                asr=asr or ScriptedASR(TEXTS),
+                tts=BeepTTS(),
+                vad=EnergyVAD(),
+                dialog=EchoDialog(),
+                scheduler=Scheduler(executor, realtime=False),
+                record=record,
+                config=config,
+            )
+            await session.run(caller)
+            return record, caller
+
+    return asyncio.run(main())
+
+
+def caller_turns(record):
+    return [t for t in record.turns if t.role == "caller"]
+
+
+def bot_turns(record):
+    return [t for t in record.turns if t.role == "bot"]
+
+
+def test_turns_follow_each_other_and_bot_hangs_up():
+    record, caller = run_call([CallerSegment(tone(0, 1.2)), CallerSegment(tone(2, 0.8))])
+    assert [t.text for t in caller_turns(record)] == ["i lost my card", "bye now"]
+    assert [t.kind for t in bot_turns(record)] == ["greeting", "answer", "farewell"]
+    assert bot_turns(record)[1].text == "You said i lost my card. Anything else"
+    assert record.ended_by == "bot"
+    # Each caller segment started only after the bot had finished talking.
+    assert caller.segment_starts[0] > bot_turns(record)[0].end
+    assert caller.segment_starts[1] > bot_turns(record)[1].end
+
+
+def test_timings_are_ordered_and_latency_includes_the_silence_timeout():
+    record, _ = run_call([CallerSegment(tone(0, 1.0)), CallerSegment(tone(2, 0.8))])
+    for turn in caller_turns(record):
+        t = turn.timings
+        assert t["speech_start"] < t["speech_end"] < t["endpoint"] <= t["asr_final"]
+        assert t["asr_final"] <= t["reply_ready"] <= t["first_audio"]
+        # End of speech -> endpoint is the 600 ms silence timeout (whole 20 ms frames).
+        assert t["endpoint"] - t["speech_end"] == pytest.approx(0.6, abs=0.021)
+        assert 600 <= t["voice_to_voice_ms"] < 900
+    assert caller_turns(record)[0].timings["speech_start"] == pytest.approx(
+        caller_turns(record)[0].start
+    )
+
+
+def test_slow_recognizer_shows_up_in_latency():
+    """The simulated clock charges model compute to the call: it is not free in fast mode."""
+    slow = ScriptedASR(TEXTS, compute_s=0.9)
+    record, _ = run_call(
+        [CallerSegment(tone(2, 1.0))], asr=slow, config=CallConfig(partial_interval_s=0)
+    )
+    (turn,) = caller_turns(record)
+    # Speculative final starts 200 ms into the silence and takes 0.9 s.
+    assert turn.timings["asr_final"] - turn.timings["speech_end"] >= 1.1 - 0.02
+    assert turn.timings["voice_to_voice_ms"] >= 1100
+
+
+def test_barge_in_stops_the_bot_quickly_and_keeps_only_what_was_heard():
+    segments = [
+        CallerSegment(tone(0, 1.0)),
+        # Talk over the bot's answer 0.6 s after it starts.
+        CallerSegment(tone(1, 1.0), cue=Cue.BOT_START, delay_s=0.6),
+        CallerSegment(tone(2, 0.8)),
+    ]
+    record, caller = run_call(segments)
+    assert len(record.barge_ins) == 1
+    barge = record.barge_ins[0]
+    assert barge["latency_ms"] <= 200
+    assert caller.interrupts, "the transport was told to flush bot audio"
+    cut = [t for t in bot_turns(record) if t.interrupted]
+    assert len(cut) == 1
+    assert cut[0].planned_text == "You said i lost my card. Anything else"
+    assert cut[0].text and "You said i lost my card".startswith(cut[0].text)
+    assert cut[0].end == pytest.approx(barge["bot_stopped"])
+    # The bot went quiet: no bot audio after the barge-in until the next reply.
+    stopped = round(barge["bot_stopped"] / 0.02)
+    quiet = np.concatenate(caller.bot_track[stopped : stopped + 10])
+    assert not quiet.any()
+    # The interrupting turn was heard and answered normally.
+    assert [t.text for t in caller_turns(record)] == ["i lost my card", "yes please", "bye now"]
+    assert bot_turns(record)[-2].text == "You said yes please. Anything else"
+
+
+def test_silence_reprompts_then_ends_politely():
+    record, _ = run_call([], tail_s=30.0)
+    kinds = [t.kind for t in bot_turns(record)]
+    assert kinds == ["greeting", "reprompt", "reprompt"]
+    assert record.ended_by == "bot"
+    assert not caller_turns(record)
+    gap = bot_turns(record)[1].start - bot_turns(record)[0].end
+    assert 6.0 <= gap < 6.5
+
+
+def test_short_noise_is_not_a_turn():
+    burst = np.concatenate([tone(0, 0.12), np.zeros(8000, np.float32), tone(2, 0.8)])
+    record, _ = run_call([CallerSegment(burst)])
+    assert [t.text for t in caller_turns(record)] == ["bye now"]
+
+
+def test_caller_hanging_up_ends_the_call():
+    record, _ = run_call([CallerSegment(tone(0, 1.0))], tail_s=0.5)
+    assert record.ended_by == "caller"
+
+
+def test_records_are_persisted_after_every_change():
+    class Sink:
+        def __init__(self):
+            self.snapshots = []
+
+        def update(self, record):
+            self.snapshots.append(len(record.turns))
+
+    sink = Sink()
+
+    async def main():
+        with ThreadPoolExecutor(2) as executor:
+            record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
+            session = CallSession(
+                asr=ScriptedASR(TEXTS),
+                tts=BeepTTS(),
+                vad=EnergyVAD(),
+                dialog=EchoDialog(),
+                scheduler=Scheduler(executor, realtime=False),
+                record=record,
+                sinks=[sink],
+            )
+            await session.run(SimulatedCaller([CallerSegment(tone(2, 0.8))]))
+            return record
+
+    record = asyncio.run(main())
+    assert sink.snapshots[-1] == len(record.turns)
+    # The caller turn was saved before the bot's answer to it existed.
+    assert 1 in sink.snapshots and 2 in sink.snapshots

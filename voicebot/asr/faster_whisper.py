@@ -1,0 +1,78 @@
+"""faster-whisper (CTranslate2): the CPU recognizer, int8 by default."""
+
+import logging
+import time
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from voicebot.asr.guards import GuardConfig, collapse_repeats, drop_reason
+from voicebot.audio.frames import SAMPLE_RATE
+from voicebot.events import Transcript
+from voicebot.models import resolve_asr
+
+log = logging.getLogger(__name__)
+
+
+class FasterWhisperASR:
+    """Whisper through faster-whisper, tuned for short telephone turns.
+
+    Greedy decoding without timestamps or temperature fallback keeps latency flat; the
+    hallucination guards in ``voicebot.asr.guards`` replace the fallback's safety net.
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny.en",
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        language: str | None = "en",
+        beam_size: int = 1,
+        guards: GuardConfig | None = None,
+    ) -> None:
+        self.name = model
+        self._model = WhisperModel(
+            resolve_asr(model), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+        self._language = language if self._model.model.is_multilingual else "en"
+        self._beam_size = beam_size
+        self._guards = guards or GuardConfig()
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        started = time.perf_counter()
+        audio_s = len(audio) / SAMPLE_RATE
+        segments, _ = self._model.transcribe(
+            audio,
+            language=self._language,
+            beam_size=self._beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+            # Our guards decide on the raw output, so faster-whisper must not filter first.
+            no_speech_threshold=None,
+            log_prob_threshold=None,
+            compression_ratio_threshold=None,
+        )
+        segments = list(segments)
+        raw = " ".join(s.text.strip() for s in segments).strip()
+        tokens = [max(len(s.tokens), 1) for s in segments]
+        avg_logprob = (
+            float(np.average([s.avg_logprob for s in segments], weights=tokens))
+            if segments
+            else 0.0
+        )
+        no_speech = max((s.no_speech_prob for s in segments), default=1.0)
+        reason = drop_reason(raw, avg_logprob, no_speech, self._guards)
+        text = "" if reason else collapse_repeats(raw)
+        return Transcript(
+            text=text,
+            avg_logprob=avg_logprob,
+            no_speech_prob=no_speech,
+            audio_s=audio_s,
+            compute_s=time.perf_counter() - started,
+            dropped=reason,
+            raw_text=raw,
+        )

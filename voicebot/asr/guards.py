@@ -1,0 +1,92 @@
+"""Guards against Whisper's known failure modes on telephone audio.
+
+Whisper was trained on subtitles: on silence or noise it tends to "hear" YouTube outros
+("thanks for watching") or loops one phrase forever. These plain functions decide whether a
+decoded text is believable; the recognizer reports *why* it dropped one, so an operator can
+tune the thresholds from the transcript instead of guessing.
+"""
+
+import re
+import zlib
+from dataclasses import dataclass
+
+# Phrases Whisper emits on non-speech. Dropped whatever the confidence.
+_ALWAYS_HALLUCINATED = {
+    "thanks for watching",
+    "thank you for watching",
+    "please subscribe",
+    "like and subscribe",
+    "subtitles by the amaraorg community",
+    "transcription by castingwords",
+}
+# Plausible caller words that Whisper also invents on noise: dropped only when unsure.
+_OFTEN_HALLUCINATED = {"you", "thank you", "bye", "okay", "so", "the", "uh", "um", "hmm"}
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    no_speech_threshold: float = 0.6  # Whisper's own rule: no-speech prob above this...
+    logprob_threshold: float = -1.0  # ...and average log-prob below this means silence
+    max_compression_ratio: float = 2.4  # gzip ratio above this means a repetition loop
+    unsure_logprob: float = -0.7  # below this, a stock hallucination phrase is dropped
+
+
+def normalize_words(text: str) -> str:
+    """Lower-case words only, for comparing texts and matching stock phrases."""
+    return " ".join(re.sub(r"[^\w\s']", "", text.lower()).split())
+
+
+def compression_ratio(text: str) -> float:
+    """gzip compression ratio, as Whisper computes it: loops compress far better than speech."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def collapse_repeats(text: str, max_ngram: int = 6, min_repeats: int = 3) -> str:
+    """Collapse an n-gram repeated ``min_repeats`` or more times in a row into one occurrence.
+
+    "I want to I want to I want to pay" keeps its meaning as "I want to pay".
+    """
+    words = text.split()
+    for n in range(1, max_ngram + 1):
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            gram = [w.lower().strip(".,!?") for w in words[i : i + n]]
+            repeats = 1
+            while (
+                len(gram) == n
+                and [
+                    w.lower().strip(".,!?") for w in words[i + repeats * n : i + (repeats + 1) * n]
+                ]
+                == gram
+            ):
+                repeats += 1
+            if repeats >= min_repeats:
+                out.extend(words[i : i + n])
+                i += repeats * n
+            else:
+                out.append(words[i])
+                i += 1
+        words = out
+    return " ".join(words)
+
+
+def drop_reason(
+    text: str, avg_logprob: float, no_speech_prob: float, config: GuardConfig
+) -> str | None:
+    """Why ``text`` should not be believed, or None when it looks like real speech."""
+    words = normalize_words(text)
+    if not words:
+        return "empty"
+    if no_speech_prob > config.no_speech_threshold and avg_logprob < config.logprob_threshold:
+        return "no_speech"
+    if compression_ratio(text) > config.max_compression_ratio:
+        return "repetition"
+    if words.replace(".", "") in _ALWAYS_HALLUCINATED:
+        return "hallucination"
+    if words in _OFTEN_HALLUCINATED and (
+        avg_logprob < config.unsure_logprob or no_speech_prob > config.no_speech_threshold / 2
+    ):
+        return "hallucination"
+    return None

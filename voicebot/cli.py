@@ -1,0 +1,140 @@
+"""The ``voicebot`` command line.
+
+Every user-facing failure is a ``VoicebotError``: one clear line on stderr and a non-zero
+exit status, never a traceback. ``--debug`` shows tracebacks for bug reports.
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from voicebot import __version__
+from voicebot.errors import VoicebotError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VoicebotError as exc:
+        if args.debug:
+            raise
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("voicebot: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from voicebot.models.cli import register as register_models
+
+    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"voicebot {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _register_call(commands)
+    register_models(commands)
+    return parser
+
+
+def _register_call(commands: argparse._SubParsersAction) -> None:
+    call = commands.add_parser(
+        "call",
+        help="run a whole simulated call on a caller recording",
+        description="Greets, then streams CALLER.wav into the bot as a live caller would "
+        "(20 ms frames), and writes what the bot said and heard.",
+    )
+    call.add_argument("caller", type=Path, help="caller audio (WAV/FLAC/OGG/MP3, any rate)")
+    call.add_argument("--out", type=Path, help="stereo WAV: caller left, bot right")
+    call.add_argument("--transcript", type=Path, help="JSON transcript (updated every turn)")
+    call.add_argument("--pack", default="bank", help="domain pack name or YAML path")
+    call.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    call.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
+    call.add_argument("--voice", default="joe", help="Piper voice name or .onnx path")
+    call.add_argument(
+        "--realtime", action="store_true", help="pace the call in real time (default: fast)"
+    )
+    call.add_argument("--silence-timeout-ms", type=int, default=600, help="end-of-turn silence")
+    call.add_argument("--max-call-seconds", type=float, default=900.0)
+    call.add_argument("--quiet", action="store_true", help="do not print the transcript")
+    call.set_defaults(func=_run_call)
+
+
+def _run_call(args: argparse.Namespace) -> int:
+    from voicebot.audio.frames import SAMPLE_RATE
+    from voicebot.audio.io import load_audio, write_wav_atomic
+    from voicebot.pipeline.bot import Bot, BotConfig
+    from voicebot.pipeline.record import JsonFileSink, format_transcript
+    from voicebot.pipeline.session import CallConfig
+    from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+    from voicebot.vad.endpointer import EndpointerConfig
+
+    audio = load_audio(args.caller, max_seconds=args.max_call_seconds)
+    if args.silence_timeout_ms <= EndpointerConfig.eager_ms:
+        raise VoicebotError(f"--silence-timeout-ms must be above {EndpointerConfig.eager_ms} ms")
+    call_config = CallConfig(
+        endpointer=EndpointerConfig(silence_timeout_ms=args.silence_timeout_ms),
+        max_call_s=args.max_call_seconds + 120,
+    )
+    bot = Bot(
+        BotConfig(pack=args.pack, asr=args.asr, vad=args.vad, voice=args.voice, call=call_config)
+    )
+    caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
+    sinks = [JsonFileSink(args.transcript)] if args.transcript else []
+    observer = _live_printer() if args.realtime and not args.quiet else None
+    try:
+        record = asyncio.run(
+            bot.run_call(
+                caller,
+                realtime=args.realtime,
+                sinks=sinks,
+                observer=observer,
+                caller_audio=str(args.caller),
+            )
+        )
+    finally:
+        bot.close()
+    if args.out:
+        write_wav_atomic(args.out, caller.stereo(), SAMPLE_RATE)
+    if not args.quiet:
+        print(format_transcript(record))
+        latencies = record.summary()["voice_to_voice_ms"]
+        if latencies:
+            print(
+                f"voice-to-voice: median {latencies[len(latencies) // 2]:.0f} ms "
+                f"over {len(latencies)} replies"
+            )
+        for path in filter(None, (args.out, args.transcript)):
+            print(f"wrote {path}")
+    return 0
+
+
+def _live_printer():
+    """Prints partial and final transcripts as they happen (real-time calls)."""
+
+    def show(kind: str, event: object) -> None:
+        if kind == "partial" and getattr(event, "text", ""):
+            print(f"  ... {event.text}", flush=True)
+        elif kind == "final":
+            print(f"  caller: {event.text or '<' + str(event.dropped) + '>'}", flush=True)
+        elif kind == "bot_turn":
+            print(f"  bot:    {event.text}", flush=True)
+        elif kind == "barge_in":
+            print("  (caller barged in: bot stopped)", flush=True)
+
+    return show
+
+
+if __name__ == "__main__":
+    sys.exit(main())

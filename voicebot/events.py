@@ -1,0 +1,131 @@
+"""Typed events passed one way between pipeline stages.
+
+Times (``t``, ``start``, ``end``...) are seconds of *call time*: audio time since the call
+started, the clock every stage and every transcript shares. In a real-time call it tracks the
+wall clock; in a fast simulated call it is advanced by the audio itself (see
+``voicebot.pipeline.scheduler``).
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """20 ms of caller audio, 16 kHz mono PCM16, starting at call time ``t``."""
+
+    pcm: np.ndarray
+    t: float
+
+
+class LineState(StrEnum):
+    """What the bot is doing, as a caller on the line would perceive it."""
+
+    LISTENING = "listening"  # the bot waits for the caller
+    THINKING = "thinking"  # the caller finished; the reply is being prepared
+    SPEAKING = "speaking"  # bot audio is playing
+
+
+@dataclass(frozen=True)
+class BotFrame:
+    """20 ms of bot audio (16 kHz mono PCM16; silence when the bot is quiet) at call time ``t``."""
+
+    pcm: np.ndarray
+    t: float
+    state: LineState
+
+
+# --- VAD / endpointing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The caller started talking; ``t`` is the first voiced frame."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """The caller has been quiet for a short while: a good moment for a speculative final."""
+
+    end: float  # end of the last voiced frame
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """End of the caller's turn: the silence timeout elapsed after ``end``."""
+
+    start: float
+    end: float  # end of the last voiced frame
+    voiced_s: float  # seconds of voiced frames in the turn (noise bursts are short)
+
+
+# --- ASR ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the recognizer heard in one stretch of audio, with its confidence.
+
+    ``dropped`` names the guard that rejected the text (silence, noise, a Whisper
+    hallucination); a dropped transcript must not be answered.
+    """
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    audio_s: float
+    compute_s: float
+    dropped: str | None = None
+    raw_text: str = ""
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / self.audio_s if self.audio_s else 0.0
+
+
+@dataclass(frozen=True)
+class CallerTurn:
+    """A complete caller utterance handed to the dialog stage."""
+
+    text: str
+    transcript: Transcript
+    start: float
+    end: float
+
+
+# --- Dialog ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    """A classifier's decision: ``intent`` is ``out_of_scope`` when nothing fits well enough."""
+
+    intent: str
+    confidence: float
+    margin: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says next. ``end_call`` hangs up once it has been spoken."""
+
+    text: str
+    kind: str  # greeting | answer | fallback | reprompt | farewell
+    intent: IntentResult | None = None
+    end_call: bool = False
+
+
+# --- TTS ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """Synthesized audio for one sentence of a reply (16 kHz mono PCM16)."""
+
+    text: str
+    pcm: np.ndarray

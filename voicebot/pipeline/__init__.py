@@ -1,0 +1,1 @@
+"""The call pipeline: scheduler (call clock), playout, session (turn-taking), record."""

@@ -1,0 +1,87 @@
+"""The process-wide bot: models loaded once, shared by every call it runs."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voicebot.asr import make_asr
+from voicebot.audio.frames import SAMPLE_RATE
+from voicebot.dialog.embedding_classifier import EmbeddingClassifier, SentenceEmbedder
+from voicebot.dialog.pack import load_pack
+from voicebot.dialog.templated import TemplatedDialog
+from voicebot.pipeline.record import CallRecord, RecordSink
+from voicebot.pipeline.scheduler import Scheduler
+from voicebot.pipeline.session import CallConfig, CallSession, Observer
+from voicebot.transports.base import Transport
+from voicebot.tts import make_tts
+from voicebot.vad import make_vad
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    pack: str = "bank"
+    asr: str = "tiny.en"
+    vad: str = "webrtc"
+    voice: str = "joe"
+    embeddings: str = "minilm"
+    workers: int = 2  # model-compute threads shared by all calls
+    call: CallConfig = field(default_factory=CallConfig)
+
+
+class Bot:
+    """Loads the models of ``config`` (seconds) and runs calls with them."""
+
+    def __init__(self, config: BotConfig | None = None) -> None:
+        self.config = config or BotConfig()
+        make_vad(self.config.vad)  # fail at start-up, not in the first call
+        self.pack = load_pack(self.config.pack)
+        self.asr = make_asr(self.config.asr)
+        self.tts = make_tts(self.config.voice)
+        self.classifier = EmbeddingClassifier(self.pack, SentenceEmbedder(self.config.embeddings))
+        self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="voicebot")
+        self._warm_up()
+        log.info("bot ready: pack=%s asr=%s", self.pack.name, self.asr.name)
+
+    def _warm_up(self) -> None:
+        """Run each model once: first inferences are several times slower (allocations,
+        kernel selection), and that cost belongs to start-up, not to the first caller."""
+        self.asr.transcribe(np.zeros(SAMPLE_RATE, np.float32))
+        for _ in self.tts.synthesize("Hello."):
+            pass
+        self.classifier.classify("hello")
+
+    async def run_call(
+        self,
+        transport: Transport,
+        *,
+        realtime: bool,
+        sinks: list[RecordSink] | None = None,
+        observer: Observer | None = None,
+        caller_audio: str | None = None,
+    ) -> CallRecord:
+        """Run one call over ``transport``; returns its transcript record."""
+        record = CallRecord(
+            pack=self.pack.name,
+            asr_model=self.asr.name,
+            tts_voice=self.tts.name,
+            caller_audio=caller_audio,
+        )
+        session = CallSession(
+            asr=self.asr,
+            tts=self.tts,
+            vad=make_vad(self.config.vad),
+            dialog=TemplatedDialog(self.pack, self.classifier),
+            scheduler=Scheduler(self._executor, realtime=realtime),
+            record=record,
+            config=self.config.call,
+            sinks=sinks,
+            observer=observer,
+        )
+        return await session.run(transport)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

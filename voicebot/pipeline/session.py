@@ -1,0 +1,406 @@
+"""One call: caller frames in -> VAD -> ASR -> dialog -> TTS -> bot frames out.
+
+The session is a single loop over 20 ms ticks. Each tick it (1) takes the worker results
+that are ready by now, (2) feeds the caller frame to the VAD and endpointer, and (3) sends
+one bot frame. Model compute never runs on the event loop: ASR, dialog and TTS are jobs on
+the ``Scheduler``, whose results come back stamped with the call time they are ready.
+
+Turn-taking policy, in one place:
+- partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time);
+- a speculative final after a short pause, reused when the silence timeout confirms the turn
+  ended, so the recognizer works while we wait to be sure;
+- barge-in: caller speech while the bot talks (or is about to) stops the bot at once; the
+  transcript keeps only what the caller heard;
+- silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call.
+"""
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voicebot.asr.base import ASR
+from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
+from voicebot.audio.pcm import pcm16_to_float
+from voicebot.dialog.base import Dialog
+from voicebot.events import (
+    AudioFrame,
+    BotFrame,
+    CallerTurn,
+    LineState,
+    Reply,
+    SpeechChunk,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    Transcript,
+)
+from voicebot.pipeline.playout import BotUtterance, Playout
+from voicebot.pipeline.record import CallRecord, RecordSink, Turn
+from voicebot.pipeline.scheduler import Completion, Job, Scheduler
+from voicebot.transports.base import Transport
+from voicebot.tts.base import TTS
+from voicebot.vad.base import VAD
+from voicebot.vad.endpointer import Endpointer, EndpointerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+    partial_interval_s: float = 1.0  # 0 disables partial transcripts
+    preroll_s: float = 0.3  # audio kept from before the detected speech start
+    no_input_timeout_s: float = 6.0
+    max_call_s: float = 900.0
+
+
+@dataclass(eq=False)
+class _Hearing:
+    """The caller turn being heard, from the first voiced frame until it is answered."""
+
+    speech_start: float
+    audio_start: float  # includes pre-roll before the detected start
+    audio: list[np.ndarray]
+    last_partial: float
+    speech_end: float | None = None
+    endpoint: float | None = None
+    partial_job: Job | None = None
+    eager_job: Job | None = None
+    eager_end: float | None = None  # speech end the eager job was cut at
+    eager_result: tuple[Transcript, float] | None = None  # (transcript, ready time)
+    final_job: Job | None = None
+    superseded: bool = False  # the caller spoke again before this turn was answered
+
+    def samples(self, until: float | None = None) -> np.ndarray:
+        pcm = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
+        if until is not None:
+            pcm = pcm[: max(0, round((until - self.audio_start) * SAMPLE_RATE))]
+        return pcm16_to_float(pcm)
+
+
+Observer = Callable[[str, object], None]
+
+
+class CallSession:
+    """Runs one call over a transport; models are shared, VAD and dialog are per call."""
+
+    def __init__(
+        self,
+        *,
+        asr: ASR,
+        tts: TTS,
+        vad: VAD,
+        dialog: Dialog,
+        scheduler: Scheduler,
+        record: CallRecord,
+        config: CallConfig | None = None,
+        sinks: list[RecordSink] | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.config = config or CallConfig()
+        self.record = record
+        self._asr, self._tts, self._vad, self._dialog = asr, tts, vad, dialog
+        self._jobs = scheduler
+        self._sinks = sinks or []
+        self._observer = observer or (lambda kind, event: None)
+        self._endpointer = Endpointer(self.config.endpointer)
+        self._playout = Playout()
+        ep = self.config.endpointer
+        self._recent: deque[np.ndarray] = deque(
+            maxlen=round((self.config.preroll_s + ep.start_ms / 1000) / FRAME_S)
+        )
+        self._hearing: _Hearing | None = None
+        self._awaiting: list[_Hearing] = []  # ended turns waiting for their final transcript
+        self._carry_text = ""  # superseded caller text, prepended to the next turn
+        self._pending: list[BotUtterance] = []  # replies being written or synthesized
+        self._listening_since: float | None = None
+        self._ended = False
+        self._now = 0.0
+
+    # --- main loop ---------------------------------------------------------------------
+
+    async def run(self, transport: Transport) -> CallRecord:
+        """Run the call until the bot hangs up, the caller hangs up, or the time limit."""
+        self._transport = transport
+        self._ask_dialog("greet", self._dialog.greet)
+        try:
+            while not self._ended:
+                frame = await transport.receive()
+                if frame is None:
+                    self._finish("caller")
+                    break
+                self._now = frame.t
+                for completion in await self._jobs.collect(frame.t):
+                    self._on_completion(completion)
+                self._now = frame.t + FRAME_S  # the caller frame is complete at its end
+                await self._on_caller_frame(frame)
+                await self._send_bot_frame(frame.t)
+                if frame.t >= self.config.max_call_s:
+                    self._finish("timeout")
+        except BaseException:
+            self._finish("error")
+            raise
+        finally:
+            self._jobs.cancel_all()
+        return self.record
+
+    def _finish(self, ended_by: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.record.ended_by = ended_by
+        for utterance in self._playout.clear(self._now):
+            self._close_bot_turn(utterance)
+        self._persist()
+
+    # --- caller side -------------------------------------------------------------------
+
+    async def _on_caller_frame(self, frame: AudioFrame) -> None:
+        self._recent.append(frame.pcm)
+        if self._hearing is not None:
+            self._hearing.audio.append(frame.pcm)
+        event = self._endpointer.push(frame.t, self._vad.speech_prob(frame.pcm))
+        if isinstance(event, SpeechStarted):
+            await self._on_speech_started(event)
+        elif isinstance(event, SpeechPaused):
+            self._on_speech_paused(event)
+        elif isinstance(event, SpeechEnded):
+            self._on_speech_ended(event)
+        self._maybe_partial()
+
+    async def _on_speech_started(self, event: SpeechStarted) -> None:
+        audio_start = self._now - len(self._recent) * FRAME_S
+        self._hearing = _Hearing(event.t, audio_start, list(self._recent), last_partial=self._now)
+        self._observer("speech_started", event)
+        for earlier in self._awaiting:
+            earlier.superseded = True
+        if self._playout.current is not None or self._pending:
+            await self._barge_in(event)
+
+    async def _barge_in(self, event: SpeechStarted) -> None:
+        """Caller speech while the bot talks or is about to: stop the bot now."""
+        stopped_at = self._now
+        cut = self._playout.clear(stopped_at)
+        for utterance in self._pending:
+            utterance.interrupted = True
+            utterance.ended = stopped_at
+            if utterance.tts_job is not None:
+                utterance.tts_job.cancel()
+        for utterance in {id(u): u for u in cut + self._pending}.values():
+            self._close_bot_turn(utterance)
+        self._pending = []
+        if any(u.first_audio is not None for u in cut):
+            self.record.barge_ins.append(
+                {
+                    "speech_start": round(event.t, 3),
+                    "bot_stopped": round(stopped_at, 3),
+                    "latency_ms": round((stopped_at - event.t) * 1000, 1),
+                }
+            )
+            self._observer("barge_in", event)
+            await self._transport.interrupt()
+
+    def _on_speech_paused(self, event: SpeechPaused) -> None:
+        hearing = self._hearing
+        if hearing is None:
+            return
+        if hearing.eager_job is not None:
+            hearing.eager_job.cancel()
+        hearing.eager_end = event.end
+        hearing.eager_result = None
+        hearing.eager_job = self._transcribe("eager", hearing, event.end)
+
+    def _on_speech_ended(self, event: SpeechEnded) -> None:
+        hearing, self._hearing = self._hearing, None
+        if hearing is None:
+            return
+        for job in (hearing.partial_job, hearing.eager_job):
+            if job is not None and (job is not hearing.eager_job or hearing.eager_end != event.end):
+                job.cancel()
+        if self._endpointer.is_noise(event):
+            if hearing.eager_job is not None:
+                hearing.eager_job.cancel()
+            self._observer("noise", event)
+            return
+        hearing.speech_end, hearing.endpoint = event.end, self._now
+        self._awaiting.append(hearing)
+        if hearing.eager_job is None or hearing.eager_end != event.end:
+            hearing.final_job = self._transcribe("final", hearing, event.end)
+        elif hearing.eager_result is not None:
+            self._on_final(hearing, *hearing.eager_result)  # the speculation was right
+        else:
+            hearing.final_job = hearing.eager_job  # nothing was said since: wait for it
+
+    def _maybe_partial(self) -> None:
+        hearing, interval = self._hearing, self.config.partial_interval_s
+        if hearing is None or interval <= 0:
+            return
+        for job in (hearing.partial_job, hearing.eager_job):
+            if job is not None and not job.finished and not job.cancelled:
+                return  # one recognition at a time per call: partials must not delay finals
+        if self._now - hearing.last_partial >= interval:
+            hearing.last_partial = self._now
+            hearing.partial_job = self._transcribe("partial", hearing, None)
+
+    def _transcribe(self, kind: str, hearing: _Hearing, until: float | None) -> Job:
+        # A little audio after the last voiced frame keeps word endings intact.
+        audio = hearing.samples(None if until is None else until + 0.15)
+        return self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio), tag=hearing)
+
+    # --- worker results ----------------------------------------------------------------
+
+    def _on_completion(self, completion: Completion) -> None:
+        if completion.error is not None:
+            raise completion.error
+        kind, tag = completion.job.kind, completion.job.tag
+        if kind == "partial":
+            self._observer("partial", completion.value)
+        elif kind in ("eager", "final") and completion.job is tag.final_job:
+            self._on_final(tag, completion.value, completion.ready)
+        elif kind == "eager" and completion.job is tag.eager_job:
+            tag.eager_result = (completion.value, completion.ready)
+        elif kind in ("greet", "respond", "no_input"):
+            self._on_reply(tag, completion.value, completion.ready)
+        elif kind == "tts":
+            self._on_speech_chunk(tag, completion.value, completion.last)
+
+    def _on_final(self, hearing: _Hearing, transcript: Transcript, ready: float) -> None:
+        self._awaiting.remove(hearing)
+        assert hearing.speech_end is not None and hearing.endpoint is not None
+        turn = Turn(
+            role="caller",
+            text=transcript.text,
+            start=round(hearing.speech_start, 3),
+            end=round(hearing.speech_end, 3),
+            asr={
+                "avg_logprob": round(transcript.avg_logprob, 4),
+                "no_speech_prob": round(transcript.no_speech_prob, 4),
+                "rtf": round(transcript.rtf, 4),
+                "raw_text": transcript.raw_text,
+            },
+            dropped=transcript.dropped,
+            timings={
+                "speech_start": round(hearing.speech_start, 3),
+                "speech_end": round(hearing.speech_end, 3),
+                "endpoint": round(hearing.endpoint, 3),
+                "asr_final": round(max(ready, hearing.endpoint), 3),
+            },
+        )
+        self.record.turns.append(turn)
+        self._persist()
+        self._observer("final", transcript)
+        if transcript.dropped:
+            return
+        text = f"{self._carry_text} {transcript.text}".strip()
+        if hearing.superseded:
+            self._carry_text = text  # the caller went on talking: answer the whole thing
+            return
+        self._carry_text = ""
+        caller_turn = CallerTurn(text, transcript, hearing.speech_start, hearing.speech_end)
+        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn)
+
+    def _ask_dialog(self, kind: str, fn: Callable[[], Reply], caller: Turn | None = None) -> None:
+        utterance = BotUtterance(reply=Reply("", kind="pending"), caller=caller)
+        self._pending.append(utterance)
+        self._jobs.submit(kind, self._now, fn, tag=utterance)
+
+    def _on_reply(self, utterance: BotUtterance, reply: Reply, ready: float) -> None:
+        if utterance.interrupted:
+            return
+        utterance.reply = reply
+        if utterance.caller is not None:
+            if reply.intent is not None:
+                utterance.caller.intent = reply.intent.intent
+                utterance.caller.confidence = round(reply.intent.confidence, 4)
+                utterance.caller.margin = round(reply.intent.margin, 4)
+            utterance.caller.timings["reply_ready"] = round(ready, 3)
+            self._persist()
+        self._observer("reply", reply)
+        self._playout.add(utterance)
+        utterance.tts_job = self._jobs.submit_stream(
+            "tts", ready, lambda: self._tts.synthesize(reply.text), tag=utterance
+        )
+
+    def _on_speech_chunk(self, utterance: BotUtterance, chunk: SpeechChunk, last: bool) -> None:
+        if utterance.interrupted:
+            return
+        if chunk is not None:
+            self._playout.push_chunk(utterance, chunk)
+        if last:
+            utterance.synthesized = True
+            self._pending.remove(utterance)
+
+    # --- bot side ----------------------------------------------------------------------
+
+    async def _send_bot_frame(self, t: float) -> None:
+        tick = self._playout.next_frame(t)
+        for utterance in tick.started:
+            self._on_first_audio(utterance)
+        for utterance in tick.finished:
+            self._close_bot_turn(utterance)
+            if utterance.reply.end_call:
+                self._finish("bot")
+        self._update_listening()
+        await self._transport.send(BotFrame(tick.pcm, t, self._line_state()))
+
+    def _on_first_audio(self, utterance: BotUtterance) -> None:
+        caller = utterance.caller
+        if caller is None or utterance.first_audio is None:
+            return
+        caller.timings["first_audio"] = round(utterance.first_audio, 3)
+        caller.timings["voice_to_voice_ms"] = round(
+            (utterance.first_audio - caller.timings["speech_end"]) * 1000, 1
+        )
+        self._persist()
+
+    def _close_bot_turn(self, utterance: BotUtterance) -> None:
+        """Record what the caller heard of a reply (nothing, part, or all of it)."""
+        if utterance.reply.kind == "pending":
+            return  # cut off before the dialog even answered: nothing to record
+        spoken = utterance.spoken_text() if utterance.interrupted else utterance.reply.text
+        ended = utterance.ended if utterance.ended is not None else self._now
+        start = utterance.first_audio if utterance.first_audio is not None else ended
+        turn = Turn(
+            role="bot",
+            text=spoken,
+            start=round(start, 3),
+            end=round(ended, 3),
+            kind=utterance.reply.kind,
+            interrupted=utterance.interrupted,
+            planned_text=utterance.reply.text if spoken != utterance.reply.text else None,
+        )
+        if utterance.caller is not None:
+            turn.intent = utterance.caller.intent
+            if "voice_to_voice_ms" in utterance.caller.timings:
+                turn.timings["voice_to_voice_ms"] = utterance.caller.timings["voice_to_voice_ms"]
+        self.record.turns.append(turn)
+        self._persist()
+        self._observer("bot_turn", turn)
+
+    def _line_state(self) -> LineState:
+        if self._playout.has_audio:
+            return LineState.SPEAKING
+        if self._idle() and self._hearing is None:
+            return LineState.LISTENING
+        return LineState.THINKING if self._hearing is None else LineState.LISTENING
+
+    def _idle(self) -> bool:
+        return not (self._pending or self._awaiting or self._playout.current is not None)
+
+    def _update_listening(self) -> None:
+        """Re-prompt after ``no_input_timeout_s`` of the bot waiting on a silent caller."""
+        if self._ended or self._hearing is not None or not self._idle():
+            self._listening_since = None
+        elif self._listening_since is None:
+            self._listening_since = self._now
+        elif self._now - self._listening_since >= self.config.no_input_timeout_s:
+            self._listening_since = None
+            self._ask_dialog("no_input", self._dialog.no_input)
+
+    def _persist(self) -> None:
+        self.record.duration_s = max(self.record.duration_s, round(self._now, 3))
+        for sink in self._sinks:
+            sink.update(self.record)

@@ -1,0 +1,25 @@
+"""The transport protocol: how caller audio reaches a call and bot audio leaves it."""
+
+from typing import Protocol
+
+from voicebot.events import AudioFrame, BotFrame
+
+
+class Transport(Protocol):
+    """One call's line. Frames are 20 ms, 16 kHz mono PCM16; conversion happens inside.
+
+    The call reads one caller frame and writes one bot frame per tick, so a transport that
+    paces its input (a phone line, a real-time simulation) paces the whole call.
+    """
+
+    async def receive(self) -> AudioFrame | None:
+        """The next caller frame, or None once the caller has hung up."""
+        ...
+
+    async def send(self, frame: BotFrame) -> None:
+        """Play one bot frame (silence while the bot is quiet)."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Barge-in: drop any bot audio the far end still has buffered."""
+        ...

@@ -1,0 +1,81 @@
+"""Endpointing: turns per-frame speech probabilities into caller turns.
+
+A turn starts after ``start_ms`` of consecutive speech (so a click or a cough does not
+interrupt the bot) and ends after ``silence_timeout_ms`` of silence. In between, the first
+``eager_ms`` of silence raises ``SpeechPaused`` so the pipeline can transcribe speculatively
+while it waits to be sure the caller has finished: that hides most of the ASR time inside the
+silence timeout.
+"""
+
+from dataclasses import dataclass
+
+from voicebot.audio.frames import FRAME_MS, FRAME_S
+from voicebot.events import SpeechEnded, SpeechPaused, SpeechStarted
+
+EndpointEvent = SpeechStarted | SpeechPaused | SpeechEnded
+
+
+@dataclass(frozen=True)
+class EndpointerConfig:
+    threshold: float = 0.5  # speech probability above which a frame counts as speech
+    start_ms: int = 100  # consecutive speech that opens a turn (and barges in)
+    silence_timeout_ms: int = 600  # trailing silence that closes a turn
+    eager_ms: int = 200  # trailing silence that triggers a speculative transcription
+    min_voiced_ms: int = 200  # turns with less voiced audio are noise, not speech
+
+    def __post_init__(self) -> None:
+        for name in ("start_ms", "silence_timeout_ms", "eager_ms"):
+            if getattr(self, name) < FRAME_MS:
+                raise ValueError(f"{name} must be at least one frame ({FRAME_MS} ms)")
+        if self.eager_ms >= self.silence_timeout_ms:
+            raise ValueError("eager_ms must be shorter than silence_timeout_ms")
+
+
+class Endpointer:
+    """Per-call state machine fed one probability per 20 ms frame."""
+
+    def __init__(self, config: EndpointerConfig | None = None) -> None:
+        self.config = config or EndpointerConfig()
+        self._start_frames = self.config.start_ms // FRAME_MS
+        self._eager_frames = self.config.eager_ms // FRAME_MS
+        self._end_frames = self.config.silence_timeout_ms // FRAME_MS
+        self.in_speech = False
+        self._run = 0  # consecutive speech frames while idle, silence frames while in speech
+        self._turn_start = 0.0
+        self._last_voiced_end = 0.0
+        self._voiced_frames = 0
+
+    def push(self, t: float, prob: float) -> EndpointEvent | None:
+        """Feed the frame starting at call time ``t``; returns the event it completes, if any."""
+        voiced = prob >= self.config.threshold
+        if not self.in_speech:
+            self._run = self._run + 1 if voiced else 0
+            if self._run < self._start_frames:
+                return None
+            self.in_speech = True
+            self._turn_start = t - (self._run - 1) * FRAME_S
+            self._voiced_frames = self._run
+            self._last_voiced_end = t + FRAME_S
+            self._run = 0
+            return SpeechStarted(t=self._turn_start)
+        if voiced:
+            self._run = 0
+            self._voiced_frames += 1
+            self._last_voiced_end = t + FRAME_S
+            return None
+        self._run += 1
+        if self._run == self._eager_frames:
+            return SpeechPaused(end=self._last_voiced_end)
+        if self._run < self._end_frames:
+            return None
+        self.in_speech = False
+        self._run = 0
+        return SpeechEnded(
+            start=self._turn_start,
+            end=self._last_voiced_end,
+            voiced_s=self._voiced_frames * FRAME_S,
+        )
+
+    def is_noise(self, ended: SpeechEnded) -> bool:
+        """True when a closed turn had too little voiced audio to be worth transcribing."""
+        return ended.voiced_s * 1000 < self.config.min_voiced_ms
