@@ -92,7 +92,11 @@ def bench_calls(bot: Bot, realtime: bool) -> dict:
             [CallerSegment(load_audio(path), Cue.BOT_DONE, 0.3)], realtime=realtime
         )
         record = asyncio.run(bot.run_call(caller, realtime=realtime, caller_audio=path.name))
-        turns += [t.timings for t in record.turns if "voice_to_voice_ms" in t.timings]
+        turns += [
+            t.timings
+            for t in record.turns
+            if t.role == "caller" and "voice_to_voice_ms" in t.timings
+        ]
     v2v = [t["voice_to_voice_ms"] for t in turns]
 
     def stage(a: str, b: str) -> float:

@@ -24,7 +24,7 @@ def test_turn_start_pause_and_end():
     assert start.t == pytest.approx(0.2)  # first voiced frame, not when it was confirmed
     assert i0 == 14  # confirmed after 100 ms of speech
     assert pause.end == pytest.approx(1.2)
-    assert i2 - 60 == 29  # 30 silent frames = 600 ms
+    assert i2 - 60 == 24  # 25 silent frames = 500 ms
     assert end.start == pytest.approx(0.2) and end.end == pytest.approx(1.2)
     assert end.voiced_s == pytest.approx(1.0)
 
@@ -45,7 +45,7 @@ def test_clicks_do_not_start_a_turn():
 
 def test_silence_timeout_is_configurable():
     endpointer = Endpointer(EndpointerConfig(silence_timeout_ms=1000))
-    events = feed(endpointer, "1" * 20 + "0" * 49)
+    events = feed(endpointer, "1" * 20 + "0" * 49)  # 980 ms of silence
     assert not any(isinstance(e, SpeechEnded) for _, e in events)
     assert isinstance(endpointer.push(69 * 0.02, 0.0), SpeechEnded)
 
@@ -69,10 +69,13 @@ def test_real_vads_tell_speech_from_silence(name, caller_audio):
     pcm = (speech * 32767).astype(np.int16)
     frames = [pcm[i : i + 320] for i in range(0, len(pcm) - 320, 320)]
     probs = [vad.speech_prob(f) for f in frames]
-    vad.reset()
-    silent = [vad.speech_prob(np.zeros(320, np.int16)) for _ in range(50)]
+    after = [vad.speech_prob(np.zeros(320, np.int16)) for _ in range(50)]
+    fresh = make_vad(name)
+    silent = [fresh.speech_prob(np.zeros(320, np.int16)) for _ in range(50)]
     assert np.mean(np.array(probs) > 0.5) > 0.5
     assert max(silent) < 0.5
+    # Detectors may hold "speech" for a few frames after it stops (hangover), not 0.5 s.
+    assert max(after[25:]) < 0.5
 
 
 def test_unknown_vad():

@@ -65,7 +65,7 @@ def _register_call(commands: argparse._SubParsersAction) -> None:
     call.add_argument(
         "--realtime", action="store_true", help="pace the call in real time (default: fast)"
     )
-    call.add_argument("--silence-timeout-ms", type=int, default=600, help="end-of-turn silence")
+    call.add_argument("--silence-timeout-ms", type=int, default=500, help="end-of-turn silence")
     call.add_argument("--max-call-seconds", type=float, default=900.0)
     call.add_argument("--quiet", action="store_true", help="do not print the transcript")
     call.set_defaults(func=_run_call)

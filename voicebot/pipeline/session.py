@@ -47,6 +47,9 @@ from voicebot.vad.endpointer import Endpointer, EndpointerConfig
 
 log = logging.getLogger(__name__)
 
+# Audio kept after the last voiced frame when transcribing: keeps word endings intact.
+_TAIL_S = 0.15
+
 
 @dataclass(frozen=True)
 class CallConfig:
@@ -55,6 +58,16 @@ class CallConfig:
     preroll_s: float = 0.3  # audio kept from before the detected speech start
     no_input_timeout_s: float = 6.0
     max_call_s: float = 900.0
+
+
+@dataclass(eq=False)
+class _Recognition:
+    """One transcription job over a turn's audio, cut at call time ``audio_end``."""
+
+    hearing: "_Hearing"
+    job: Job
+    audio_end: float
+    result: tuple[Transcript, float] | None = None  # (transcript, ready time)
 
 
 @dataclass(eq=False)
@@ -67,17 +80,15 @@ class _Hearing:
     last_partial: float
     speech_end: float | None = None
     endpoint: float | None = None
-    partial_job: Job | None = None
-    eager_job: Job | None = None
-    eager_end: float | None = None  # speech end the eager job was cut at
-    eager_result: tuple[Transcript, float] | None = None  # (transcript, ready time)
-    final_job: Job | None = None
+    partial: _Recognition | None = None
+    speculative: _Recognition | None = None  # started in a pause; valid if nothing follows
+    speculative_end: float | None = None  # the speech end it was started for
+    final: _Recognition | None = None
     superseded: bool = False  # the caller spoke again before this turn was answered
 
-    def samples(self, until: float | None = None) -> np.ndarray:
+    def samples(self, until: float) -> np.ndarray:
         pcm = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
-        if until is not None:
-            pcm = pcm[: max(0, round((until - self.audio_start) * SAMPLE_RATE))]
+        pcm = pcm[: max(0, round((until - self.audio_start) * SAMPLE_RATE))]
         return pcm16_to_float(pcm)
 
 
@@ -204,51 +215,63 @@ class CallSession:
             await self._transport.interrupt()
 
     def _on_speech_paused(self, event: SpeechPaused) -> None:
+        """Transcribe speculatively: if the caller stays quiet, this becomes the final."""
         hearing = self._hearing
         if hearing is None:
             return
-        if hearing.eager_job is not None:
-            hearing.eager_job.cancel()
-        hearing.eager_end = event.end
-        hearing.eager_result = None
-        hearing.eager_job = self._transcribe("eager", hearing, event.end)
+        if hearing.speculative is not None and hearing.speculative is not hearing.partial:
+            hearing.speculative.job.cancel()
+        partial = hearing.partial
+        if (
+            partial is not None
+            and not partial.job.cancelled
+            and partial.audio_end >= event.end + 0.1
+        ):
+            hearing.speculative = partial  # a partial started after the last word covers it all
+        else:
+            hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
+        hearing.speculative_end = event.end
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         hearing, self._hearing = self._hearing, None
         if hearing is None:
             return
-        for job in (hearing.partial_job, hearing.eager_job):
-            if job is not None and (job is not hearing.eager_job or hearing.eager_end != event.end):
-                job.cancel()
+        speculation_holds = hearing.speculative is not None and hearing.speculative_end == event.end
+        for recognition in (hearing.partial, hearing.speculative):
+            if recognition is not None and not (
+                speculation_holds and recognition is hearing.speculative
+            ):
+                recognition.job.cancel()
         if self._endpointer.is_noise(event):
-            if hearing.eager_job is not None:
-                hearing.eager_job.cancel()
+            if hearing.speculative is not None:
+                hearing.speculative.job.cancel()
             self._observer("noise", event)
             return
         hearing.speech_end, hearing.endpoint = event.end, self._now
         self._awaiting.append(hearing)
-        if hearing.eager_job is None or hearing.eager_end != event.end:
-            hearing.final_job = self._transcribe("final", hearing, event.end)
-        elif hearing.eager_result is not None:
-            self._on_final(hearing, *hearing.eager_result)  # the speculation was right
-        else:
-            hearing.final_job = hearing.eager_job  # nothing was said since: wait for it
+        if not speculation_holds:
+            hearing.final = self._transcribe("final", hearing, event.end + _TAIL_S)
+            return
+        hearing.final = hearing.speculative
+        if hearing.final.result is not None:
+            self._on_final(hearing, *hearing.final.result)  # the speculation was right
 
     def _maybe_partial(self) -> None:
         hearing, interval = self._hearing, self.config.partial_interval_s
-        if hearing is None or interval <= 0:
+        if hearing is None or interval <= 0 or self._endpointer.paused:
             return
-        for job in (hearing.partial_job, hearing.eager_job):
-            if job is not None and not job.finished and not job.cancelled:
+        for recognition in (hearing.partial, hearing.speculative):
+            if recognition is not None and not recognition.job.finished:
                 return  # one recognition at a time per call: partials must not delay finals
         if self._now - hearing.last_partial >= interval:
             hearing.last_partial = self._now
-            hearing.partial_job = self._transcribe("partial", hearing, None)
+            hearing.partial = self._transcribe("partial", hearing, self._now)
 
-    def _transcribe(self, kind: str, hearing: _Hearing, until: float | None) -> Job:
-        # A little audio after the last voiced frame keeps word endings intact.
-        audio = hearing.samples(None if until is None else until + 0.15)
-        return self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio), tag=hearing)
+    def _transcribe(self, kind: str, hearing: _Hearing, until: float) -> _Recognition:
+        audio = hearing.samples(until)
+        job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio))
+        job.tag = _Recognition(hearing, job, until)
+        return job.tag
 
     # --- worker results ----------------------------------------------------------------
 
@@ -256,12 +279,12 @@ class CallSession:
         if completion.error is not None:
             raise completion.error
         kind, tag = completion.job.kind, completion.job.tag
-        if kind == "partial":
-            self._observer("partial", completion.value)
-        elif kind in ("eager", "final") and completion.job is tag.final_job:
-            self._on_final(tag, completion.value, completion.ready)
-        elif kind == "eager" and completion.job is tag.eager_job:
-            tag.eager_result = (completion.value, completion.ready)
+        if isinstance(tag, _Recognition):
+            tag.result = (completion.value, completion.ready)
+            if kind == "partial":
+                self._observer("partial", completion.value)
+            if tag is tag.hearing.final:
+                self._on_final(tag.hearing, completion.value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
             self._on_reply(tag, completion.value, completion.ready)
         elif kind == "tts":

@@ -19,8 +19,8 @@ EndpointEvent = SpeechStarted | SpeechPaused | SpeechEnded
 class EndpointerConfig:
     threshold: float = 0.5  # speech probability above which a frame counts as speech
     start_ms: int = 100  # consecutive speech that opens a turn (and barges in)
-    silence_timeout_ms: int = 600  # trailing silence that closes a turn
-    eager_ms: int = 200  # trailing silence that triggers a speculative transcription
+    silence_timeout_ms: int = 500  # trailing silence that closes a turn
+    eager_ms: int = 160  # trailing silence that triggers a speculative transcription
     min_voiced_ms: int = 200  # turns with less voiced audio are noise, not speech
 
     def __post_init__(self) -> None:
@@ -44,6 +44,11 @@ class Endpointer:
         self._turn_start = 0.0
         self._last_voiced_end = 0.0
         self._voiced_frames = 0
+
+    @property
+    def paused(self) -> bool:
+        """In a turn, and silent for at least ``eager_ms``: the caller may have finished."""
+        return self.in_speech and self._run >= self._eager_frames
 
     def push(self, t: float, prob: float) -> EndpointEvent | None:
         """Feed the frame starting at call time ``t``; returns the event it completes, if any."""
