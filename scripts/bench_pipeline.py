@@ -24,7 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from voicebot.asr import make_asr
-from voicebot.audio.io import load_audio
+from voicebot.audio.io import load_audio, write_wav_atomic
+from voicebot.audio.pcm import float_to_pcm16
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.tts.caller_voice import render_caller
@@ -41,6 +42,18 @@ PHRASES = [
     "when is my next payment due",
     "I'd like to update my address because I moved to a new apartment last month",
 ]
+
+
+def caller_clips(tts: PiperTTS, folder: Path) -> list[np.ndarray]:
+    """The benchmark's caller phrases, rendered once and reused: Piper samples noise, so
+    re-rendering would change the audio (and the figures) between runs."""
+    clips = []
+    for index, text in enumerate(PHRASES):
+        path = folder / f"{index:02d}.wav"
+        if not path.exists():
+            write_wav_atomic(path, float_to_pcm16(render_caller(tts, text)), 16000)
+        clips.append(load_audio(path))
+    return clips
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tts = PiperTTS()
-    clips = [render_caller(tts, text) for text in PHRASES]
+    clips = caller_clips(tts, args.out.parent / "clips")
     bot = Bot(BotConfig(asr="tiny.en"))
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -26,6 +26,12 @@ CALLS = {
         ("And what's my balance right now?", 12.0),
         ("No, that's all. Thank you, goodbye.", 1.0),
     ],
+    "payment_call": [
+        ("Hi there, um, when is my credit card payment due?", 12.0),
+        ("Okay, I'd like to make a payment today.", 8.0),
+        ("Yes please, from my checking account.", 8.0),
+        ("Great, that's everything. Bye.", 1.0),
+    ],
     "agent_request_call": [
         ("Hello, I was charged twice for the same thing at a restaurant.", 11.0),
         ("This is ridiculous. Can I just talk to a real person please?", 1.0),

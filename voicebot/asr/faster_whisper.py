@@ -1,6 +1,6 @@
 """faster-whisper (CTranslate2): the CPU recognizer, int8 by default."""
 
-import logging
+import os
 import time
 
 import numpy as np
@@ -10,8 +10,6 @@ from voicebot.asr.guards import GuardConfig, collapse_repeats, drop_reason
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
 from voicebot.models import resolve_asr
-
-log = logging.getLogger(__name__)
 
 
 class FasterWhisperASR:
@@ -27,14 +25,17 @@ class FasterWhisperASR:
         *,
         device: str = "cpu",
         compute_type: str = "int8",
-        cpu_threads: int = 0,
+        cpu_threads: int | None = None,
         language: str | None = "en",
         beam_size: int = 1,
         guards: GuardConfig | None = None,
     ) -> None:
         self.name = model
+        # One thread per core: CTranslate2's default (4) oversubscribes small machines and
+        # measured 14% slower on 2 cores (docs/benchmarks.md).
+        threads = cpu_threads if cpu_threads is not None else min(os.cpu_count() or 1, 8)
         self._model = WhisperModel(
-            resolve_asr(model), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            resolve_asr(model), device=device, compute_type=compute_type, cpu_threads=threads
         )
         self._language = language if self._model.model.is_multilingual else "en"
         self._beam_size = beam_size

@@ -14,7 +14,6 @@ Turn-taking policy, in one place:
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call.
 """
 
-import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,8 +43,6 @@ from voicebot.transports.base import Transport
 from voicebot.tts.base import TTS
 from voicebot.vad.base import VAD
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
-
-log = logging.getLogger(__name__)
 
 # Audio kept after the last voiced frame when transcribing: keeps word endings intact.
 _TAIL_S = 0.15
