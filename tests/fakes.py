@@ -59,7 +59,7 @@ def tone(index: int, seconds: float, amplitude: float = 0.3) -> np.ndarray:
 
 
 class BeepTTS:
-    """One chunk per sentence, ``seconds_per_word`` of a 1 kHz beep per word."""
+    """One chunk per sentence, ``seconds_per_word`` of a 1 kHz square wave per word."""
 
     name = "beep"
 
@@ -72,7 +72,9 @@ class BeepTTS:
             time.sleep(self.compute_s)
             n = round(len(sentence.split()) * self.seconds_per_word * SAMPLE_RATE)
             t = np.arange(n) / SAMPLE_RATE
-            yield SpeechChunk(sentence, (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16))
+            # A square wave: no sample is zero, so played audio can be counted exactly.
+            square = np.where(np.sin(2 * np.pi * 1000 * t) >= 0, 8000, -8000)
+            yield SpeechChunk(sentence, square.astype(np.int16))
 
 
 class EchoDialog:

@@ -159,3 +159,25 @@ def test_records_are_persisted_after_every_change():
     assert sink.snapshots[-1] == len(record.turns)
     # The caller turn was saved before the bot's answer to it existed.
     assert 1 in sink.snapshots and 2 in sink.snapshots
+
+
+def test_a_cough_over_the_bot_pauses_it_briefly_then_it_carries_on():
+    cough = tone(0, 0.14)  # long enough to pause the bot (100 ms), too short to be speech
+    segments = [
+        CallerSegment(tone(0, 1.0)),
+        CallerSegment(cough, cue=Cue.BOT_START, delay_s=0.3),
+        CallerSegment(tone(2, 0.8)),
+    ]
+    record, caller = run_call(segments)
+    assert record.barge_ins == []
+    assert len(record.false_interruptions) == 1
+    answer = bot_turns(record)[1]
+    assert not answer.interrupted and answer.text == "You said i lost my card. Anything else"
+    # The bot went quiet while the cough lasted, then finished its sentence: all of its
+    # audio was played, just later.
+    paused_at = round(record.false_interruptions[0] / 0.02)
+    assert not np.concatenate(caller.bot_track[paused_at : paused_at + 3]).any()
+    played = sum(int(np.count_nonzero(f)) for f in caller.bot_track)
+    words = sum(len(t.text.split()) for t in bot_turns(record))
+    assert played == pytest.approx(words * 0.2 * 16000, rel=0.01)
+    assert [t.text for t in caller_turns(record)] == ["i lost my card", "bye now"]

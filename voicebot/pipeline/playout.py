@@ -72,6 +72,7 @@ class Playout:
 
     def __init__(self) -> None:
         self._queue: deque[BotUtterance] = deque()
+        self.paused = False  # caller speech may be a barge-in: hold the audio where it is
 
     @property
     def current(self) -> BotUtterance | None:
@@ -94,7 +95,7 @@ class Playout:
         filled = 0
         started: list[BotUtterance] = []
         finished: list[BotUtterance] = []
-        while filled < FRAME_SAMPLES and self._queue:
+        while filled < FRAME_SAMPLES and self._queue and not self.paused:
             utterance = self._queue[0]
             piece = utterance._next_piece()
             if piece is None:
@@ -119,4 +120,5 @@ class Playout:
             utterance.interrupted = True
             utterance.ended = t
         self._queue.clear()
+        self.paused = False
         return cut

@@ -46,6 +46,7 @@ class CallRecord:
     ended_by: str | None = None  # bot | caller | timeout | error
     turns: list[Turn] = field(default_factory=list)
     barge_ins: list[dict[str, float]] = field(default_factory=list)
+    false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -9,8 +9,10 @@ Turn-taking policy, in one place:
 - partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time);
 - a speculative final after a short pause, reused when the silence timeout confirms the turn
   ended, so the recognizer works while we wait to be sure;
-- barge-in: caller speech while the bot talks (or is about to) stops the bot at once; the
-  transcript keeps only what the caller heard;
+- barge-in: caller speech while the bot talks (or is about to) pauses the bot at once; once
+  the speech has lasted ``barge_in_confirm_ms`` the bot's turn is dropped and the transcript
+  keeps only what the caller heard; a cough or click that ends sooner resumes the bot where
+  it stopped;
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call.
 """
 
@@ -53,6 +55,7 @@ class CallConfig:
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     partial_interval_s: float = 1.0  # 0 disables partial transcripts
     preroll_s: float = 0.3  # audio kept from before the detected speech start
+    barge_in_confirm_ms: int = 300  # voiced speech that turns a pause into an interruption
     no_input_timeout_s: float = 6.0
     max_call_s: float = 900.0
 
@@ -82,6 +85,8 @@ class _Hearing:
     speculative_end: float | None = None  # the speech end it was started for
     final: _Recognition | None = None
     superseded: bool = False  # the caller spoke again before this turn was answered
+    paused_bot_at: float | None = None  # this speech paused the bot at that call time
+    confirmed: bool = False  # long enough to be a real turn (interrupts, supersedes)
 
     def samples(self, until: float) -> np.ndarray:
         pcm = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
@@ -176,40 +181,65 @@ class CallSession:
         elif isinstance(event, SpeechPaused):
             self._on_speech_paused(event)
         elif isinstance(event, SpeechEnded):
-            self._on_speech_ended(event)
+            await self._on_speech_ended(event)
+        hearing = self._hearing
+        if (
+            hearing is not None
+            and not hearing.confirmed
+            and self._endpointer.voiced_s * 1000 >= self.config.barge_in_confirm_ms
+        ):
+            await self._confirm(hearing)
         self._maybe_partial()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
         audio_start = self._now - len(self._recent) * FRAME_S
         self._hearing = _Hearing(event.t, audio_start, list(self._recent), last_partial=self._now)
         self._observer("speech_started", event)
+        if self._playout.current is not None or self._pending:
+            # Stop the sound now; whether this is a real interruption is decided by _confirm.
+            self._playout.paused = True
+            self._hearing.paused_bot_at = self._now
+            await self._transport.interrupt()
+
+    async def _confirm(self, hearing: _Hearing) -> None:
+        """The caller is really talking: earlier unanswered words join this turn, and a
+        paused bot turn is dropped (recorded with the words the caller heard)."""
+        hearing.confirmed = True
         for earlier in self._awaiting:
             earlier.superseded = True
-        if self._playout.current is not None or self._pending:
-            await self._barge_in(event)
-
-    async def _barge_in(self, event: SpeechStarted) -> None:
-        """Caller speech while the bot talks or is about to: stop the bot now."""
-        stopped_at = self._now
+        if hearing.paused_bot_at is None:
+            return
+        stopped_at = hearing.paused_bot_at
         cut = self._playout.clear(stopped_at)
         for utterance in self._pending:
             utterance.interrupted = True
             utterance.ended = stopped_at
             if utterance.tts_job is not None:
                 utterance.tts_job.cancel()
+        unheard = [u for u in cut + self._pending if u.first_audio is None]
         for utterance in {id(u): u for u in cut + self._pending}.values():
             self._close_bot_turn(utterance)
         self._pending = []
-        if any(u.first_audio is not None for u in cut):
+        # A reply the caller never heard answered words they are still adding to: carry them.
+        for utterance in unheard:
+            if utterance.caller is not None and utterance.caller.text:
+                self._carry_text = f"{self._carry_text} {utterance.caller.text}".strip()
+        if len(unheard) < len(cut):
             self.record.barge_ins.append(
                 {
-                    "speech_start": round(event.t, 3),
+                    "speech_start": round(hearing.speech_start, 3),
                     "bot_stopped": round(stopped_at, 3),
-                    "latency_ms": round((stopped_at - event.t) * 1000, 1),
+                    "latency_ms": round((stopped_at - hearing.speech_start) * 1000, 1),
                 }
             )
-            self._observer("barge_in", event)
-            await self._transport.interrupt()
+            self._observer("barge_in", hearing)
+
+    def _resume(self, hearing: _Hearing) -> None:
+        """The sound that paused the bot was not speech: carry on where the bot stopped."""
+        if hearing.paused_bot_at is not None and not hearing.confirmed:
+            self._playout.paused = False
+            self.record.false_interruptions.append(round(hearing.paused_bot_at, 3))
+            self._observer("resumed", hearing)
 
     def _on_speech_paused(self, event: SpeechPaused) -> None:
         """Transcribe speculatively: if the caller stays quiet, this becomes the final."""
@@ -229,7 +259,7 @@ class CallSession:
             hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
         hearing.speculative_end = event.end
 
-    def _on_speech_ended(self, event: SpeechEnded) -> None:
+    async def _on_speech_ended(self, event: SpeechEnded) -> None:
         hearing, self._hearing = self._hearing, None
         if hearing is None:
             return
@@ -243,7 +273,10 @@ class CallSession:
             if hearing.speculative is not None:
                 hearing.speculative.job.cancel()
             self._observer("noise", event)
+            self._resume(hearing)
             return
+        if not hearing.confirmed:
+            await self._confirm(hearing)
         hearing.speech_end, hearing.endpoint = event.end, self._now
         self._awaiting.append(hearing)
         if not speculation_holds:

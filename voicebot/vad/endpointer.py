@@ -46,6 +46,11 @@ class Endpointer:
         self._voiced_frames = 0
 
     @property
+    def voiced_s(self) -> float:
+        """Seconds of voiced frames in the current turn so far."""
+        return self._voiced_frames * FRAME_S if self.in_speech else 0.0
+
+    @property
     def paused(self) -> bool:
         """In a turn, and silent for at least ``eager_ms``: the caller may have finished."""
         return self.in_speech and self._run >= self._eager_frames
