@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from voicebot.dialog.cli import register as register_intents
+    from voicebot.eval.cli import register as register_eval
     from voicebot.models.cli import register as register_models
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _register_call(commands)
+    register_intents(commands)
+    register_eval(commands)
     register_models(commands)
     return parser
 

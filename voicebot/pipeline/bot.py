@@ -8,7 +8,8 @@ import numpy as np
 
 from voicebot.asr import make_asr
 from voicebot.audio.frames import SAMPLE_RATE
-from voicebot.dialog.embedding_classifier import EmbeddingClassifier, SentenceEmbedder
+from voicebot.dialog.embeddings import SentenceEmbedder
+from voicebot.dialog.intent_classifier import IntentClassifier
 from voicebot.dialog.pack import load_pack
 from voicebot.dialog.templated import TemplatedDialog
 from voicebot.pipeline.record import CallRecord, RecordSink
@@ -41,7 +42,9 @@ class Bot:
         self.pack = load_pack(self.config.pack)
         self.asr = make_asr(self.config.asr)
         self.tts = make_tts(self.config.voice)
-        self.classifier = EmbeddingClassifier(self.pack, SentenceEmbedder(self.config.embeddings))
+        self.classifier = IntentClassifier.for_pack(
+            self.pack, SentenceEmbedder(self.config.embeddings)
+        )
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="voicebot")
         self._warm_up()
         log.info("bot ready: pack=%s asr=%s", self.pack.name, self.asr.name)

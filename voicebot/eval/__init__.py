@@ -1,0 +1,1 @@
+"""Evaluation suites: manifests in, JSON + Markdown reports out (see docs/eval.md)."""

@@ -1,0 +1,81 @@
+"""Writing reports people read: the JSON of the eval contract, plus Markdown with plots.
+
+``R.json`` gets ``R.md`` and ``R.<plot>.png`` beside it. Plots use matplotlib's Agg backend
+(no display needed).
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from voicebot.audio.io import write_text_atomic
+from voicebot.eval.metrics import calibration_bins
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=float))
+
+
+def plot_path(report_path: Path, name: str) -> Path:
+    return report_path.with_name(f"{report_path.stem}.{name}.png")
+
+
+def confusion_heatmap(path: Path, table: dict[str, dict[str, int]], title: str) -> Path:
+    """Row-normalized confusion matrix (rows: reference, columns: predicted)."""
+    labels = sorted(set(table) | {p for row in table.values() for p in row})
+    matrix = np.array([[table.get(r, {}).get(p, 0) for p in labels] for r in labels], float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(6.0, 0.38 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for i, j in zip(*np.nonzero(matrix), strict=True):
+        color = "white" if normalized[i, j] > 0.5 else "black"
+        ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6, color=color)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reliability_diagram(path: Path, confidences: list[float], correct: list[bool]) -> Path:
+    """Accuracy per confidence bin against the diagonal of perfect calibration."""
+    bins = calibration_bins(confidences, correct)
+    centers = [b[0] for b in bins]
+    accuracy = [b[1] for b in bins]
+    counts = [b[3] for b in bins]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.bar(centers, accuracy, width=0.09, alpha=0.7, label="accuracy in bin")
+    for x, y, n in zip(centers, accuracy, counts, strict=True):
+        ax.text(x, y + 0.02, str(n), ha="center", fontsize=7)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.1)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
