@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/voicebot models prepare
-	$(VENV)/bin/voicebot call examples/lost_card_call.wav --out build/demo/bot.wav --transcript build/demo/call.json
+	$(VENV)/bin/voicebot call examples/lost_card_call.wav --caller-id +15551230001 \
+		--out build/demo/bot.wav --transcript build/demo/call.json
 
 test: setup
 	$(VENV)/bin/voicebot models prepare

@@ -32,6 +32,7 @@ from voicebot.tts.caller_voice import render_caller
 from voicebot.tts.piper import PiperTTS
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_CALLER = "+15551230001"  # the demo bank customer the example recordings speak for
 PHRASES = [
     "hi I lost my card yesterday",
     "what's my balance",
@@ -104,7 +105,9 @@ def bench_calls(bot: Bot, realtime: bool) -> dict:
         caller = SimulatedCaller(
             [CallerSegment(load_audio(path), Cue.BOT_DONE, 0.3)], realtime=realtime
         )
-        record = asyncio.run(bot.run_call(caller, realtime=realtime, caller_audio=path.name))
+        record = asyncio.run(
+            bot.run_call(caller, realtime=realtime, caller_audio=path.name, caller_id=DEMO_CALLER)
+        )
         turns += [
             t.timings
             for t in record.turns

@@ -1,5 +1,8 @@
 """Render the bundled example caller recordings in examples/ (run once; outputs are committed).
 
+Run them with `voicebot call examples/NAME.wav --caller-id +15551230001` (the demo customer
+whose ZIP code, 94107, the caller says when asked).
+
 The caller is the packaged Piper voice shifted in pitch and tempo and passed through an 8 kHz
 mu-law phone line, so it sounds unlike the bot. Pauses between the caller's sentences are
 long enough for the bot to answer, as when a person waits for the reply.
@@ -22,14 +25,18 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Each example: list of (caller sentence, seconds of silence after it).
 CALLS = {
     "lost_card_call": [
-        ("Hi, I think I lost my card yesterday.", 13.0),
-        ("And what's my balance right now?", 12.0),
-        ("No, that's all. Thank you, goodbye.", 1.0),
+        ("Hi, I think I lost my card yesterday.", 6.0),
+        ("Nine four one zero seven.", 11.0),
+        ("Four five six seven.", 5.5),
+        ("Yes, please.", 11.0),
+        ("Thanks, that's all. Goodbye.", 1.0),
     ],
     "payment_call": [
-        ("Hi there, um, when is my credit card payment due?", 12.0),
-        ("Okay, I'd like to make a payment today.", 8.0),
-        ("Yes please, from my checking account.", 8.0),
+        ("Hi there, um, when is my credit card payment due?", 6.0),
+        ("Nine four one zero seven.", 14.0),
+        ("Okay, I'd like to make a payment.", 6.0),
+        ("Two hundred dollars.", 7.5),
+        ("Yes please.", 8.5),
         ("Great, that's everything. Bye.", 1.0),
     ],
     "agent_request_call": [

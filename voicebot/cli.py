@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
     from voicebot.eval.cli import register as register_eval
     from voicebot.models.cli import register as register_models
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _register_call(commands)
+    register_chat(commands)
     register_intents(commands)
     register_eval(commands)
     register_models(commands)
@@ -66,6 +68,8 @@ def _register_call(commands: argparse._SubParsersAction) -> None:
     call.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
     call.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
     call.add_argument("--voice", default="joe", help="Piper voice name or .onnx path")
+    call.add_argument("--caller-id", help="phone number the call comes from (caller ID)")
+    call.add_argument("--bank-db", default=":memory:", help="demo back office SQLite file")
     call.add_argument(
         "--realtime", action="store_true", help="pace the call in real time (default: fast)"
     )
@@ -92,7 +96,14 @@ def _run_call(args: argparse.Namespace) -> int:
         max_call_s=args.max_call_seconds + 120,
     )
     bot = Bot(
-        BotConfig(pack=args.pack, asr=args.asr, vad=args.vad, voice=args.voice, call=call_config)
+        BotConfig(
+            pack=args.pack,
+            asr=args.asr,
+            vad=args.vad,
+            voice=args.voice,
+            bank_db=args.bank_db,
+            call=call_config,
+        )
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
     sinks = [JsonFileSink(args.transcript)] if args.transcript else []
@@ -105,6 +116,7 @@ def _run_call(args: argparse.Namespace) -> int:
                 sinks=sinks,
                 observer=observer,
                 caller_audio=str(args.caller),
+                caller_id=args.caller_id,
             )
         )
     finally:

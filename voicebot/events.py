@@ -115,9 +115,11 @@ class Reply:
     """What the bot says next. ``end_call`` hangs up once it has been spoken."""
 
     text: str
-    kind: str  # greeting | answer | fallback | reprompt | farewell
+    kind: str  # greeting | answer | question | fallback | reprompt | farewell | handoff
     intent: IntentResult | None = None
     end_call: bool = False
+    reason: str | None = None  # handoff: caller_request | low_confidence | repeated_failure |
+    #                              negative_sentiment
 
 
 # --- TTS ---------------------------------------------------------------------------------

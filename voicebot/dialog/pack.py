@@ -4,11 +4,12 @@ Loading validates everything up front and reports the file, line and reason, so 
 pack fails at start-up rather than in the middle of a call.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
@@ -22,6 +23,40 @@ class Intent:
     examples: tuple[str, ...]
     response: str
     end_call: bool = False
+    flow: str | None = None  # name of the flow that serves this intent, if any
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    name: str
+    type: str  # a parser of voicebot.dialog.slots
+    prompt: str
+    reprompt: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A multi-turn task: fill slots, confirm, run a back-office action, say the result.
+
+    Templates use ``{slot}`` and the action's result fields.
+    """
+
+    name: str
+    description: str  # how the bot names the task when coming back to it ("blocking your card")
+    verify: bool
+    slots: tuple[SlotSpec, ...]
+    confirm: str | None
+    action: str
+    done: str
+    cancelled: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    ask_phone: str  # the caller ID matched no customer: ask for the account's phone number
+    prompt: str  # the verification question
+    reprompt: str
+    failed: str  # said before handing the call to a person
 
 
 @dataclass(frozen=True)
@@ -34,6 +69,11 @@ class Pack:
     no_input: tuple[str, ...]
     intents: dict[str, Intent]
     path: Path
+    handoff: str = "Let me connect you to one of our agents."
+    flows: dict[str, Flow] = field(default_factory=dict)
+    verification: Verification | None = None
+    max_attempts: int = 2  # re-prompts for one question before the call is handed off
+    faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -65,6 +105,21 @@ def load_pack(name_or_path: str | Path) -> Pack:
     intents_node = _mapping(path, top["intents"], "intents")
     if not intents_node:
         raise PackError(f"{_where(path, top['intents'])}: 'intents' is empty")
+    flows = {
+        name: _flow(path, name, node)
+        for name, node in (_mapping(path, top["flows"], "flows") if "flows" in top else {}).items()
+    }
+    verification = _verification(path, top["verification"]) if "verification" in top else None
+    intents = {name: _intent(path, name, node) for name, node in intents_node.items()}
+    for intent_name, intent in intents.items():
+        node = _mapping(path, intents_node[intent_name], intent_name)
+        if intent.flow is not None and intent.flow not in flows:
+            raise PackError(f"{_where(path, node['flow'])}: unknown flow {intent.flow!r}")
+        if intent.flow and flows[intent.flow].verify and verification is None:
+            raise PackError(
+                f"{_where(path, node['flow'])}: flow {intent.flow!r} needs verification, "
+                "but the pack has no 'verification' section"
+            )
     return Pack(
         name=_string(path, top["name"], "name"),
         language=_optional_string(path, top, "language") or "en",
@@ -72,8 +127,12 @@ def load_pack(name_or_path: str | Path) -> Pack:
         greeting=_string(path, top["greeting"], "greeting"),
         fallback=_string(path, top["fallback"], "fallback"),
         no_input=tuple(_string_list(path, top["no_input"], "no_input")),
-        intents={name: _intent(path, name, node) for name, node in intents_node.items()},
+        intents=intents,
         path=path,
+        handoff=_optional_string(path, top, "handoff") or Pack.handoff,
+        flows=flows,
+        verification=verification,
+        faq=tuple(_string_list(path, top["faq"], "faq")) if "faq" in top else (),
     )
 
 
@@ -88,19 +147,75 @@ def _intent(path: Path, name: str, node: yaml.Node) -> Intent:
         if key in seen:
             raise PackError(f"{_where(path, example_node)}: duplicate example {example!r}")
         seen.add(key)
-    end_call = False
-    if "end_call" in fields:
-        value = yaml.safe_load(yaml.serialize(fields["end_call"]))
-        if not isinstance(value, bool):
-            raise PackError(f"{_where(path, fields['end_call'])}: end_call must be true or false")
-        end_call = value
+    end_call = _bool(path, fields, "end_call")
+    flow = _optional_string(path, fields, "flow") or None
     return Intent(
+        flow=flow,
         name=name,
         description=_optional_string(path, fields, "description"),
         examples=tuple(examples),
-        response=_string(path, _required(path, node, fields, "response"), f"{name}.response"),
+        response=_optional_string(path, fields, "response")
+        if flow
+        else _string(path, _required(path, node, fields, "response"), f"{name}.response"),
         end_call=end_call,
     )
+
+
+def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
+    fields = _mapping(path, node, f"flow {name!r}")
+    for key in ("action", "done"):
+        _required(path, node, fields, key)
+    slots = []
+    if "slots" in fields:
+        if not isinstance(fields["slots"], yaml.SequenceNode):
+            raise PackError(f"{_where(path, fields['slots'])}: slots must be a list")
+        for slot_node in fields["slots"].value:
+            slot = _mapping(path, slot_node, "a slot")
+            for key in ("name", "type", "prompt", "reprompt"):
+                _required(path, slot_node, slot, key)
+            slot_type = _string(path, slot["type"], "type")
+            if slot_type not in SLOT_TYPES:
+                raise PackError(
+                    f"{_where(path, slot['type'])}: unknown slot type {slot_type!r} "
+                    f"(known: {', '.join(sorted(SLOT_TYPES))})"
+                )
+            slots.append(
+                SlotSpec(
+                    _string(path, slot["name"], "name"),
+                    slot_type,
+                    _string(path, slot["prompt"], "prompt"),
+                    _string(path, slot["reprompt"], "reprompt"),
+                )
+            )
+    return Flow(
+        name=name,
+        description=_optional_string(path, fields, "description") or name.replace("_", " "),
+        verify=_bool(path, fields, "verify"),
+        slots=tuple(slots),
+        confirm=_optional_string(path, fields, "confirm") or None,
+        action=_string(path, fields["action"], "action"),
+        done=_string(path, fields["done"], "done"),
+        cancelled=_optional_string(path, fields, "cancelled")
+        or "Okay, I won't do that. What else can I help you with?",
+    )
+
+
+def _verification(path: Path, node: yaml.Node) -> Verification:
+    fields = _mapping(path, node, "verification")
+    for key in ("ask_phone", "prompt", "reprompt", "failed"):
+        _required(path, node, fields, key)
+    return Verification(
+        *(_string(path, fields[k], k) for k in ("ask_phone", "prompt", "reprompt", "failed"))
+    )
+
+
+def _bool(path: Path, fields: dict[str, yaml.Node], key: str) -> bool:
+    if key not in fields:
+        return False
+    value = yaml.safe_load(yaml.serialize(fields[key]))
+    if not isinstance(value, bool):
+        raise PackError(f"{_where(path, fields[key])}: {key} must be true or false")
+    return value
 
 
 def _where(path: Path, node: yaml.Node) -> str:

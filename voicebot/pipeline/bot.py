@@ -10,11 +10,13 @@ from voicebot.asr import make_asr
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.dialog.embeddings import SentenceEmbedder
 from voicebot.dialog.intent_classifier import IntentClassifier
+from voicebot.dialog.llm import LLMClient, LLMConfig
+from voicebot.dialog.manager import DialogManager
 from voicebot.dialog.pack import load_pack
-from voicebot.dialog.templated import TemplatedDialog
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
+from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
 from voicebot.vad import make_vad
@@ -29,6 +31,7 @@ class BotConfig:
     vad: str = "webrtc"
     voice: str = "joe"
     embeddings: str = "minilm"
+    bank_db: str = ":memory:"  # the demo back office (SQLite); a path keeps changes
     workers: int = 2  # model-compute threads shared by all calls
     call: CallConfig = field(default_factory=CallConfig)
 
@@ -45,6 +48,9 @@ class Bot:
         self.classifier = IntentClassifier.for_pack(
             self.pack, SentenceEmbedder(self.config.embeddings)
         )
+        self.services = DemoBank(self.config.bank_db)
+        llm_config = LLMConfig.from_env()
+        self.llm = LLMClient(llm_config) if llm_config else None
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="voicebot")
         self._warm_up()
         log.info("bot ready: pack=%s asr=%s", self.pack.name, self.asr.name)
@@ -65,6 +71,7 @@ class Bot:
         sinks: list[RecordSink] | None = None,
         observer: Observer | None = None,
         caller_audio: str | None = None,
+        caller_id: str | None = None,
     ) -> CallRecord:
         """Run one call over ``transport``; returns its transcript record."""
         record = CallRecord(
@@ -72,12 +79,15 @@ class Bot:
             asr_model=self.asr.name,
             tts_voice=self.tts.name,
             caller_audio=caller_audio,
+            caller_id=caller_id,
         )
         session = CallSession(
             asr=self.asr,
             tts=self.tts,
             vad=make_vad(self.config.vad),
-            dialog=TemplatedDialog(self.pack, self.classifier),
+            dialog=DialogManager(
+                self.pack, self.classifier, self.services, caller_id=caller_id, llm=self.llm
+            ),
             scheduler=Scheduler(self._executor, realtime=realtime),
             record=record,
             config=self.config.call,

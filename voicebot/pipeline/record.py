@@ -42,8 +42,10 @@ class CallRecord:
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     caller_audio: str | None = None
+    caller_id: str | None = None
     duration_s: float = 0.0
-    ended_by: str | None = None  # bot | caller | timeout | error
+    ended_by: str | None = None  # bot | handoff | caller | timeout | error
+    handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
     turns: list[Turn] = field(default_factory=list)
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed

@@ -395,7 +395,9 @@ class CallSession:
         for utterance in tick.finished:
             self._close_bot_turn(utterance)
             if utterance.reply.end_call:
-                self._finish("bot")
+                if utterance.reply.kind == "handoff":
+                    self.record.handoff_reason = utterance.reply.reason
+                self._finish("handoff" if utterance.reply.kind == "handoff" else "bot")
         self._update_listening()
         await self._transport.send(BotFrame(tick.pcm, t, self._line_state()))
 

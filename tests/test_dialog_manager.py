@@ -1,0 +1,161 @@
+"""Multi-turn flows through the real classifier, the real slot parsers and the SQLite bank."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from voicebot.dialog.manager import DialogManager
+from voicebot.dialog.pack import load_pack
+from voicebot.services.demo_bank import DemoBank
+
+KNOWN = "+15551230001"  # Alex Morgan, ZIP 94107, debit 4567, credit 8812
+TODAY = date(2026, 11, 24)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    import os
+
+    from voicebot.dialog.embeddings import SentenceEmbedder
+    from voicebot.dialog.intent_classifier import IntentClassifier
+
+    os.environ["VOICEBOT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield IntentClassifier.for_pack(load_pack("bank"), SentenceEmbedder())
+    del os.environ["VOICEBOT_CACHE_DIR"]
+
+
+@pytest.fixture
+def bank():
+    return DemoBank(today=TODAY)
+
+
+def talk(classifier, bank, lines, caller_id=KNOWN):
+    dialog = DialogManager(load_pack("bank"), classifier, bank, caller_id=caller_id, today=TODAY)
+    return dialog, [dialog.handle_text(line) for line in lines]
+
+
+def card_status(bank, four):
+    return next(c.status for c in bank.cards("c1") if c.last_four == four)
+
+
+def test_block_card_verifies_asks_confirms_and_really_blocks(classifier, bank):
+    dialog, replies = talk(
+        classifier,
+        bank,
+        [
+            "hi um i think i lost my card",
+            "nine four one zero seven",
+            "four five six seven",
+            "yes please",
+        ],
+    )
+    assert "ZIP code" in replies[0].text and replies[0].kind == "question"
+    assert replies[1].text.startswith("Thank you, you're verified.")
+    assert "last four digits" in replies[1].text
+    assert replies[2].text == "Shall I block the card ending in 4 5 6 7?"
+    assert "debit card ending in 4 5 6 7 is blocked" in replies[3].text
+    assert card_status(bank, "4567") == "blocked"
+    assert dialog.verified and dialog.customer_id == "c1"
+
+
+def test_saying_no_to_the_confirmation_changes_nothing(classifier, bank):
+    _, replies = talk(
+        classifier,
+        bank,
+        ["my card was stolen", "94107", "it ends in 4567", "no don't"],
+    )
+    assert replies[-1].text.startswith("Okay, I won't block it.")
+    assert card_status(bank, "4567") == "active"
+
+
+def test_slot_given_with_the_request_is_not_asked_again(classifier, bank):
+    _, replies = talk(classifier, bank, ["i lost my card ending in 4567", "94107"])
+    assert "Shall I block the card ending in 4 5 6 7?" in replies[1].text
+
+
+def test_digression_is_answered_then_the_flow_resumes(classifier, bank):
+    _, replies = talk(
+        classifier,
+        bank,
+        [
+            "i lost my card",
+            "94107",
+            "wait what time are your branches open on saturday",
+            "4567",
+            "yes",
+        ],
+    )
+    assert "Saturday" in replies[2].text
+    assert "Now, back to blocking your card." in replies[2].text
+    assert replies[2].text.endswith("last four digits.")
+    assert replies[3].text == "Shall I block the card ending in 4 5 6 7?"
+    assert card_status(bank, "4567") == "blocked"
+
+
+def test_unusable_answers_are_reprompted_then_handed_off(classifier, bank):
+    _, replies = talk(classifier, bank, ["i lost my card", "94107", "banana", "purple"])
+    assert replies[2].kind == "reprompt" and "for example four five six seven" in replies[2].text
+    assert replies[3].kind == "handoff" and replies[3].reason == "repeated_failure"
+    assert replies[3].end_call
+
+
+def test_failed_verification_hands_off_with_reason(classifier, bank):
+    _, replies = talk(classifier, bank, ["what's my balance", "12345", "55555"])
+    assert replies[1].kind == "reprompt" and "doesn't match" in replies[1].text
+    assert replies[2].kind == "handoff" and "couldn't verify" in replies[2].text
+    assert replies[2].reason == "repeated_failure"
+
+
+def test_unknown_caller_id_asks_for_the_account_phone_number(classifier, bank):
+    _, replies = talk(
+        classifier,
+        bank,
+        [
+            "what's my balance",
+            "five five five one two three zero zero zero two",
+            "one zero zero zero one",
+        ],
+        caller_id="+15550009999",
+    )
+    assert "phone number on your account" in replies[0].text
+    assert "ZIP code" in replies[1].text
+    assert "checking account has 530 dollars and 75 cents" in replies[2].text
+
+
+def test_payment_moves_money_and_verification_is_asked_once(classifier, bank):
+    _, replies = talk(
+        classifier,
+        bank,
+        [
+            "what's my balance",
+            "94107",
+            "i want to pay my credit card",
+            "two hundred dollars",
+            "yes",
+        ],
+    )
+    assert "checking account has 2,415 dollars" in replies[1].text
+    assert replies[2].text == "How much would you like to pay toward your credit card?"
+    assert "Shall I pay 200 dollars" in replies[3].text
+    assert "balance is now 420 dollars" in replies[4].text
+    accounts = {a.kind: a.balance for a in bank.accounts("c1")}
+    assert accounts["checking"] == Decimal("2215.00") and accounts["credit"] == Decimal("-420.00")
+
+
+def test_back_office_refusal_is_spoken(classifier, bank):
+    _, replies = talk(classifier, bank, ["i lost my card", "94107", "0000", "yes"])
+    assert "can't find a card ending in 0 0 0 0" in replies[3].text
+
+
+def test_asking_for_a_person_hands_off_at_once(classifier, bank):
+    _, replies = talk(classifier, bank, ["can i talk to a real person please"])
+    assert replies[0].kind == "handoff" and replies[0].reason == "caller_request"
+
+
+def test_due_date_and_static_answers(classifier, bank):
+    _, replies = talk(
+        classifier, bank, ["when is my payment due", "94107", "where is the nearest branch"]
+    )
+    assert "due on Sunday, December 6th" in replies[1].text
+    assert "Monday to Friday" in replies[2].text

@@ -1,0 +1,98 @@
+"""Back-office actions that flows name in their ``action:`` key.
+
+Each action takes the services, the verified customer and the filled slots, does the work,
+and returns the fields its ``done`` template may use, already phrased for speech.
+A ``ServiceError`` is a refusal the caller hears (no such card, not enough money).
+"""
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from voicebot.services.base import Services
+
+Action = Callable[[Services, str, dict[str, Any]], dict[str, str]]
+
+
+def say_money(amount: Decimal) -> str:
+    """ "2,415 dollars", "12 dollars and 50 cents": read the same way by any TTS voice."""
+    amount = abs(amount).quantize(Decimal("0.01"))
+    dollars, cents = int(amount), int((amount % 1) * 100)
+    text = f"{dollars:,} dollar{'s' if dollars != 1 else ''}"
+    if cents:
+        text += f" and {cents} cent{'s' if cents != 1 else ''}"
+    return text
+
+
+def say_date(day: date) -> str:
+    suffix = (
+        "th" if 11 <= day.day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day.day % 10, "th")
+    )
+    return f"{day:%A}, {day:%B} {day.day}{suffix}"
+
+
+def say_digits(digits: str) -> str:
+    return " ".join(digits)
+
+
+def balances(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    accounts = services.accounts(customer)
+    parts = [f"{a.kind} account has {say_money(a.balance)}" for a in accounts if a.kind != "credit"]
+    return {"balances": ", and your ".join(parts)}
+
+
+def transactions(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    items = services.transactions(customer, limit=3)
+    spoken = [
+        f"{'a deposit of ' if t.amount > 0 else ''}{say_money(t.amount)} "
+        f"{'from' if t.amount > 0 else 'at'} {t.merchant} on {t.day:%A}"
+        for t in items
+    ]
+    return {"transactions": "; ".join(spoken) or "no recent transactions"}
+
+
+def _set_card(status: str) -> Action:
+    def action(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+        card = services.set_card_status(customer, slots["card_last_four"], status)
+        return {"card": f"{card.kind} card ending in {say_digits(card.last_four)}"}
+
+    return action
+
+
+def pay_credit_card(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    credit = services.pay_credit_card(customer, slots["amount"])
+    owed = -credit.balance
+    return {
+        "credit_balance": say_money(owed) if owed > 0 else "fully paid off",
+    }
+
+
+def payment_due(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    due = services.payment_due(customer)
+    return {
+        "due_date": say_date(due.due),
+        "statement_balance": say_money(due.statement_balance),
+        "minimum": say_money(due.minimum),
+    }
+
+
+ACTIONS: dict[str, Action] = {
+    "balances": balances,
+    "transactions": transactions,
+    "block_card": _set_card("blocked"),
+    "activate_card": _set_card("active"),
+    "pay_credit_card": pay_credit_card,
+    "payment_due": payment_due,
+}
+
+
+def slot_for_speech(name: str, value: Any) -> str:
+    """How a filled slot is read back in a confirmation."""
+    if isinstance(value, Decimal):
+        return say_money(value)
+    if isinstance(value, date):
+        return say_date(value)
+    if isinstance(value, str) and value.isdigit():
+        return say_digits(value)
+    return str(value)
