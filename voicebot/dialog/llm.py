@@ -49,10 +49,12 @@ _FUNCTION_WORDS = """the a an and or but is are was were be been to of in on at 
 it its this that these those you your our we they them i my me can will would could should do
 does did have has had there here what which who how when where why all any each"""
 _STOPWORDS = frozenset(_FUNCTION_WORDS.split())
+_NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "isn't", "aren't", "doesn't",
+                        "don't", "won't", "can't", "wasn't"})  # fmt: skip
 
 
 def _content_words(text: str) -> list[str]:
-    words = re.findall(r"[a-z0-9.%]+", text.lower())
+    words = re.findall(r"[a-z0-9.%']+", text.lower())
     return [w.strip(".") for w in words if w.strip(".") and w.strip(".") not in _STOPWORDS]
 
 
@@ -64,6 +66,8 @@ def grounded(answer: str, facts: tuple[str, ...], min_overlap: float = 0.6) -> b
     words = _content_words(answer)
     if not words:
         return False
+    if any(w in _NEGATIONS and w not in known for w in words):
+        return False  # "the app is not free" against "the app is free"
     numbers = [w for w in words if any(c.isdigit() for c in w)]
     if any(n.rstrip("%") not in {k.rstrip("%") for k in known} for n in numbers):
         return False
@@ -112,6 +116,8 @@ class LLMClient:
             [{"role": "system", "content": system}, {"role": "user", "content": question}],
             max_tokens=80,
         )
+        # Two sentences at most: it is spoken, and small models ramble past the facts.
+        text = " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:2])
         if not text or _UNKNOWN in text.upper() or not grounded(text, faq):
             return None
         return text

