@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,39 @@ def test_missing_top_level_key(tmp_path):
 def test_unknown_pack_name_lists_known_packs():
     with pytest.raises(PackError, match=r"unknown pack 'nope'.*bank"):
         load_pack("nope")
+
+
+FLOW_INTENT = "intents:\n  a:\n    examples: [x]\n    flow: f\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("intents:\n  a:\n    examples: [x]\n    flow: nope\n", "unknown flow 'nope'"),
+        (
+            FLOW_INTENT
+            + "flows:\n  f:\n    action: x\n    done: d\n    slots:\n"
+            + "      - {name: s, type: colour, prompt: p, reprompt: r}\n",
+            "unknown slot type 'colour'",
+        ),
+        (FLOW_INTENT + "flows:\n  f:\n    done: d\n", "missing required key 'action'"),
+        (
+            FLOW_INTENT + "flows:\n  f:\n    verify: true\n    action: x\n    done: d\n",
+            "needs verification, but the pack has no 'verification' section",
+        ),
+    ],
+)
+def test_malformed_flows(tmp_path, body, reason):
+    path = write(tmp_path, GOOD_HEAD + body)
+    with pytest.raises(PackError, match=re.escape(reason)) as err:
+        load_pack(path)
+    assert str(err.value).startswith(f"{path}:")
+
+
+def test_bank_flows_reference_known_actions():
+    from voicebot.dialog.actions import ACTIONS
+
+    pack = load_pack("bank")
+    assert pack.verification is not None and pack.faq
+    for flow in pack.flows.values():
+        assert flow.action in ACTIONS, flow.name

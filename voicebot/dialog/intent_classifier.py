@@ -26,7 +26,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from voicebot.dialog.embeddings import SentenceEmbedder
+from voicebot.dialog.embeddings import Embedder
 from voicebot.dialog.pack import OUT_OF_SCOPE, PACKS_DIR, Pack
 from voicebot.events import IntentResult
 from voicebot.models.cache import cache_dir
@@ -92,7 +92,7 @@ def head_key(pack: Pack, embedder_name: str, background: list[str]) -> str:
 
 
 def train_head(
-    examples: list[str], labels: list[str], embedder: SentenceEmbedder, *, folds: int = 5
+    examples: list[str], labels: list[str], embedder: Embedder, *, folds: int = 5
 ) -> IntentHead:
     """Fit the head, its temperature and its out-of-scope threshold."""
     x = embedder.embed(examples)
@@ -134,14 +134,14 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 class IntentClassifier:
     """``classify(text) -> IntentResult`` for one pack (the dialog's ``IntentClassifier``)."""
 
-    def __init__(self, pack: Pack, embedder: SentenceEmbedder, head: IntentHead) -> None:
+    def __init__(self, pack: Pack, embedder: Embedder, head: IntentHead) -> None:
         self.pack = pack
         self.head = head
         self._embedder = embedder
 
     @classmethod
     def for_pack(
-        cls, pack: Pack, embedder: SentenceEmbedder, *, retrain: bool = False
+        cls, pack: Pack, embedder: Embedder, *, retrain: bool = False
     ) -> "IntentClassifier":
         """Load the cached head for this pack, training it first if the pack changed."""
         background = background_examples()
