@@ -30,6 +30,22 @@ BANK = [
     "deny",
     "goodbye",
 ]
+TELECOM = [
+    "check_bill",
+    "pay_bill",
+    "check_data_usage",
+    "change_plan",
+    "report_outage",
+    "roaming",
+    "replace_sim",
+    "cancel_service",
+    "upgrade_device",
+    "speak_to_agent",
+    "complaint",
+    "affirm",
+    "deny",
+    "goodbye",
+]
 
 
 def test_mini_pack_loads():
@@ -40,13 +56,14 @@ def test_mini_pack_loads():
     assert pack.no_input[-1].startswith("I'll end the call")
 
 
-def test_bank_pack_has_the_required_intents():
-    pack = load_pack("bank")
-    assert sorted(pack.intents) == sorted(BANK)
+@pytest.mark.parametrize(("name", "labels"), [("bank", BANK), ("telecom", TELECOM)])
+def test_packs_have_exactly_the_required_intents(name, labels):
+    pack = load_pack(name)
+    assert sorted(pack.intents) == sorted(labels)
     for intent in pack.intents.values():
         assert len(set(intent.examples)) >= 25, intent.name
     assert [i.name for i in pack.intents.values() if i.end_call] == ["goodbye"]
-    assert pack.path == PACKS_DIR / "bank.yaml"
+    assert pack.path == PACKS_DIR / f"{name}.yaml"
 
 
 def write(tmp_path, text):
