@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def tts():
     from voicebot.tts.piper import PiperTTS
 
-    return PiperTTS()
+    return PiperTTS(deterministic=True)  # the same caller audio on every run
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +44,15 @@ def bot():
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(round(seconds * 16000), np.float32)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """The bank pack's real intent classifier, trained into a throwaway cache."""
+    from voicebot.dialog.embeddings import SentenceEmbedder
+    from voicebot.dialog.intent_classifier import IntentClassifier
+    from voicebot.dialog.pack import load_pack
+
+    os.environ["VOICEBOT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield IntentClassifier.for_pack(load_pack("bank"), SentenceEmbedder())
+    del os.environ["VOICEBOT_CACHE_DIR"]

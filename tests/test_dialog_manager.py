@@ -13,18 +13,6 @@ KNOWN = "+15551230001"  # Alex Morgan, ZIP 94107, debit 4567, credit 8812
 TODAY = date(2026, 11, 24)
 
 
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    import os
-
-    from voicebot.dialog.embeddings import SentenceEmbedder
-    from voicebot.dialog.intent_classifier import IntentClassifier
-
-    os.environ["VOICEBOT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield IntentClassifier.for_pack(load_pack("bank"), SentenceEmbedder())
-    del os.environ["VOICEBOT_CACHE_DIR"]
-
-
 @pytest.fixture
 def bank():
     return DemoBank(today=TODAY)

@@ -116,10 +116,14 @@ def test_dialog_answers_uncovered_questions_with_the_llm(llm_server, monkeypatch
     reply = dialog.handle_text(question)
     assert reply.kind == "answer" and reply.text != pack.fallback
     assert grounded(reply.text, pack.faq)
-    # An LLM that is down never breaks the call: the caller hears the fallback.
+    # An LLM that is down never breaks the call: the caller hears the escalation ladder's
+    # first rung, a guess to confirm or a request to rephrase.
     down = LLMClient(LLMConfig(f"http://127.0.0.1:{free_port()}/v1", "x", timeout_s=2))
     reply = DialogManager(pack, classifier, DemoBank(), llm=down).handle_text(question)
-    assert reply.kind == "fallback" and reply.text == pack.fallback
+    if reply.decision.action == "confirm":
+        assert reply.kind == "question" and reply.text.startswith("Did you want to")
+    else:
+        assert reply.kind == "fallback" and reply.text == pack.fallback
 
 
 def test_no_llm_configured(monkeypatch):

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
     from voicebot.eval.cli import register as register_eval
+    from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -51,10 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     register_intents(commands)
     register_eval(commands)
     register_models(commands)
+    register_handoffs(commands)
     return parser
 
 
 def _register_call(commands: argparse._SubParsersAction) -> None:
+    from voicebot.handoff.cli import add_store_options
+
     call = commands.add_parser(
         "call",
         help="run a whole simulated call on a caller recording",
@@ -76,12 +80,14 @@ def _register_call(commands: argparse._SubParsersAction) -> None:
     call.add_argument("--silence-timeout-ms", type=int, default=500, help="end-of-turn silence")
     call.add_argument("--max-call-seconds", type=float, default=900.0)
     call.add_argument("--quiet", action="store_true", help="do not print the transcript")
+    add_store_options(call, webhooks=True)
     call.set_defaults(func=_run_call)
 
 
 def _run_call(args: argparse.Namespace) -> int:
     from voicebot.audio.frames import SAMPLE_RATE
     from voicebot.audio.io import load_audio, write_wav_atomic
+    from voicebot.handoff.cli import open_service
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.record import JsonFileSink, format_transcript
     from voicebot.pipeline.session import CallConfig
@@ -95,6 +101,7 @@ def _run_call(args: argparse.Namespace) -> int:
         endpointer=EndpointerConfig(silence_timeout_ms=args.silence_timeout_ms),
         max_call_s=args.max_call_seconds + 120,
     )
+    service = open_service(args)  # fails fast on a bad database, before models load
     bot = Bot(
         BotConfig(
             pack=args.pack,
@@ -103,10 +110,13 @@ def _run_call(args: argparse.Namespace) -> int:
             voice=args.voice,
             bank_db=args.bank_db,
             call=call_config,
-        )
+        ),
+        handoffs=service.writer if service else None,
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
     sinks = [JsonFileSink(args.transcript)] if args.transcript else []
+    if service is not None:
+        sinks.append(service.writer)
     observer = _live_printer() if args.realtime and not args.quiet else None
     try:
         record = asyncio.run(
@@ -117,10 +127,14 @@ def _run_call(args: argparse.Namespace) -> int:
                 observer=observer,
                 caller_audio=str(args.caller),
                 caller_id=args.caller_id,
+                recording=str(args.out) if args.out else None,
             )
         )
     finally:
         bot.close()
+        if service is not None:
+            service.deliver_now()
+            service.close()
     if args.out:
         write_wav_atomic(args.out, caller.stereo(), SAMPLE_RATE)
     if not args.quiet:

@@ -31,3 +31,13 @@ class PackError(VoicebotError):
     """An intent pack file is malformed; the message names the file, line and reason."""
 
     exit_code = 2
+
+
+class StoreError(VoicebotError):
+    """The database cannot be opened or used; the message names the URL (password hidden)."""
+
+    exit_code = 3
+
+
+class HandoffError(VoicebotError):
+    """An operator action on a handoff is not possible (unknown id, claimed by someone else)."""

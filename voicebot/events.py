@@ -8,6 +8,7 @@ wall clock; in a fast simulated call it is advanced by the audio itself (see
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -110,16 +111,45 @@ class IntentResult:
     scores: dict[str, float] = field(default_factory=dict)
 
 
+HANDOFF_REASONS = ("caller_request", "low_confidence", "repeated_failure", "negative_sentiment")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The escalation policy's verdict on one caller turn, with the evidence behind it.
+
+    ``action`` is ``proceed`` (the dialog answers normally), ``confirm`` (ask "Did you want
+    to ...?"), ``rephrase`` (ask the caller to say it another way) or ``handoff``.
+    ``reason`` is one of ``HANDOFF_REASONS`` for a handoff, else a short tag of what fired.
+    ``signals`` holds the values the decision was made on, so every transfer can be audited.
+    """
+
+    action: str
+    reason: str | None = None
+    explanation: str = ""
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Reply:
-    """What the bot says next. ``end_call`` hangs up once it has been spoken."""
+    """What the bot says next. ``end_call`` hangs up once it has been spoken.
+
+    A handoff reply (``kind == "handoff"``) carries the policy ``decision`` that caused it and
+    ``context``: the dialog's state (caller identity, intents, slots, what was done, what is
+    pending) for the handoff packet.
+    """
 
     text: str
     kind: str  # greeting | answer | question | fallback | reprompt | farewell | handoff
     intent: IntentResult | None = None
     end_call: bool = False
-    reason: str | None = None  # handoff: caller_request | low_confidence | repeated_failure |
-    #                              negative_sentiment
+    decision: Decision | None = None
+    context: dict[str, Any] | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the call is handed off (one of ``HANDOFF_REASONS``), else None."""
+        return self.decision.reason if self.kind == "handoff" and self.decision else None
 
 
 # --- TTS ---------------------------------------------------------------------------------

@@ -11,12 +11,20 @@ One instance per call. Each caller turn is handled in this order:
 3. A question asked ``max_attempts`` times without a usable answer, or a failed
    verification, hands the call to a person.
 
-Everything said is a ``Reply``; ``kind == "handoff"`` tells the pipeline to transfer.
+Before any of that, the escalation policy (``voicebot.handoff.policy``) looks at the turn:
+an explicit request for a person or an angry caller is handed off at once; a turn the bot is
+unsure of (misheard, out of scope, low intent confidence) gets "Did you want to ...?" or a
+request to rephrase, and a second one in a row is handed off. After the answer the policy
+counts progress, so a call going round in circles ends with a person too.
+
+Everything said is a ``Reply``; ``kind == "handoff"`` tells the pipeline to transfer, and
+carries the policy's decision and a snapshot of the dialog state for the handoff packet.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from voicebot.dialog.actions import ACTIONS, slot_for_speech
@@ -24,7 +32,9 @@ from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMError
 from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack, SlotSpec
 from voicebot.dialog.slots import parse_slot, parse_yes_no
-from voicebot.events import CallerTurn, IntentResult, Reply
+from voicebot.events import CallerTurn, Decision, IntentResult, Reply, Transcript
+from voicebot.handoff.policy import EscalationPolicy, TurnSignals
+from voicebot.handoff.sentiment import analyze
 from voicebot.services.base import ServiceError, Services
 
 log = logging.getLogger(__name__)
@@ -48,8 +58,9 @@ class _Task:
 class _Question:
     """What the bot is waiting for, and how often it has asked."""
 
-    kind: str  # phone | verify | slot | confirm
+    kind: str  # phone | verify | slot | confirm | intent ("Did you want to ...?")
     attempts: int = 1
+    candidate: str | None = None  # intent: the request offered back to the caller
 
 
 class DialogManager:
@@ -74,6 +85,12 @@ class DialogManager:
         self._tasks: list[_Task] = []  # the last one is active; earlier ones were interrupted
         self._question: _Question | None = None
         self._silences = 0
+        self.policy = EscalationPolicy(pack.escalation)
+        self._intents: list[str] = []  # requests routed, in order
+        self._slots: dict[str, Any] = {}  # every slot filled this call
+        self._done: list[str] = []  # what the bot did, as it told the caller
+        self._routed: str | None = None  # this turn's request, for the policy's counters
+        self._resolved = False  # this turn completed a task
 
     # --- Dialog protocol -----------------------------------------------------------------
 
@@ -82,30 +99,85 @@ class DialogManager:
 
     def no_input(self) -> Reply:
         self._silences += 1
+        decision = self.policy.silence()
+        if decision is not None:
+            return self._handoff(None, decision)
         prompts = self.pack.no_input
         last = self._silences >= len(prompts)
         return Reply(prompts[min(self._silences, len(prompts)) - 1], kind="reprompt", end_call=last)
 
     def respond(self, turn: CallerTurn) -> Reply:
         self._silences = 0
-        return self.handle_text(turn.text)
+        return self.handle_text(turn.text, turn.transcript)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The dialog's state for a person taking the call over (JSON-ready)."""
+        if self.customer_id is None and self._caller_id:
+            customer = self._services.find_customer(self._caller_id)
+            self.customer_id = customer.id if customer else None
+        waiting = " (waiting for the caller to confirm)"
+        pending = [t.flow.description + (waiting if t.confirming else "") for t in self._tasks]
+        return {
+            "caller_id": self._caller_id,
+            "customer_id": self.customer_id,
+            "verified": self.verified,
+            "intents": list(self._intents),
+            "wants": [
+                self.pack.intents[name].paraphrase
+                for name in dict.fromkeys(self._intents)
+                if name not in _ANSWERS | {"goodbye", "speak_to_agent"}
+            ],
+            "slots": {name: _plain(value) for name, value in self._slots.items()},
+            "done": list(self._done),
+            "pending": pending,
+            "anger_total": self.policy.anger_total,
+        }
 
     # --- turn handling -------------------------------------------------------------------
 
-    def handle_text(self, text: str) -> Reply:
+    def handle_text(self, text: str, transcript: Transcript | None = None) -> Reply:
         """Answer one caller utterance (the text REPL calls this directly)."""
         intent = self._classifier.classify(text)
-        if self._question is not None and (
+        answering = self._question is not None and (
             self._parses_as_answer(text) or not self._is_new_request(intent)
-        ):
-            return self._answer(text, intent)
-        return self._route(intent, text)
+        )
+        signals = TurnSignals.of(text, intent, analyze(text), transcript, answering=answering)
+        decision = self.policy.assess(signals)
+        if decision.action == "handoff":
+            return self._handoff(intent, decision)
+        self._routed, self._resolved = None, False
+        if decision.action != "proceed":
+            reply = self._unsure(text, intent, decision)
+        elif answering:
+            reply = self._answer(text, intent)
+        else:
+            reply = self._route(intent, text)
+        if reply.kind == "handoff":
+            return reply
+        follow = self.policy.outcome(reply.kind, self._routed, self._resolved)
+        if follow is not None:
+            return self._handoff(intent, follow)
+        return replace(reply, decision=decision)
+
+    def _unsure(self, text: str, intent: IntentResult, decision: Decision) -> Reply:
+        """The first rung of the ladder: check with the caller instead of guessing."""
+        if intent.intent == OUT_OF_SCOPE:
+            answer = self._ask_llm(text)
+            if answer is not None:
+                self.policy.understood()
+                return self._with_resume(Reply(answer, kind="answer", intent=intent))
+        candidate = decision.signals.get("candidate")
+        if decision.action == "confirm" and candidate in self.pack.intents:
+            self._question = _Question("intent", candidate=candidate)
+            paraphrase = self.pack.intents[candidate].paraphrase
+            return Reply(f"Did you want to {paraphrase}?", kind="question", intent=intent)
+        return self._with_resume(Reply(self.pack.fallback, kind="fallback", intent=intent))
 
     def _parses_as_answer(self, text: str) -> bool:
         """A usable answer to the open question wins over whatever the intent looks like."""
         question = self._question
         assert question is not None
-        if question.kind == "confirm":
+        if question.kind in ("confirm", "intent"):
             return parse_yes_no(text) is not None
         slot_type = {"phone": "phone", "verify": "digits"}.get(question.kind)
         if slot_type is None:
@@ -121,15 +193,14 @@ class DialogManager:
         return self.pack.intents[intent.intent].flow != active or active is None
 
     def _route(self, intent: IntentResult, text: str) -> Reply:
+        """Serve a request the policy let through (so never out of scope)."""
         self._question = None  # a new request; an interrupted task is resumed afterwards
-        if intent.intent == OUT_OF_SCOPE:
-            answer = self._ask_llm(text)
-            if answer is not None:
-                return self._with_resume(Reply(answer, kind="answer", intent=intent))
-            return self._with_resume(Reply(self.pack.fallback, kind="fallback", intent=intent))
         spec = self.pack.intents[intent.intent]
-        if intent.intent == "speak_to_agent":
-            return self._handoff(intent, "caller_request")
+        self._routed = intent.intent
+        self._intents.append(intent.intent)
+        if intent.intent == "speak_to_agent":  # reached when the caller confirmed it
+            why = "the caller confirmed they want a person"
+            return self._handoff(intent, self.policy.decide("handoff", "caller_request", why, {}))
         if spec.flow is None:
             kind = "farewell" if spec.end_call else "answer"
             reply = Reply(spec.response, kind=kind, intent=intent, end_call=spec.end_call)
@@ -143,6 +214,8 @@ class DialogManager:
         question = self._question
         assert question is not None
         task = self._tasks[-1] if self._tasks else None
+        if question.kind == "intent":
+            return self._answer_candidate(text, intent, question)
         if question.kind == "phone":
             customer = self._services.find_customer(parse_slot("phone", text) or "")
             if customer is not None:
@@ -163,6 +236,7 @@ class DialogManager:
             if value is None:
                 return self._reask(intent, slot.reprompt)
             task.slots[slot.name] = value
+            self._slots[slot.name] = value
             self._question = None
             return self._advance(intent)
         # confirmation
@@ -176,6 +250,20 @@ class DialogManager:
             self._tasks.pop()
             return self._with_resume(Reply(task.flow.cancelled, kind="answer", intent=intent))
         return self._run(task, intent)
+
+    def _answer_candidate(self, text: str, intent: IntentResult, question: _Question) -> Reply:
+        """The caller's answer to "Did you want to ...?"."""
+        self._question = None
+        yes = parse_yes_no(text)
+        if yes is None and intent.intent in _ANSWERS:
+            yes = intent.intent == "affirm"
+        if not yes:
+            # Still unsure what they want: the next unsure turn goes to a person.
+            reply = Reply(f"Sorry about that. {self.pack.fallback}", kind="reprompt", intent=intent)
+            return self._with_resume(reply)
+        self.policy.understood()
+        assert question.candidate is not None
+        return self._route(IntentResult(question.candidate, 1.0, 1.0), text)
 
     def _ask_llm(self, text: str) -> str | None:
         """An FAQ-grounded answer for a question no intent covers; None without an LLM."""
@@ -217,8 +305,10 @@ class DialogManager:
             text = f"{exc} What else can I help you with?"
             return self._with_resume(Reply(_join(prefix, text), kind="answer", intent=intent))
         values = {k: slot_for_speech(k, v) for k, v in task.slots.items()} | fields
-        text = _join(prefix, task.flow.done.format(**values))
-        return self._with_resume(Reply(text, kind="answer", intent=intent))
+        done = task.flow.done.format(**values)
+        self._done.append(done)
+        self._resolved = True
+        return self._with_resume(Reply(_join(prefix, done), kind="answer", intent=intent))
 
     def _prefill(self, task: _Task, text: str) -> None:
         """Slots already given in the request ("block the card ending 4567") are not asked."""
@@ -227,6 +317,7 @@ class DialogManager:
                 value = parse_slot(slot.type, text, today=self._today)
                 if value is not None:
                     task.slots[slot.name] = value
+                    self._slots[slot.name] = value
 
     def _confirmation(self, task: _Task) -> str:
         assert task.flow.confirm is not None
@@ -252,22 +343,33 @@ class DialogManager:
         question = self._question
         assert question is not None
         if question.attempts >= self.pack.max_attempts:
+            why = f"{question.kind} question unanswered after {question.attempts} tries"
+            data = {"question": question.kind, "attempts": question.attempts}
+            decision = self.policy.decide("handoff", "repeated_failure", why, data)
             if reason == "verification":
-                return self._handoff(intent, "repeated_failure", self.pack.verification.failed)
-            return self._handoff(intent, "repeated_failure")
+                return self._handoff(intent, decision, self.pack.verification.failed)
+            return self._handoff(intent, decision)
         question.attempts += 1
         return Reply(text, kind="reprompt", intent=intent)
 
-    def _handoff(self, intent: IntentResult, reason: str, prefix: str = "") -> Reply:
+    def _handoff(self, intent: IntentResult | None, decision: Decision, prefix: str = "") -> Reply:
         self._question = None
         return Reply(
             _join(prefix, self.pack.handoff),
             kind="handoff",
             intent=intent,
             end_call=True,
-            reason=reason,
+            decision=decision,
+            context=self.snapshot(),
         )
 
 
 def _join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
+
+
+def _plain(value: Any) -> Any:
+    """A slot value as JSON: amounts as strings (no float rounding), dates as ISO."""
+    if isinstance(value, Decimal | date):
+        return str(value) if isinstance(value, Decimal) else value.isoformat()
+    return value

@@ -11,6 +11,7 @@ import yaml
 
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
+from voicebot.handoff.policy import EscalationConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
 OUT_OF_SCOPE = "out_of_scope"
@@ -24,6 +25,8 @@ class Intent:
     response: str
     end_call: bool = False
     flow: str | None = None  # name of the flow that serves this intent, if any
+    # How the bot names the request back to the caller: "Did you want to {paraphrase}?"
+    paraphrase: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Pack:
     verification: Verification | None = None
     max_attempts: int = 2  # re-prompts for one question before the call is handed off
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -133,7 +137,28 @@ def load_pack(name_or_path: str | Path) -> Pack:
         flows=flows,
         verification=verification,
         faq=tuple(_string_list(path, top["faq"], "faq")) if "faq" in top else (),
+        max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
+        escalation=_escalation(path, top.get("escalation")),
     )
+
+
+def _escalation(path: Path, node: yaml.Node | None) -> EscalationConfig:
+    if node is None:
+        return EscalationConfig()
+    _mapping(path, node, "escalation")
+    try:
+        return EscalationConfig.from_mapping(yaml.safe_load(yaml.serialize(node)))
+    except ValueError as exc:
+        raise PackError(f"{_where(path, node)}: {exc}") from exc
+
+
+def _count(path: Path, fields: dict[str, yaml.Node], key: str, default: int) -> int:
+    if key not in fields:
+        return default
+    value = yaml.safe_load(yaml.serialize(fields[key]))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PackError(f"{_where(path, fields[key])}: {key} must be a whole number >= 1")
+    return value
 
 
 def _intent(path: Path, name: str, node: yaml.Node) -> Intent:
@@ -158,6 +183,7 @@ def _intent(path: Path, name: str, node: yaml.Node) -> Intent:
         if flow
         else _string(path, _required(path, node, fields, "response"), f"{name}.response"),
         end_call=end_call,
+        paraphrase=_optional_string(path, fields, "paraphrase") or name.replace("_", " "),
     )
 
 

@@ -13,6 +13,7 @@ from voicebot.dialog.intent_classifier import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMConfig
 from voicebot.dialog.manager import DialogManager
 from voicebot.dialog.pack import load_pack
+from voicebot.handoff.base import HandoffSink
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
@@ -39,8 +40,13 @@ class BotConfig:
 class Bot:
     """Loads the models of ``config`` (seconds) and runs calls with them."""
 
-    def __init__(self, config: BotConfig | None = None) -> None:
+    def __init__(
+        self, config: BotConfig | None = None, *, handoffs: HandoffSink | None = None
+    ) -> None:
+        """``handoffs`` receives handoff packets (``voicebot.handoff.service`` gives the
+        store's writer); without one, handoffs are only in the call record."""
         self.config = config or BotConfig()
+        self.handoffs = handoffs
         make_vad(self.config.vad)  # fail at start-up, not in the first call
         self.pack = load_pack(self.config.pack)
         self.asr = make_asr(self.config.asr)
@@ -72,14 +78,18 @@ class Bot:
         observer: Observer | None = None,
         caller_audio: str | None = None,
         caller_id: str | None = None,
+        recording: str | None = None,
+        handoffs: HandoffSink | None = None,
     ) -> CallRecord:
-        """Run one call over ``transport``; returns its transcript record."""
+        """Run one call over ``transport``; returns its transcript record. ``handoffs``
+        overrides the bot's handoff sink for this call."""
         record = CallRecord(
             pack=self.pack.name,
             asr_model=self.asr.name,
             tts_voice=self.tts.name,
             caller_audio=caller_audio,
             caller_id=caller_id,
+            recording=recording,
         )
         session = CallSession(
             asr=self.asr,
@@ -93,6 +103,7 @@ class Bot:
             config=self.config.call,
             sinks=sinks,
             observer=observer,
+            handoffs=handoffs or self.handoffs,
         )
         return await session.run(transport)
 

@@ -32,6 +32,7 @@ class Turn:
     planned_text: str | None = None  # bot: the full reply when it was cut off
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    policy: dict[str, Any] | None = None  # caller: the escalation decision and its signals
 
 
 @dataclass
@@ -46,6 +47,8 @@ class CallRecord:
     duration_s: float = 0.0
     ended_by: str | None = None  # bot | handoff | caller | timeout | error
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
+    handoff: dict[str, Any] | None = None  # id, reason, explanation, signals, summary
+    recording: str | None = None  # where the call audio is kept (path or URL)
     turns: list[Turn] = field(default_factory=list)
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed

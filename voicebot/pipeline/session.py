@@ -18,7 +18,7 @@ Turn-taking policy, in one place:
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from voicebot.events import (
     SpeechStarted,
     Transcript,
 )
+from voicebot.handoff.base import HandoffSink
+from voicebot.handoff.packet import build_packet
 from voicebot.pipeline.playout import BotUtterance, Playout
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.pipeline.scheduler import Completion, Job, Scheduler
@@ -112,8 +114,10 @@ class CallSession:
         config: CallConfig | None = None,
         sinks: list[RecordSink] | None = None,
         observer: Observer | None = None,
+        handoffs: HandoffSink | None = None,
     ) -> None:
         self.config = config or CallConfig()
+        self._handoffs = handoffs
         self.record = record
         self._asr, self._tts, self._vad, self._dialog = asr, tts, vad, dialog
         self._jobs = scheduler
@@ -317,6 +321,8 @@ class CallSession:
                 self._on_final(tag.hearing, completion.value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
             self._on_reply(tag, completion.value, completion.ready)
+        elif kind == "handoff":
+            self._speak(tag, completion.ready)  # the packet is durable: say goodbye
         elif kind == "tts":
             self._on_speech_chunk(tag, completion.value, completion.last)
 
@@ -369,12 +375,38 @@ class CallSession:
                 utterance.caller.intent = reply.intent.intent
                 utterance.caller.confidence = round(reply.intent.confidence, 4)
                 utterance.caller.margin = round(reply.intent.margin, 4)
+            if reply.decision is not None:
+                utterance.caller.policy = asdict(reply.decision)
             utterance.caller.timings["reply_ready"] = round(ready, 3)
             self._persist()
         self._observer("reply", reply)
         self._playout.add(utterance)
+        if reply.kind == "handoff":
+            self._hand_off(utterance, reply, ready)
+        else:
+            self._speak(utterance, ready)
+
+    def _hand_off(self, utterance: BotUtterance, reply: Reply, ready: float) -> None:
+        """Record the handoff and make its packet durable before the transfer message plays."""
+        packet = build_packet(self.record, reply)
+        self.record.handoff_reason = reply.reason
+        self.record.handoff = {
+            k: packet[k] for k in ("handoff_id", "reason", "explanation", "signals", "summary")
+        }
+        self._persist()
+        self._observer("handoff", packet)
+        sink = self._handoffs
+        if sink is None:
+            self._speak(utterance, ready)
+        else:
+            self._jobs.submit("handoff", ready, lambda: sink.submit(packet), tag=utterance)
+
+    def _speak(self, utterance: BotUtterance, ready: float) -> None:
+        if utterance.interrupted:
+            return
+        text = utterance.reply.text
         utterance.tts_job = self._jobs.submit_stream(
-            "tts", ready, lambda: self._tts.synthesize(reply.text), tag=utterance
+            "tts", ready, lambda: self._tts.synthesize(text), tag=utterance
         )
 
     def _on_speech_chunk(self, utterance: BotUtterance, chunk: SpeechChunk, last: bool) -> None:
@@ -395,8 +427,6 @@ class CallSession:
         for utterance in tick.finished:
             self._close_bot_turn(utterance)
             if utterance.reply.end_call:
-                if utterance.reply.kind == "handoff":
-                    self.record.handoff_reason = utterance.reply.reason
                 self._finish("handoff" if utterance.reply.kind == "handoff" else "bot")
         self._update_listening()
         await self._transport.send(BotFrame(tick.pcm, t, self._line_state()))

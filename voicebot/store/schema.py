@@ -1,0 +1,86 @@
+"""Tables of the call store (SQLAlchemy Core; the same schema on SQLite and PostgreSQL).
+
+The full call record and handoff packet are kept as JSON next to the columns people filter
+and sort on, so nothing said is lost to the schema and reports can evolve without migrations.
+Times that order changes (``updated_at``) are epoch seconds: the agent desktop polls them.
+"""
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("started_at", String(40), nullable=False),
+    Column("caller_id", String(64)),
+    Column("pack", String(64)),
+    Column("ended_by", String(16)),
+    Column("handoff_reason", String(32)),
+    Column("duration_s", Float, nullable=False, default=0.0),
+    Column("record", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("call_id", String(64), ForeignKey("calls.call_id"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("role", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("start", Float),
+    Column("end", Float),
+    Column("intent", String(64)),
+    Column("confidence", Float),
+    Column("data", JSON, nullable=False),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("handoff_id", String(64), primary_key=True),
+    Column("call_id", String(64), nullable=False, index=True),
+    Column("caller_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("summary_source", String(16), nullable=False),
+    Column("status", String(16), nullable=False, default="queued"),  # queued|claimed|closed
+    Column("agent", String(128)),
+    Column("claimed_at", Float),
+    Column("closed_at", Float),
+    Column("disposition", String(64)),
+    Column("packet", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
+# Transactional outbox: a webhook delivery is written in the same transaction as its
+# handoff, so a receiver that is down (or a crash) never loses a packet.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("handoff_id", String(64), ForeignKey("handoffs.handoff_id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("dead", Boolean, nullable=False, default=False),
+    Column("last_error", Text),
+)
+Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)

@@ -1,0 +1,341 @@
+"""The call store: calls, turns, handoffs and the webhook outbox in one database.
+
+SQLite file by default, PostgreSQL (or anything SQLAlchemy speaks) by URL. Every method is
+one short transaction and is safe to call from several threads; the pipeline calls it from
+worker threads only (see ``voicebot.store.sink``).
+
+Claiming is a conditional ``UPDATE ... WHERE status = 'queued'``: the database decides which
+of two agents clicking at once gets the call, on SQLite and PostgreSQL alike.
+"""
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from voicebot.errors import HandoffError, StoreError
+from voicebot.store.schema import calls, handoffs, metadata, turns, webhook_outbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///var/voicebot.db"
+DISPOSITIONS = ("resolved", "callback", "escalated", "transferred", "no_answer", "other")
+
+
+class UnknownHandoffError(HandoffError):
+    """No handoff has this id."""
+
+
+def default_url() -> str:
+    """``VOICEBOT_DB_URL`` or the SQLite file ``var/voicebot.db``."""
+    return os.environ.get("VOICEBOT_DB_URL") or DEFAULT_URL
+
+
+def redact(url: str) -> str:
+    """The URL for messages and logs: never print a database password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+class Store:
+    """Open (and create) the store at ``url``; raises ``StoreError`` if it is unusable."""
+
+    def __init__(self, url: str | None = None, *, lock_timeout_s: float = 5.0) -> None:
+        self.url = url or default_url()
+        self.engine = _engine(self.url, lock_timeout_s)
+        try:
+            metadata.create_all(self.engine)  # also proves we can write
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(_explain(self.url, exc)) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- calls and turns -----------------------------------------------------------------
+
+    def save_call(self, record: dict[str, Any], changed_turns: list[int] | None = None) -> None:
+        """Upsert a call record and its turns (only ``changed_turns`` if given)."""
+        row = {
+            "call_id": record["call_id"],
+            "started_at": record["started_at"],
+            "caller_id": record.get("caller_id"),
+            "pack": record.get("pack"),
+            "ended_by": record.get("ended_by"),
+            "handoff_reason": record.get("handoff_reason"),
+            "duration_s": record.get("duration_s") or 0.0,
+            "record": record,
+            "updated_at": time.time(),
+        }
+        indexes = range(len(record["turns"])) if changed_turns is None else changed_turns
+        turn_rows = [_turn_row(record["call_id"], i, record["turns"][i]) for i in indexes]
+        with self.engine.begin() as conn:
+            self._upsert(conn, calls, [row], ["call_id"])
+            if turn_rows:
+                self._upsert(conn, turns, turn_rows, ["call_id", "idx"])
+
+    def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
+        query = select(calls.c[*_CALL_COLUMNS]).order_by(calls.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(calls.c.record).where(calls.c.call_id == call_id))
+            return found.scalar_one_or_none()
+
+    def turn_count(self, call_id: str) -> int:
+        with self.engine.connect() as conn:
+            query = select(func.count()).select_from(turns).where(turns.c.call_id == call_id)
+            return int(conn.execute(query).scalar_one())
+
+    # --- handoffs ------------------------------------------------------------------------
+
+    def add_handoff(self, packet: dict[str, Any], webhooks: tuple[str, ...] = ()) -> None:
+        """Store a handoff and queue its webhook deliveries in one transaction (idempotent:
+        the same packet twice, e.g. from a spool flush after a timeout, is stored once)."""
+        now = time.time()
+        body = json.dumps(packet, ensure_ascii=False, sort_keys=True)
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(handoffs.c.handoff_id).where(handoffs.c.handoff_id == packet["handoff_id"])
+            ).first()
+            if exists:
+                return
+            conn.execute(
+                insert(handoffs).values(
+                    handoff_id=packet["handoff_id"],
+                    call_id=packet["call_id"],
+                    caller_id=packet.get("caller_id"),
+                    created_at=now,
+                    reason=packet["reason"],
+                    summary=packet["summary"],
+                    summary_source=packet.get("summary_source", "structured"),
+                    status="queued",
+                    packet=packet,
+                    updated_at=now,
+                )
+            )
+            for url in webhooks:
+                conn.execute(
+                    insert(webhook_outbox).values(
+                        handoff_id=packet["handoff_id"],
+                        url=url,
+                        body=body,
+                        attempts=0,
+                        next_attempt_at=now,
+                        dead=False,
+                    )
+                )
+
+    def list_handoffs(
+        self, status: str | None = None, *, since: float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``since`` (an ``updated_at``) returns only what changed after it."""
+        query = select(handoffs).order_by(handoffs.c.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(handoffs.c.status == status)
+        if since is not None:
+            query = query.where(handoffs.c.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_handoff(self, handoff_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(handoffs).where(handoffs.c.handoff_id == handoff_id)).first()
+        if row is None:
+            raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+        return dict(row._mapping)
+
+    def claim(self, handoff_id: str, agent: str) -> dict[str, Any]:
+        """Give the handoff to ``agent``; ``HandoffError`` if someone else has it."""
+        agent = agent.strip()
+        if not agent:
+            raise HandoffError("an agent name is needed to claim a handoff")
+        now = time.time()
+        with self.engine.begin() as conn:
+            won = conn.execute(
+                update(handoffs)
+                .where(handoffs.c.handoff_id == handoff_id, handoffs.c.status == "queued")
+                .values(status="claimed", agent=agent, claimed_at=now, updated_at=now)
+            ).rowcount
+        current = self.get_handoff(handoff_id)
+        if not won and current["agent"] != agent:
+            raise HandoffError(
+                f"handoff {handoff_id} is already {current['status']} by {current['agent']}"
+            )
+        return current
+
+    def close_handoff(self, handoff_id: str, agent: str, disposition: str) -> dict[str, Any]:
+        """Close a handoff the agent holds, with how it ended (one of ``DISPOSITIONS``)."""
+        if disposition not in DISPOSITIONS:
+            raise HandoffError(
+                f"unknown disposition {disposition!r} (one of: {', '.join(DISPOSITIONS)})"
+            )
+        now = time.time()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(handoffs)
+                .where(
+                    handoffs.c.handoff_id == handoff_id,
+                    handoffs.c.status == "claimed",
+                    handoffs.c.agent == agent,
+                )
+                .values(status="closed", disposition=disposition, closed_at=now, updated_at=now)
+            ).rowcount
+        current = self.get_handoff(handoff_id)
+        if not done:
+            raise HandoffError(
+                f"handoff {handoff_id} is {current['status']}"
+                + (f" by {current['agent']}" if current["agent"] else "")
+                + "; only the agent who claimed it can close it"
+            )
+        return current
+
+    def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
+        """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(handoffs.c.packet).where(handoffs.c.handoff_id == handoff_id)
+            ).scalar_one()
+            packet = dict(row) | {"summary": summary, "summary_source": source}
+            conn.execute(
+                update(handoffs)
+                .where(handoffs.c.handoff_id == handoff_id)
+                .values(
+                    summary=summary, summary_source=source, packet=packet, updated_at=time.time()
+                )
+            )
+
+    # --- webhook outbox ------------------------------------------------------------------
+
+    def due_deliveries(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
+        query = (
+            select(webhook_outbox)
+            .where(
+                webhook_outbox.c.delivered_at.is_(None),
+                webhook_outbox.c.dead.is_(False),
+                webhook_outbox.c.next_attempt_at <= now,
+            )
+            .order_by(webhook_outbox.c.next_attempt_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def deliveries(self, handoff_id: str) -> list[dict[str, Any]]:
+        query = select(webhook_outbox).where(webhook_outbox.c.handoff_id == handoff_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def delivery_done(self, delivery_id: int, attempts: int) -> None:
+        self._update_delivery(delivery_id, attempts=attempts, delivered_at=time.time())
+
+    def delivery_failed(
+        self, delivery_id: int, attempts: int, error: str, retry_at: float | None
+    ) -> None:
+        """Record a failed attempt; ``retry_at=None`` gives up (kept, marked dead)."""
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
+        values |= {"dead": True} if retry_at is None else {"next_attempt_at": retry_at}
+        self._update_delivery(delivery_id, **values)
+
+    def _update_delivery(self, delivery_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
+            )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
+        if dialect is None:  # other databases: delete + insert, still one transaction
+            for row in rows:
+                conn.execute(table.delete().where(*(table.c[k] == row[k] for k in keys)))
+            conn.execute(insert(table), rows)
+            return
+        statement = dialect.insert(table)
+        changed = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+        conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+
+
+_CALL_COLUMNS = (
+    "call_id",
+    "started_at",
+    "caller_id",
+    "pack",
+    "ended_by",
+    "handoff_reason",
+    "duration_s",
+)
+
+
+def _turn_row(call_id: str, idx: int, turn: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "call_id": call_id,
+        "idx": idx,
+        "role": turn["role"],
+        "text": turn["text"],
+        "start": turn.get("start"),
+        "end": turn.get("end"),
+        "intent": turn.get("intent"),
+        "confidence": turn.get("confidence"),
+        "data": turn,
+    }
+
+
+def _engine(url: str, lock_timeout_s: float) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r} (e.g. {DEFAULT_URL})") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder {folder} for the store {url}: {exc.strerror}"
+                ) from exc
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    try:
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(1, round(lock_timeout_s))},
+        )
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use database {redact(url)}: {exc}") from exc
+
+
+def _explain(url: str, exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    hint = ""
+    if "locked" in text:
+        hint = " (another process holds a write lock; stop it or use PostgreSQL)"
+    elif "unable to open" in text:
+        hint = " (check that the directory exists and is writable)"
+    elif "connect" in text.lower() or "refused" in text.lower():
+        hint = " (is the server running, and are host, port and credentials right?)"
+    return f"cannot open the store at {redact(url)}: {text}{hint}"

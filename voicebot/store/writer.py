@@ -1,0 +1,167 @@
+"""Getting calls and handoffs into the store without ever blocking a call or losing data.
+
+``StoreWriter`` is both the pipeline's ``RecordSink`` (transcripts, written as they happen)
+and its ``HandoffSink`` (packets, committed before the transfer message plays):
+
+- record updates arrive on the event loop; they are snapshotted and handed to one writer
+  thread, which coalesces bursts (only the latest snapshot of a call is written, and only
+  the turns that changed);
+- a handoff is committed synchronously by the worker thread that asks for it;
+- when the database is down mid-call, both go to a disk spool and are flushed once it
+  answers again, so nothing recorded is lost; the call itself carries on.
+"""
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from voicebot.pipeline.record import CallRecord
+from voicebot.store.spool import Spool
+from voicebot.store.store import Store
+
+log = logging.getLogger(__name__)
+
+Summarizer = Callable[[list[str]], str]
+
+
+class StoreWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        spool_dir: str | Path = "var/spool",
+        webhooks: tuple[str, ...] = (),
+        summarizer: Summarizer | None = None,
+        retry_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.spool = Spool(spool_dir)
+        self.webhooks = webhooks
+        self._summarizer = summarizer
+        self._retry_s = retry_s
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._written: dict[str, dict[int, str]] = {}  # call id -> turn index -> hash
+        self._lock = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._llm = ThreadPoolExecutor(1, thread_name_prefix="voicebot-summary")
+        self._thread = threading.Thread(target=self._run, name="voicebot-store", daemon=True)
+        self._thread.start()
+
+    # --- RecordSink ----------------------------------------------------------------------
+
+    def update(self, record: CallRecord) -> None:
+        """Queue the record (cheap: a snapshot); the writer thread stores it."""
+        snapshot = record.to_dict()
+        with self._lock:
+            self._pending[record.call_id] = snapshot
+            self._lock.notify_all()
+
+    # --- HandoffSink ---------------------------------------------------------------------
+
+    def submit(self, packet: dict[str, Any]) -> None:
+        """Commit the packet (or spool it if the database fails); blocks until durable."""
+        try:
+            self.store.add_handoff(packet, self.webhooks)
+        except SQLAlchemyError as exc:
+            path = self.spool.put("handoff", packet["handoff_id"], packet)
+            log.error("store unavailable, handoff spooled to %s: %s", path, exc)
+            return
+        if self._summarizer is not None:
+            self._llm.submit(self._summarize, packet)
+
+    def _summarize(self, packet: dict[str, Any]) -> None:
+        """Swap in the LLM's summary once ready; the structured one stays on failure."""
+        lines = [f"{t['role']}: {t['text']}" for t in packet["transcript"] if t["text"]]
+        try:
+            assert self._summarizer is not None
+            summary = self._summarizer(lines).strip()
+            if summary:
+                self.store.set_summary(packet["handoff_id"], summary, "llm")
+        except Exception as exc:  # an LLM or store hiccup must not lose the handoff
+            log.warning("LLM summary for handoff %s failed: %s", packet["handoff_id"], exc)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record is written (or spooled); True if all were."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        self._llm.shutdown(wait=True)
+        self._llm = ThreadPoolExecutor(1, thread_name_prefix="voicebot-summary")
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._thread.join(timeout=5)
+
+    # --- the writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        healthy = self._flush_spool()
+        while True:
+            with self._lock:
+                if not self._pending and not self._closed:
+                    self._lock.wait(timeout=None if healthy else self._retry_s)
+                if self._closed and not self._pending:
+                    return
+                batch, self._pending = self._pending, {}
+                self._busy = True
+            try:
+                for snapshot in batch.values():
+                    self._write(snapshot)
+                healthy = self._flush_spool() if batch or not healthy else healthy
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._lock.notify_all()
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        call_id = snapshot["call_id"]
+        hashes = {i: _digest(t) for i, t in enumerate(snapshot["turns"])}
+        known = self._written.get(call_id, {})
+        changed = [i for i, h in hashes.items() if known.get(i) != h]
+        try:
+            self.store.save_call(snapshot, changed)
+        except SQLAlchemyError as exc:
+            self.spool.put("call", call_id, snapshot)
+            self._written.pop(call_id, None)  # rewrite every turn once the store is back
+            log.error("store unavailable, call %s spooled: %s", call_id, exc)
+            return
+        self._written[call_id] = hashes
+        self.spool.remove("call", call_id)  # an older spooled snapshot must not come back
+
+    def _flush_spool(self) -> bool:
+        """Move spooled handoffs and calls into the store; False while it still fails."""
+        try:
+            for path, packet in self.spool.items("handoff"):
+                self.store.add_handoff(packet, self.webhooks)
+                path.unlink()
+                log.warning("spooled handoff %s flushed to the store", packet["handoff_id"])
+            for path, snapshot in self.spool.items("call"):
+                self.store.save_call(snapshot)
+                path.unlink()
+        except SQLAlchemyError as exc:
+            log.debug("store still unavailable: %s", exc)
+            return False
+        return True
+
+
+def _digest(turn: dict[str, Any]) -> str:
+    return hashlib.blake2b(json.dumps(turn, sort_keys=True).encode(), digest_size=8).hexdigest()
