@@ -1,6 +1,7 @@
 """Shared fixtures: real models loaded once per test session, synthetic caller audio."""
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import pytest
 # The tests must never reach a model hub: everything comes from installed packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Calls the tests make (CLI subprocesses included) are recorded in a throwaway database.
+os.environ.setdefault("VOICEBOT_DB_URL", f"sqlite:///{tempfile.mkdtemp(prefix='voicebot-')}/t.db")
 
 
 @pytest.fixture(scope="session")
