@@ -147,3 +147,21 @@ def test_due_date_and_static_answers(classifier, bank):
     )
     assert "due on Sunday, December 6th" in replies[1].text
     assert "Monday to Friday" in replies[2].text
+
+
+def test_complaint_is_logged_with_the_callers_words(classifier, tmp_path):
+    import sqlite3
+
+    bank = DemoBank(tmp_path / "bank.db", today=TODAY)
+    _, replies = talk(
+        classifier,
+        bank,
+        ["i want to make a complaint", "um", "the staff at the main street branch were rude"],
+    )
+    assert replies[0].kind == "question" and "what happened" in replies[0].text
+    assert replies[1].kind == "reprompt"  # "um" is not a complaint
+    assert "reference 1 0 0 0 0 1" in replies[2].text
+    rows = sqlite3.connect(tmp_path / "bank.db").execute(
+        "SELECT customer_id, caller_id, details FROM complaints"
+    )
+    assert rows.fetchall() == [("c1", KNOWN, "the staff at the main street branch were rude")]

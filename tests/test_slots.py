@@ -385,7 +385,15 @@ def test_yes_no(text, answer):
 
 
 def test_slot_types_are_the_documented_ones():
-    assert set(SLOT_TYPES) == {"digits", "card_last_four", "phone", "amount", "date", "yes_no"}
+    assert set(SLOT_TYPES) == {
+        "digits",
+        "card_last_four",
+        "phone",
+        "amount",
+        "date",
+        "yes_no",
+        "text",
+    }
 
 
 @pytest.mark.parametrize(
@@ -432,9 +440,23 @@ _HOSTILE = [
 
 
 @pytest.mark.parametrize("text", _HOSTILE)
-@pytest.mark.parametrize("type_name", sorted(SLOT_TYPES))
+@pytest.mark.parametrize("type_name", sorted(set(SLOT_TYPES) - {"text"}))  # any words are text
 def test_other_languages_and_noise_are_none(type_name, text):
     assert parse_slot(type_name, text, today=TODAY) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the staff  were rude to me", "the staff were rude to me"),
+        ("Je voudrais me plaindre", "Je voudrais me plaindre"),
+        ("um", None),
+        ("yes please", None),
+        ("...,,,!!!", None),
+    ],
+)
+def test_free_text_needs_a_few_words(text, expected):
+    assert parse_slot("text", text, today=TODAY) == expected
 
 
 _LONG = [

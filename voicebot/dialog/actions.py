@@ -13,6 +13,8 @@ from typing import Any
 from voicebot.services.base import Services
 
 Action = Callable[[Services, str, dict[str, Any]], dict[str, str]]
+# Slots an action may read beyond the flow's own: filled in by the dialog manager.
+CALLER_ID_SLOT = "_caller_id"
 
 
 def say_money(amount: Decimal) -> str:
@@ -77,6 +79,11 @@ def payment_due(services: Services, customer: str, slots: dict[str, Any]) -> dic
     }
 
 
+def log_complaint(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    reference = services.log_complaint(customer, slots.get(CALLER_ID_SLOT), slots["details"])
+    return {"reference": say_digits(reference)}
+
+
 ACTIONS: dict[str, Action] = {
     "balances": balances,
     "transactions": transactions,
@@ -84,6 +91,7 @@ ACTIONS: dict[str, Action] = {
     "activate_card": _set_card("active"),
     "pay_credit_card": pay_credit_card,
     "payment_due": payment_due,
+    "log_complaint": log_complaint,
 }
 
 

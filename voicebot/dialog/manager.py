@@ -27,7 +27,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from voicebot.dialog.actions import ACTIONS, slot_for_speech
+from voicebot.dialog.actions import ACTIONS, CALLER_ID_SLOT, slot_for_speech
 from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMError
 from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack, SlotSpec
@@ -112,9 +112,7 @@ class DialogManager:
 
     def snapshot(self) -> dict[str, Any]:
         """The dialog's state for a person taking the call over (JSON-ready)."""
-        if self.customer_id is None and self._caller_id:
-            customer = self._services.find_customer(self._caller_id)
-            self.customer_id = customer.id if customer else None
+        self._identify()
         waiting = " (waiting for the caller to confirm)"
         pending = [t.flow.description + (waiting if t.confirming else "") for t in self._tasks]
         return {
@@ -283,9 +281,7 @@ class DialogManager:
         if task.flow.verify and not self.verified:
             verification = self.pack.verification
             assert verification is not None
-            if self.customer_id is None and self._caller_id:
-                customer = self._services.find_customer(self._caller_id)
-                self.customer_id = customer.id if customer else None
+            self._identify()
             if self.customer_id is None:
                 return self._ask("phone", intent, verification.ask_phone, prefix)
             return self._ask("verify", intent, verification.prompt, prefix)
@@ -297,10 +293,18 @@ class DialogManager:
             return self._ask("confirm", intent, self._confirmation(task), prefix)
         return self._run(task, intent, prefix)
 
+    def _identify(self) -> None:
+        """Look the caller up by caller ID: identifies them, never verifies them."""
+        if self.customer_id is None and self._caller_id:
+            customer = self._services.find_customer(self._caller_id)
+            self.customer_id = customer.id if customer else None
+
     def _run(self, task: _Task, intent: IntentResult, prefix: str = "") -> Reply:
         self._tasks.pop()
+        self._identify()
         try:
-            fields = ACTIONS[task.flow.action](self._services, self.customer_id or "", task.slots)
+            slots = task.slots | {CALLER_ID_SLOT: self._caller_id}
+            fields = ACTIONS[task.flow.action](self._services, self.customer_id or "", slots)
         except ServiceError as exc:
             text = f"{exc} What else can I help you with?"
             return self._with_resume(Reply(_join(prefix, text), kind="answer", intent=intent))

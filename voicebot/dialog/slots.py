@@ -625,6 +625,13 @@ def _answer_at(words: Sequence[str], i: int) -> tuple[str, int] | None:
     return None
 
 
+def parse_free_text(text: str, min_words: int = 3) -> str | None:
+    """A free-form answer ("what happened?"): the caller's words, if there are enough of them
+    to be an answer rather than a filler ("um", "yes")."""
+    words = re.findall(r"[\w']+", text)
+    return " ".join(text.split()) if len(words) >= min_words else None
+
+
 def parse_yes_no(text: str) -> bool | None:
     """True for yes, False for no, None when unclear, unsure, or both were said.
 
@@ -671,6 +678,7 @@ SLOT_TYPES: dict[str, SlotParser] = {
     "amount": lambda text, today: parse_amount(text),
     "date": parse_date,
     "yes_no": lambda text, today: parse_yes_no(text),
+    "text": lambda text, today: parse_free_text(text),
 }
 
 

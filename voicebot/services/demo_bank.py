@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS transactions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL REFERENCES accounts(id),
     day TEXT NOT NULL, merchant TEXT NOT NULL, amount_cents INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS complaints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id TEXT, caller_id TEXT,
+    details TEXT NOT NULL, created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS statements (
     customer_id TEXT PRIMARY KEY REFERENCES customers(id), due TEXT NOT NULL,
     balance_cents INTEGER NOT NULL, minimum_cents INTEGER NOT NULL
@@ -109,6 +113,15 @@ class DemoBank:
                     "INSERT INTO statements VALUES (?, ?, ?, ?)",
                     (cid, (t + timedelta(days=12)).isoformat(), -min(a[2] for a in accounts), 3500),
                 )
+
+    def log_complaint(self, customer_id: str, caller_id: str | None, details: str) -> str:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO complaints (customer_id, caller_id, details, created) "
+                "VALUES (?, ?, ?, ?)",
+                (customer_id or None, caller_id, details, self._today.isoformat()),
+            )
+        return f"{100000 + int(cursor.lastrowid or 0)}"  # six digits, read out one by one
 
     def _rows(self, sql: str, *args: object) -> list[tuple]:
         with self._lock:
