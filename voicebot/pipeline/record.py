@@ -108,8 +108,15 @@ def format_transcript(record: CallRecord) -> str:
         else:
             conf = f"{turn.confidence:.2f}" if turn.confidence is not None else "-"
             logprob = turn.asr["avg_logprob"] if turn.asr else float("nan")
-            lines.append(
-                f"{stamp} CALLER  {turn.text}   (intent {turn.intent} {conf}, asr {logprob:.2f})"
+            policy = turn.policy or {}
+            # A slot answer ("4 5 6 7") is not a request: its intent scores mean nothing.
+            heard = (
+                "answer"
+                if policy.get("signals", {}).get("answering")
+                else f"intent {turn.intent} {conf}"
             )
+            if policy.get("action") not in (None, "proceed"):
+                heard += f", {policy['action']}"
+            lines.append(f"{stamp} CALLER  {turn.text}   ({heard}, asr {logprob:.2f})")
     lines.append(f"ended by {record.ended_by} after {record.duration_s:.1f} s")
     return "\n".join(lines)
