@@ -162,6 +162,44 @@ def test_complaint_is_logged_with_the_callers_words(classifier, tmp_path):
     assert replies[1].kind == "reprompt"  # "um" is not a complaint
     assert "reference 1 0 0 0 0 1" in replies[2].text
     rows = sqlite3.connect(tmp_path / "bank.db").execute(
-        "SELECT customer_id, caller_id, details FROM complaints"
+        "SELECT customer_id, caller_id, kind, details FROM cases"
     )
-    assert rows.fetchall() == [("c1", KNOWN, "the staff at the main street branch were rude")]
+    assert rows.fetchall() == [
+        ("c1", KNOWN, "complaint", "the staff at the main street branch were rude")
+    ]
+
+
+def test_fraud_report_blocks_the_card_and_opens_a_case(classifier, tmp_path):
+    import sqlite3
+
+    bank = DemoBank(tmp_path / "bank.db", today=TODAY)
+    _, replies = talk(
+        classifier,
+        bank,
+        [
+            "someone used my card for something i didn't buy",
+            "nine four one zero seven",
+            "four five six seven",
+            "a charge at an electronics store yesterday for three hundred dollars",
+            "yes",
+        ],
+    )
+    assert replies[3].text.startswith("I'll block the card ending in 4 5 6 7")
+    assert "fraud case reference is 1 0 0 0 0 1" in replies[4].text
+    assert card_status(bank, "4567") == "blocked"
+    kind, details = (
+        sqlite3.connect(tmp_path / "bank.db").execute("SELECT kind, details FROM cases").fetchone()
+    )
+    assert kind == "report_fraud" and "electronics store" in details
+
+
+def test_transfer_moves_money_after_confirmation(classifier, bank):
+    _, replies = talk(
+        classifier,
+        bank,
+        ["i want to move some money to my savings", "94107", "two hundred dollars", "yes"],
+    )
+    assert replies[2].text == "Shall I move 200 dollars from checking to savings?"
+    balances = {a.kind: a.balance for a in bank.accounts("c1")}
+    assert balances["checking"] == Decimal("2215.00") and balances["savings"] == Decimal("8220.00")
+    assert "2,215 dollars" in replies[3].text

@@ -136,8 +136,12 @@ FLOW_INTENT = "intents:\n  a:\n    examples: [x]\n    flow: f\n"
         ),
         (FLOW_INTENT + "flows:\n  f:\n    done: d\n", "missing required key 'action'"),
         (
-            FLOW_INTENT + "flows:\n  f:\n    verify: true\n    action: x\n    done: d\n",
+            FLOW_INTENT + "flows:\n  f:\n    verify: true\n    action: balances\n    done: d\n",
             "needs verification, but the pack has no 'verification' section",
+        ),
+        (
+            FLOW_INTENT + "flows:\n  f:\n    action: block_crad\n    done: d\n",
+            "unknown action 'block_crad' (known: ",
         ),
     ],
 )
@@ -155,3 +159,11 @@ def test_bank_flows_reference_known_actions():
     assert pack.verification is not None and pack.faq
     for flow in pack.flows.values():
         assert flow.action in ACTIONS, flow.name
+
+
+@pytest.mark.parametrize("name", ["bank", "telecom"])
+def test_no_static_answer_asks_a_question_the_bot_cannot_take_up(name):
+    """A follow-up question ("Shall I send it?") needs a flow to act on the answer."""
+    for intent in load_pack(name).intents.values():
+        if intent.flow is None and intent.response.endswith("?"):
+            assert intent.response.endswith("What else can I help you with?"), intent.name

@@ -13,8 +13,9 @@ from typing import Any
 from voicebot.services.base import Services
 
 Action = Callable[[Services, str, dict[str, Any]], dict[str, str]]
-# Slots an action may read beyond the flow's own: filled in by the dialog manager.
+# Context an action may read beside the flow's own slots, filled in by the dialog manager.
 CALLER_ID_SLOT = "_caller_id"
+FLOW_SLOT = "_flow"  # the flow's name: also the kind of a back-office case
 
 
 def say_money(amount: Decimal) -> str:
@@ -79,9 +80,27 @@ def payment_due(services: Services, customer: str, slots: dict[str, Any]) -> dic
     }
 
 
-def log_complaint(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
-    reference = services.log_complaint(customer, slots.get(CALLER_ID_SLOT), slots["details"])
+def open_case(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    """A request a back-office team completes (complaint, dispute, PIN reset...): the case
+    carries the caller's own words if the flow asked for them, else the filled slots."""
+    filled = {k: v for k, v in slots.items() if not k.startswith("_")}
+    details = filled.pop("details", None) or "; ".join(f"{k}: {v}" for k, v in filled.items())
+    kind = slots[FLOW_SLOT]
+    reference = services.open_case(customer, slots.get(CALLER_ID_SLOT), kind, details or kind)
     return {"reference": say_digits(reference)}
+
+
+def report_fraud(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    """Block the card first (stop the damage), then open the fraud case."""
+    return _set_card("blocked")(services, customer, slots) | open_case(services, customer, slots)
+
+
+def transfer_to_savings(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    checking, savings = services.transfer_to_savings(customer, slots["amount"])
+    return {
+        "checking_balance": say_money(checking.balance),
+        "savings_balance": say_money(savings.balance),
+    }
 
 
 ACTIONS: dict[str, Action] = {
@@ -91,7 +110,9 @@ ACTIONS: dict[str, Action] = {
     "activate_card": _set_card("active"),
     "pay_credit_card": pay_credit_card,
     "payment_due": payment_due,
-    "log_complaint": log_complaint,
+    "open_case": open_case,
+    "report_fraud": report_fraud,
+    "transfer_to_savings": transfer_to_savings,
 }
 
 

@@ -27,7 +27,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from voicebot.dialog.actions import ACTIONS, CALLER_ID_SLOT, slot_for_speech
+from voicebot.dialog.actions import ACTIONS, CALLER_ID_SLOT, FLOW_SLOT, slot_for_speech
 from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMError
 from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack, SlotSpec
@@ -303,7 +303,7 @@ class DialogManager:
         self._tasks.pop()
         self._identify()
         try:
-            slots = task.slots | {CALLER_ID_SLOT: self._caller_id}
+            slots = task.slots | {CALLER_ID_SLOT: self._caller_id, FLOW_SLOT: task.flow.name}
             fields = ACTIONS[task.flow.action](self._services, self.customer_id or "", slots)
         except ServiceError as exc:
             text = f"{exc} What else can I help you with?"

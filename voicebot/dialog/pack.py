@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 from voicebot.handoff.policy import EscalationConfig
@@ -219,11 +220,20 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
         verify=_bool(path, fields, "verify"),
         slots=tuple(slots),
         confirm=_optional_string(path, fields, "confirm") or None,
-        action=_string(path, fields["action"], "action"),
+        action=_action(path, fields["action"]),
         done=_string(path, fields["done"], "done"),
         cancelled=_optional_string(path, fields, "cancelled")
         or "Okay, I won't do that. What else can I help you with?",
     )
+
+
+def _action(path: Path, node: yaml.Node) -> str:
+    name = _string(path, node, "action")
+    if name not in ACTIONS:
+        raise PackError(
+            f"{_where(path, node)}: unknown action {name!r} (known: {', '.join(sorted(ACTIONS))})"
+        )
+    return name
 
 
 def _verification(path: Path, node: yaml.Node) -> Verification:

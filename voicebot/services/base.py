@@ -76,7 +76,12 @@ class Services(Protocol):
 
     def payment_due(self, customer_id: str) -> PaymentDue: ...
 
-    def log_complaint(self, customer_id: str, caller_id: str | None, details: str) -> str:
-        """Record a complaint for the customer-relations team; returns its reference.
-        ``customer_id`` is empty when the caller was not identified."""
+    def transfer_to_savings(self, customer_id: str, amount: Decimal) -> tuple[Account, Account]:
+        """Move money from checking to savings; returns (checking, savings) after."""
+        ...
+
+    def open_case(self, customer_id: str, caller_id: str | None, kind: str, details: str) -> str:
+        """Record a request for a back-office team (a complaint, a dispute, a PIN reset,
+        an address change...); returns the reference the caller is given. ``customer_id``
+        is empty when the caller was not identified."""
         ...

@@ -37,9 +37,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL REFERENCES accounts(id),
     day TEXT NOT NULL, merchant TEXT NOT NULL, amount_cents INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS complaints (
+CREATE TABLE IF NOT EXISTS cases (
     id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id TEXT, caller_id TEXT,
-    details TEXT NOT NULL, created TEXT NOT NULL
+    kind TEXT NOT NULL, details TEXT NOT NULL, created TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS statements (
     customer_id TEXT PRIMARY KEY REFERENCES customers(id), due TEXT NOT NULL,
@@ -114,14 +114,19 @@ class DemoBank:
                     (cid, (t + timedelta(days=12)).isoformat(), -min(a[2] for a in accounts), 3500),
                 )
 
-    def log_complaint(self, customer_id: str, caller_id: str | None, details: str) -> str:
+    def open_case(self, customer_id: str, caller_id: str | None, kind: str, details: str) -> str:
         with self._lock:
             cursor = self._db.execute(
-                "INSERT INTO complaints (customer_id, caller_id, details, created) "
-                "VALUES (?, ?, ?, ?)",
-                (customer_id or None, caller_id, details, self._today.isoformat()),
+                "INSERT INTO cases (customer_id, caller_id, kind, details, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (customer_id or None, caller_id, kind, details, self._today.isoformat()),
             )
         return f"{100000 + int(cursor.lastrowid or 0)}"  # six digits, read out one by one
+
+    def transfer_to_savings(self, customer_id: str, amount: Decimal) -> tuple[Account, Account]:
+        self._move(customer_id, "chk", "sav", amount, "Transfer to savings")
+        accounts = {a.kind: a for a in self.accounts(customer_id)}
+        return accounts["checking"], accounts["savings"]
 
     def _rows(self, sql: str, *args: object) -> list[tuple]:
         with self._lock:
@@ -173,29 +178,37 @@ class DemoBank:
         return next(c for c in self.cards(customer_id) if c.last_four == last_four)
 
     def pay_credit_card(self, customer_id: str, amount: Decimal) -> Account:
+        self._move(customer_id, "chk", "cc", amount, "Credit card payment")
+        return next(a for a in self.accounts(customer_id) if a.kind == "credit")
+
+    def _move(self, customer_id: str, source: str, target: str, amount: Decimal, what: str) -> None:
+        """Move money between two of the customer's accounts in one transaction."""
         cents = int(amount * 100)
         if cents <= 0:
-            raise ServiceError("The payment amount has to be more than zero.")
+            raise ServiceError("The amount has to be more than zero.")
         with self._lock, self._db:
-            (balance,) = self._db.execute(
-                "SELECT balance_cents FROM accounts WHERE id = ?", (f"{customer_id}-chk",)
-            ).fetchone()
-            if balance < cents:
+            found = self._db.execute(
+                "SELECT id, balance_cents FROM accounts WHERE id IN (?, ?)",
+                (f"{customer_id}-{source}", f"{customer_id}-{target}"),
+            ).fetchall()
+            balances = dict(found)
+            if len(balances) < 2:
+                raise ServiceError("I can't find both of those accounts on your file.")
+            if balances[f"{customer_id}-{source}"] < cents:
                 raise ServiceError("There isn't enough money in your checking account for that.")
             self._db.execute(
                 "UPDATE accounts SET balance_cents = balance_cents - ? WHERE id = ?",
-                (cents, f"{customer_id}-chk"),
+                (cents, f"{customer_id}-{source}"),
             )
             self._db.execute(
                 "UPDATE accounts SET balance_cents = balance_cents + ? WHERE id = ?",
-                (cents, f"{customer_id}-cc"),
+                (cents, f"{customer_id}-{target}"),
             )
             self._db.execute(
                 "INSERT INTO transactions (account_id, day, merchant, amount_cents) "
-                "VALUES (?, ?, 'Credit card payment', ?)",
-                (f"{customer_id}-chk", self._today.isoformat(), -cents),
+                "VALUES (?, ?, ?, ?)",
+                (f"{customer_id}-{source}", self._today.isoformat(), what, -cents),
             )
-        return next(a for a in self.accounts(customer_id) if a.kind == "credit")
 
     def payment_due(self, customer_id: str) -> PaymentDue:
         rows = self._rows(
