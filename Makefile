@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench eval clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,17 @@ lint: setup
 bench: setup
 	$(VENV)/bin/voicebot models prepare
 	$(PY) scripts/bench_pipeline.py --out build/bench/pipeline.json
+
+# The eval suites (eval/README.md); compare runs with `voicebot eval compare BASE.json NEW.json`.
+eval: setup
+	$(VENV)/bin/voicebot models prepare
+	$(VENV)/bin/voicebot eval asr --manifest eval/asr/speech-phone.jsonl --report build/eval/asr.json
+	$(VENV)/bin/voicebot eval intents --manifest eval/intents/bank.jsonl --pack bank \
+		--report build/eval/intents-bank.json
+	$(VENV)/bin/voicebot eval intents --manifest eval/intents/telecom.jsonl --pack telecom \
+		--report build/eval/intents-telecom.json
+	$(VENV)/bin/voicebot eval calls --scenarios eval/calls/bank eval/calls/telecom \
+		--report build/eval/calls.json
 
 clean:
 	rm -rf build

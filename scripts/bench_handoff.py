@@ -25,7 +25,8 @@ from fastapi import FastAPI
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_agent_desk import CHROMIUM, Server
+from tests.servers import Server
+from tests.test_agent_desk import CHROMIUM
 from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.store import Store, StoreWriter

@@ -5,14 +5,13 @@ escalate and claiming the card it produced."""
 import asyncio
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
+from tests.servers import Server
 from voicebot.handoff.desk import desk_router
 from voicebot.store import Store, StoreWriter
 from voicebot.transports.simulated import CallerSegment, SimulatedCaller
@@ -32,26 +31,6 @@ def packet(handoff_id, reason="caller_request", text="I want a person"):
         "verification": {"customer_id": "c1", "verified": False},
         "transcript": [{"role": "caller", "text": text, "start": 1.0, "end": 2.0}],
     }
-
-
-class Server:
-    """uvicorn in a thread, serving the desk router; stopped by the fixture."""
-
-    def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

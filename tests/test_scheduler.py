@@ -1,11 +1,11 @@
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from voicebot.pipeline.scheduler import Scheduler
+from voicebot.pipeline.workers import PriorityWorkers
 
 
 def run(coro):
@@ -14,7 +14,7 @@ def run(coro):
 
 def test_simulated_clock_charges_compute_time():
     async def main():
-        with ThreadPoolExecutor(2) as pool:
+        with PriorityWorkers(2) as pool:
             jobs = Scheduler(pool, realtime=False)
             jobs.submit("slow", 1.0, lambda: time.sleep(0.3) or "done")
             before = await jobs.collect(1.2)  # only 0.2 s of call time has passed
@@ -35,7 +35,7 @@ def test_stream_items_are_stamped_one_by_one():
             yield i
 
     async def main():
-        with ThreadPoolExecutor(2) as pool:
+        with PriorityWorkers(2) as pool:
             jobs = Scheduler(pool, realtime=False)
             jobs.submit_stream("tts", 0.0, produce)
             return await jobs.collect(10.0)
@@ -58,7 +58,7 @@ def test_stream_end_is_delivered_even_when_the_last_item_was_taken_before_it():
         release.wait(1.0)
 
     async def main():
-        with ThreadPoolExecutor(1) as pool:
+        with PriorityWorkers(1) as pool:
             jobs = Scheduler(pool, realtime=True)
             jobs.submit_stream("tts", 0.0, produce)
             first = []
@@ -79,7 +79,7 @@ def test_stream_end_is_delivered_even_when_the_last_item_was_taken_before_it():
 
 def test_cancelled_jobs_deliver_nothing_and_errors_are_delivered():
     async def main():
-        with ThreadPoolExecutor(2) as pool:
+        with PriorityWorkers(2) as pool:
             jobs = Scheduler(pool, realtime=False)
             job = jobs.submit("x", 0.0, lambda: time.sleep(0.05) or 1)
             job.cancel()
@@ -92,7 +92,7 @@ def test_cancelled_jobs_deliver_nothing_and_errors_are_delivered():
 
 def test_realtime_collect_never_waits():
     async def main():
-        with ThreadPoolExecutor(1) as pool:
+        with PriorityWorkers(1) as pool:
             jobs = Scheduler(pool, realtime=True)
             jobs.submit("slow", 0.0, lambda: time.sleep(0.5))
             started = time.perf_counter()
@@ -106,7 +106,7 @@ def test_realtime_collect_never_waits():
 @pytest.mark.parametrize("realtime", [False, True])
 def test_busy_reflects_outstanding_work(realtime):
     async def main():
-        with ThreadPoolExecutor(1) as pool:
+        with PriorityWorkers(1) as pool:
             jobs = Scheduler(pool, realtime=realtime)
             jobs.submit("x", 0.0, lambda: time.sleep(0.05))
             busy_before = jobs.busy
@@ -115,3 +115,23 @@ def test_busy_reflects_outstanding_work(realtime):
             return busy_before, jobs.busy
 
     assert run(main()) == (True, False)
+
+
+def test_urgent_work_overtakes_background_work_and_cancelled_work_is_skipped():
+    from voicebot.pipeline.workers import BACKGROUND, URGENT
+
+    ran, gate, done = [], threading.Event(), threading.Event()
+    with PriorityWorkers(1) as pool:
+        pool.submit(gate.wait)  # hold the only thread while the queue fills
+        pool.submit(lambda: ran.append("partial 1"), BACKGROUND)
+        pool.submit(lambda: ran.append("stale partial"), BACKGROUND, skip=lambda: True)
+        pool.submit(lambda: ran.append("final"), URGENT)
+        pool.submit(lambda: ran.append("reply"), URGENT)
+        pool.submit(done.set, BACKGROUND)
+        deadline = time.monotonic() + 5
+        while pool.pending() > 5 and time.monotonic() < deadline:  # the thread takes the gate
+            time.sleep(0.01)
+        assert pool.pending() == 5
+        gate.set()
+        assert done.wait(5)
+    assert ran == ["final", "reply", "partial 1"]

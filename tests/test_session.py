@@ -4,7 +4,6 @@ The same behaviour through the real models is covered in test_e2e_call.py.
 """
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, tone
 from voicebot.pipeline.record import CallRecord
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession
+from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 
 TEXTS = ["i lost my card", "yes please", "bye now"]
@@ -20,7 +20,7 @@ TEXTS = ["i lost my card", "yes please", "bye now"]
 
 def run_call(segments, *, asr=None, config=None, tail_s=20.0):
     async def main():
-        with ThreadPoolExecutor(2) as executor:
+        with PriorityWorkers(2) as executor:
             record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
             caller = SimulatedCaller(segments, tail_s=tail_s)
             session = CallSession(
@@ -141,7 +141,7 @@ def test_records_are_persisted_after_every_change():
     sink = Sink()
 
     async def main():
-        with ThreadPoolExecutor(2) as executor:
+        with PriorityWorkers(2) as executor:
             record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
             session = CallSession(
                 asr=ScriptedASR(TEXTS),

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
+    from voicebot.server.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"voicebot {__version__}")
@@ -53,7 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
+    register_serve(commands)
     return parser
+
+
+def add_bot_options(parser: argparse.ArgumentParser) -> None:
+    """The models and back office of a ``Bot``, shared by every command that runs calls."""
+    parser.add_argument("--pack", default="bank", help="domain pack name or YAML path")
+    parser.add_argument(
+        "--asr",
+        default="tiny.en",
+        help="[auto:|faster-whisper:|torch:]MODEL, MODEL: tiny.en | base | model dir | hub id "
+        "(torch: one batching Whisper engine for all calls, GPU when there)",
+    )
+    parser.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
+    parser.add_argument("--voice", default="joe", help="Piper voice name or .onnx path")
+    parser.add_argument("--bank-db", default=":memory:", help="demo back office SQLite file")
 
 
 def _register_call(commands: argparse._SubParsersAction) -> None:
@@ -68,12 +84,8 @@ def _register_call(commands: argparse._SubParsersAction) -> None:
     call.add_argument("caller", type=Path, help="caller audio (WAV/FLAC/OGG/MP3, any rate)")
     call.add_argument("--out", type=Path, help="stereo WAV: caller left, bot right")
     call.add_argument("--transcript", type=Path, help="JSON transcript (updated every turn)")
-    call.add_argument("--pack", default="bank", help="domain pack name or YAML path")
-    call.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
-    call.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
-    call.add_argument("--voice", default="joe", help="Piper voice name or .onnx path")
+    add_bot_options(call)
     call.add_argument("--caller-id", help="phone number the call comes from (caller ID)")
-    call.add_argument("--bank-db", default=":memory:", help="demo back office SQLite file")
     call.add_argument(
         "--realtime", action="store_true", help="pace the call in real time (default: fast)"
     )

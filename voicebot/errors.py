@@ -21,6 +21,16 @@ class ModelPreparationError(VoicebotError):
     """Preparing a model (e.g. joining split weights) failed or produced a bad file."""
 
 
+class ASRDeviceError(VoicebotError):
+    """The recognizer cannot run where asked: CUDA missing, or a request beyond its memory."""
+
+    exit_code = 2
+
+
+class ASROutOfMemoryError(ASRDeviceError):
+    """The accelerator ran out of memory on a batch; a smaller batch may still fit."""
+
+
 class AudioInputError(VoicebotError):
     """An audio file cannot be used: unreadable, truncated, empty, unsupported or too long."""
 
@@ -41,3 +51,24 @@ class StoreError(VoicebotError):
 
 class HandoffError(VoicebotError):
     """An operator action on a handoff is not possible (unknown id, claimed by someone else)."""
+
+
+class LineProtocolError(VoicebotError):
+    """A live line's peer broke its protocol (bad JSON, media before start, wrong codec...).
+
+    ``code`` is the WebSocket close code the peer gets with the message as reason (RFC 6455:
+    1003 unsupported data, 1007 invalid payload, 1008 policy violation, 1009 too big), so the
+    client learns what it did wrong.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class EvalInputError(VoicebotError):
+    """An eval input (manifest, scenario, report) cannot be used; the message names the file,
+    and the line where there is one."""
+
+    exit_code = 2

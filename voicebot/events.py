@@ -15,10 +15,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AudioFrame:
-    """20 ms of caller audio, 16 kHz mono PCM16, starting at call time ``t``."""
+    """20 ms of caller audio, 16 kHz mono PCM16, starting at call time ``t``.
+
+    ``dtmf`` carries keypad digits the caller finished typing (e.g. "4567"): the transport
+    groups key presses, and the session answers them as a caller turn of their own.
+    """
 
     pcm: np.ndarray
     t: float
+    dtmf: str = ""
 
 
 class LineState(StrEnum):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 from faster_whisper import WhisperModel
 
-from voicebot.asr.guards import GuardConfig, collapse_repeats, drop_reason
+from voicebot.asr.guards import GuardConfig, judge
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
 from voicebot.models import resolve_asr
@@ -66,14 +66,11 @@ class FasterWhisperASR:
             else 0.0
         )
         no_speech = max((s.no_speech_prob for s in segments), default=1.0)
-        reason = drop_reason(raw, avg_logprob, no_speech, self._guards)
-        text = "" if reason else collapse_repeats(raw)
-        return Transcript(
-            text=text,
-            avg_logprob=avg_logprob,
-            no_speech_prob=no_speech,
+        return judge(
+            raw,
+            avg_logprob,
+            no_speech,
             audio_s=audio_s,
             compute_s=time.perf_counter() - started,
-            dropped=reason,
-            raw_text=raw,
+            config=self._guards,
         )

@@ -10,6 +10,8 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from voicebot.events import Transcript
+
 # Phrases Whisper emits on non-speech. Dropped whatever the confidence.
 _ALWAYS_HALLUCINATED = {
     "thanks for watching",
@@ -90,3 +92,28 @@ def drop_reason(
     ):
         return "hallucination"
     return None
+
+
+def judge(
+    raw: str,
+    avg_logprob: float,
+    no_speech_prob: float,
+    *,
+    audio_s: float,
+    compute_s: float,
+    config: GuardConfig,
+) -> Transcript:
+    """The recognizer's result for a decoded text: kept (repeats collapsed) or dropped with why.
+
+    Every backend ends here, so the same audio is judged the same whichever engine decoded it.
+    """
+    reason = drop_reason(raw, avg_logprob, no_speech_prob, config)
+    return Transcript(
+        text="" if reason else collapse_repeats(raw),
+        avg_logprob=avg_logprob,
+        no_speech_prob=no_speech_prob,
+        audio_s=audio_s,
+        compute_s=compute_s,
+        dropped=reason,
+        raw_text=raw,
+    )

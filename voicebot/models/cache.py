@@ -50,14 +50,14 @@ def is_prepared(spec: ModelSpec) -> bool:
 
 
 @contextmanager
-def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``target`` so concurrent joins wait instead of colliding."""
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` so concurrent preparations wait, not collide."""
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        lock = (target / _LOCK).open("w")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = lock_path.open("w")
     except OSError as exc:
         raise ModelPreparationError(
-            f"cannot write the model cache {target}: {exc}; "
+            f"cannot write the model cache {lock_path.parent}: {exc}; "
             "set VOICEBOT_CACHE_DIR to a writable directory"
         ) from exc
     with lock:
@@ -93,7 +93,7 @@ def join_parts(spec: ModelSpec, *, progress: bool | None = None) -> tuple[Path, 
     if is_prepared(spec):
         return target, False
     dirs, parts = _parts(spec)
-    with _locked(target):
+    with locked(target / _LOCK):
         if is_prepared(spec):  # another process finished while we waited for the lock
             return target, False
         (target / _MARKER).unlink(missing_ok=True)

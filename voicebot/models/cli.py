@@ -25,6 +25,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(func=_prepare)
 
+    convert = actions.add_parser(
+        "convert",
+        help="convert a CTranslate2 Whisper into a transformers directory (for --asr torch:)",
+        description="Converts once into the model cache and prints the directory; "
+        "transformers' WhisperForConditionalGeneration.from_pretrained loads it.",
+    )
+    convert.add_argument("name", metavar="NAME|DIR", help="packaged name or CTranslate2 directory")
+    convert.set_defaults(func=_convert)
+
     info = actions.add_parser("info", help="path, files, sizes, packages and licence of a model")
     info.add_argument("name", metavar="NAME")
     info.set_defaults(func=_info)
@@ -62,6 +71,13 @@ def _prepare(args: argparse.Namespace) -> int:
             continue
         print(*lines, sep="\n")
     return status
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from voicebot.models.convert import torch_model_dir  # imports torch: only when asked
+
+    print(torch_model_dir(args.name))
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from voicebot.models.registry import MODELS, ModelSpec, find_spec
 log = logging.getLogger(__name__)
 
 # "org/name" as on the Hugging Face hub; a leading dot would be a relative path instead.
-_HUB_ID = re.compile(r"^(?![.-])[\w.-]+/(?![.-])[\w.-]+$")
+HUB_ID = re.compile(r"^(?![.-])[\w.-]+/(?![.-])[\w.-]+$")
 
 
 def resolve_asr(name_or_path: str, *, prepare: bool = True) -> str:
@@ -25,7 +25,7 @@ def resolve_asr(name_or_path: str, *, prepare: bool = True) -> str:
     ``prepare`` is False); a local directory must hold ``model.bin`` and ``config.json``;
     a hub id or a faster-whisper size name is returned unchanged for online use.
     """
-    spec = _packaged(name_or_path, "asr")
+    spec = packaged(name_or_path, "asr")
     if spec is not None:
         if not spec.needs_preparation:
             return str(spec.package_dirs()[0])
@@ -39,13 +39,13 @@ def resolve_asr(name_or_path: str, *, prepare: bool = True) -> str:
         return str(model_dir(spec.name))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        _require_files(path, ("model.bin", "config.json"), "a CTranslate2 Whisper model directory")
+        require_files(path, ("model.bin", "config.json"), "a CTranslate2 Whisper model directory")
         return str(path)
-    if _HUB_ID.match(name_or_path) or name_or_path in _faster_whisper_sizes():
-        _warn_online("Whisper model", name_or_path)
+    if HUB_ID.match(name_or_path) or name_or_path in _faster_whisper_sizes():
+        warn_online("Whisper model", name_or_path)
         return name_or_path
     raise ModelNotFoundError(
-        f"unknown Whisper model {name_or_path!r}: use a packaged name ({_names('asr')}), "
+        f"unknown Whisper model {name_or_path!r}: use a packaged name ({names_of('asr')}), "
         "a CTranslate2 model directory (with model.bin and config.json), a hub id such as "
         "Systran/faster-whisper-small, or a faster-whisper size name such as small (online)"
     )
@@ -53,7 +53,7 @@ def resolve_asr(name_or_path: str, *, prepare: bool = True) -> str:
 
 def resolve_piper_voice(name_or_path: str = "joe") -> tuple[Path, Path]:
     """(voice ``.onnx``, its ``.onnx.json``) for a packaged voice name or an ``.onnx`` path."""
-    spec = _packaged(name_or_path, "tts")
+    spec = packaged(name_or_path, "tts")
     if spec is not None:
         voice = spec.import_modules()[0]  # Piper voice packages expose these two functions
         return Path(voice.model_path()), Path(voice.config_path())
@@ -65,45 +65,45 @@ def resolve_piper_voice(name_or_path: str = "joe") -> tuple[Path, Path]:
             raise ModelNotFoundError(f"Piper voice files not found: {', '.join(missing)}")
         return path, config
     raise ModelNotFoundError(
-        f"unknown Piper voice {name_or_path!r}: use a packaged name ({_names('tts')}) or the "
+        f"unknown Piper voice {name_or_path!r}: use a packaged name ({names_of('tts')}) or the "
         "path to a .onnx voice with its .onnx.json beside it"
     )
 
 
 def resolve_embeddings(name_or_path: str = "minilm") -> str:
     """A sentence-transformers model directory (packaged or local), or a hub id for online use."""
-    spec = _packaged(name_or_path, "embeddings")
+    spec = packaged(name_or_path, "embeddings")
     if spec is not None:
         return str(spec.package_dirs()[0])
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        _require_files(path, ("config.json",), "a sentence-transformers model directory")
+        require_files(path, ("config.json",), "a sentence-transformers model directory")
         return str(path)
-    if _HUB_ID.match(name_or_path):
-        _warn_online("embedding model", name_or_path)
+    if HUB_ID.match(name_or_path):
+        warn_online("embedding model", name_or_path)
         return name_or_path
     raise ModelNotFoundError(
-        f"unknown embedding model {name_or_path!r}: use a packaged name ({_names('embeddings')}), "
-        "a sentence-transformers model directory, or a hub id such as "
+        f"unknown embedding model {name_or_path!r}: use a packaged name "
+        f"({names_of('embeddings')}), a sentence-transformers model directory, or a hub id such as "
         "sentence-transformers/all-MiniLM-L6-v2 (online)"
     )
 
 
-def _packaged(name: str, kind: str) -> ModelSpec | None:
+def packaged(name: str, kind: str) -> ModelSpec | None:
     """The known model of this kind called ``name``; a known name of another kind is an error."""
     spec = find_spec(name)
     if spec is not None and spec.kind != kind:
         raise ModelNotFoundError(
-            f"{name!r} is a packaged {spec.kind} model, not {kind}; use one of: {_names(kind)}"
+            f"{name!r} is a packaged {spec.kind} model, not {kind}; use one of: {names_of(kind)}"
         )
     return spec
 
 
-def _names(kind: str) -> str:
+def names_of(kind: str) -> str:
     return ", ".join(name for name, spec in MODELS.items() if spec.kind == kind)
 
 
-def _require_files(path: Path, names: tuple[str, ...], what: str) -> None:
+def require_files(path: Path, names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if not (path / n).is_file()]
     if missing:
         raise ModelNotFoundError(f"{path} is not {what}: missing {', '.join(missing)}")
@@ -116,7 +116,7 @@ def _faster_whisper_sizes() -> list[str]:
     return available_models()
 
 
-def _warn_online(what: str, name: str) -> None:
+def warn_online(what: str, name: str) -> None:
     log.warning(
         "%s %r is not packaged or a local directory: it will be downloaded, which needs network "
         "access (offline, use a packaged name or a local directory)",

@@ -1,7 +1,6 @@
 """The process-wide bot: models loaded once, shared by every call it runs."""
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,7 @@ from voicebot.handoff.base import HandoffSink
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
+from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
@@ -57,7 +57,7 @@ class Bot:
         self.services = DemoBank(self.config.bank_db)
         llm_config = LLMConfig.from_env()
         self.llm = LLMClient(llm_config) if llm_config else None
-        self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="voicebot")
+        self._executor = PriorityWorkers(self.config.workers)
         self._warm_up()
         log.info("bot ready: pack=%s asr=%s", self.pack.name, self.asr.name)
 
@@ -108,4 +108,4 @@ class Bot:
         return await session.run(transport)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown()

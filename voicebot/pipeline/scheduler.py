@@ -14,9 +14,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
+
+from voicebot.pipeline.workers import BACKGROUND, URGENT, PriorityWorkers
+
+# Jobs nobody waits on yield to those a caller does (see voicebot.pipeline.workers), and are
+# dropped once they waited this long for a thread: a fresher one will come along.
+_BACKGROUND_KINDS = frozenset({"partial"})
+_STALE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class Job:
 class Scheduler:
     """Per-call job tracker over a shared executor (see module docstring for the clock)."""
 
-    def __init__(self, executor: Executor, *, realtime: bool) -> None:
+    def __init__(self, executor: PriorityWorkers, *, realtime: bool) -> None:
         self.realtime = realtime
         self._executor = executor
         self._jobs: list[Job] = []
@@ -110,8 +116,17 @@ class Scheduler:
                 job.finished = True
                 self._loop.call_soon_threadsafe(job._changed.set)
 
+        def skip() -> bool:
+            """Asked when a thread is free: is this job still worth computing?"""
+            if background and job.elapsed() > _STALE_S:
+                job.cancel()
+            if job.cancelled:
+                job.finished = True  # never ran; nothing will be delivered
+            return job.cancelled
+
+        background = job.kind in _BACKGROUND_KINDS
         self._jobs.append(job)
-        self._executor.submit(work)
+        self._executor.submit(work, BACKGROUND if background else URGENT, skip)
         return job
 
     @property

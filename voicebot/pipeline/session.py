@@ -143,6 +143,7 @@ class CallSession:
         """Run the call until the bot hangs up, the caller hangs up, or the time limit."""
         self._transport = transport
         self._ask_dialog("greet", self._dialog.greet)
+        self._persist()  # sinks see the call from its first moment (live views, early crashes)
         try:
             while not self._ended:
                 frame = await transport.receive()
@@ -176,6 +177,8 @@ class CallSession:
     # --- caller side -------------------------------------------------------------------
 
     async def _on_caller_frame(self, frame: AudioFrame) -> None:
+        if frame.dtmf:
+            self._on_keypad(frame.dtmf)
         self._recent.append(frame.pcm)
         if self._hearing is not None:
             self._hearing.audio.append(frame.pcm)
@@ -289,6 +292,26 @@ class CallSession:
         hearing.final = hearing.speculative
         if hearing.final.result is not None:
             self._on_final(hearing, *hearing.final.result)  # the speculation was right
+
+    def _on_keypad(self, digits: str) -> None:
+        """Typed digits are a caller turn of their own, certain and needing no recognizer;
+        the dialog reads them as spoken digits ("4 5 6 7"). They do not interrupt the bot."""
+        text = " ".join(digits)
+        t = round(self._now, 3)
+        turn = Turn(
+            role="caller",
+            text=text,
+            start=t,
+            end=t,
+            kind="dtmf",
+            timings={"speech_start": t, "speech_end": t, "endpoint": t, "asr_final": t},
+        )
+        self.record.turns.append(turn)
+        self._persist()
+        self._observer("dtmf", turn)
+        heard = Transcript(text, avg_logprob=0.0, no_speech_prob=0.0, audio_s=0.0, compute_s=0.0)
+        caller_turn = CallerTurn(text, heard, self._now, self._now)
+        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn)
 
     def _maybe_partial(self) -> None:
         hearing, interval = self._hearing, self.config.partial_interval_s

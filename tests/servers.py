@@ -1,0 +1,28 @@
+"""Servers the tests start: always on 127.0.0.1, always stopped by the test that started them."""
+
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class Server:
+    """uvicorn in a thread on a free port of 127.0.0.1; ``stop()`` shuts it down."""
+
+    def __init__(self, app: FastAPI, **options: object) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,71 @@
+"""A browser call end to end: headless Chromium (Debian's /usr/bin/chromium) opens ``/call``
+on a real uvicorn server, its microphone is a WAV file, and the page must show what the
+caller said, the intent, and play the bot's voice."""
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import silence
+from tests.servers import Server
+from voicebot.server import ServerConfig, create_app
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, tmp_path):
+    mic = tmp_path / "caller.wav"
+    speech = caller_audio("hi I lost my card yesterday", codec="none")
+    sf.write(mic, np.concatenate([silence(7.0), speech, silence(6.0)]), 16000, subtype="PCM_16")
+    server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"{server.url}/call")
+                page.fill("#caller", "+15551230001")
+                page.click("#start")
+                page.wait_for_selector("#transcript .caller", timeout=40_000)
+                page.wait_for_function(
+                    "document.querySelectorAll('#transcript .bot').length >= 2", timeout=20_000
+                )
+                caller = page.inner_text("#transcript .caller")
+                intent = page.inner_text("#intent")
+                replies = page.locator("#transcript .bot").all_inner_texts()
+                page.wait_for_timeout(1500)  # some of the answer plays
+                heard = page.evaluate("window.voicebot")
+                page.click("#hangup")
+                page.wait_for_function("window.voicebot.closed !== null", timeout=10_000)
+                closed = page.evaluate("window.voicebot.closed")
+            finally:
+                browser.close()
+        calls = httpx.get(f"{server.url}/api/calls").json()
+    finally:
+        server.stop()
+    assert "lost my car" in caller.lower()
+    assert intent.startswith("report_lost_or_stolen_card")
+    assert replies[0].startswith("Bot: Thank you for calling")
+    assert "ZIP code" in replies[1]
+    assert heard["botSamples"] > 16000 * 5 and heard["botPeak"] > 3000  # greeting + answer
+    assert [e["type"] for e in heard["events"] if e["type"] in ("partial", "final")][-1] == "final"
+    assert closed == {"code": 1000, "reason": "caller hung up"}
+    [call] = [c for c in calls if c["caller_id"] == "+15551230001"]
+    assert call["ended_by"] == "caller"

@@ -1,0 +1,233 @@
+"""``voicebot serve`` through real sockets: a real uvicorn on 127.0.0.1, the real models, and
+a Twilio peer that behaves as Twilio does (real-time paced frames, silence between turns,
+marks echoed only after playback, ``clear`` honoured)."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+
+from tests.servers import Server
+from tests.test_lines import START
+from voicebot.server import ServerConfig, create_app
+from voicebot.server.twilio import signature
+from voicebot.server.twilio_peer import TICK_S, TwilioPeer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(bot, tmp_path_factory):
+    transcripts = tmp_path_factory.mktemp("transcripts")
+    config = ServerConfig(max_calls=3, transcripts_dir=transcripts, idle_timeout_s=2.0)
+    instance = Server(create_app(bot, config=config), ws_max_size=65536)
+    instance.transcripts = transcripts
+    yield instance
+    instance.stop()
+
+
+def call_record(server, call_id=None, caller_id=None):
+    """The call's record from the API (the newest call of ``caller_id``)."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        if call_id is None:
+            rows = [r for r in client.get("/api/calls").json() if r["caller_id"] == caller_id]
+            call_id = rows[0]["call_id"]
+        return client.get(f"/api/calls/{call_id}").json()
+
+
+def metric(server, name):
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
+    barge_ins = metric(server, "voicebot_barge_ins_total")
+
+    async def scenario():
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as peer:
+            greeting = await peer.wait_bot_speaking()
+            await asyncio.sleep(1.5)  # talk over the greeting
+            lost = peer.say(caller_audio("hi I lost my card yesterday"))
+            await peer.wait_said()
+            await peer.wait_bot_done(after=lost.last_voiced)  # asks for the ZIP code
+            typed = peer.tick
+            await peer.press("94107#")
+            await peer.wait_bot_done(after=typed)  # verified; asks for the card's last four
+            typed = peer.tick
+            await peer.press("4567")  # no "#": the digits go after a pause
+            await peer.wait_bot_done(after=typed)  # "Shall I block the card ending in ...?"
+            yes = peer.say(caller_audio("yes please"))
+            await peer.wait_bot_done(after=yes.last_voiced)
+            await peer.stop()
+            await peer.wait_closed()
+            return peer, greeting, lost
+
+    peer, greeting, lost = asyncio.run(scenario())
+    assert (peer.close_code, peer.close_reason) == (1000, "stream stopped")
+    # clear arrives within 300 ms of the caller starting to talk over the bot (line time;
+    # the wall-clock check has a margin for a busy machine).
+    [(clear_tick, clear_wall)] = peer.log.clears
+    assert greeting < lost.first_voiced <= clear_tick
+    assert (clear_tick - lost.first_voiced) * TICK_S <= 0.3
+    assert clear_wall - peer.log.speech_wall[lost.first_voiced] <= 0.3 + 0.5
+    assert not [t for t in peer.log.bot_voiced if clear_tick < t <= clear_tick + 10]
+
+    record = call_record(server, caller_id="+15551230001")
+    caller = [t for t in record["turns"] if t["role"] == "caller"]
+    bot = [t for t in record["turns"] if t["role"] == "bot"]
+    assert bot[0]["kind"] == "greeting" and bot[0]["interrupted"]
+    assert caller[0]["intent"] == "report_lost_or_stolen_card"
+    assert [t["text"] for t in caller if t["kind"] == "dtmf"] == ["9 4 1 0 7", "4 5 6 7"]
+    assert "Shall I block the card ending in 4 5 6 7?" in [t["text"] for t in bot]
+    assert "ending in 4 5 6 7 is blocked" in bot[-1]["text"]
+    assert record["ended_by"] == "caller" and len(record["barge_ins"]) == 1
+    saved = json.loads((server.transcripts / f"{record['call_id']}.json").read_text())
+    assert len(saved["turns"]) == len(record["turns"])
+    assert metric(server, "voicebot_barge_ins_total") == barge_ins + 1
+
+
+MEDIA = {"event": "media", "streamSid": "MZ1", "media": {"payload": "//////8="}}
+
+
+async def close_of(server, *messages):
+    """Send raw messages on a fresh media stream; the server's close code and reason."""
+    async with websockets.connect(f"{server.ws_url}/twilio/media") as ws:
+        for message in messages:
+            await ws.send(message if isinstance(message, str) else json.dumps(message))
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 15)
+        return ws.close_code, ws.close_reason
+
+
+def with_media(payload):
+    return {**MEDIA, "media": {"payload": payload}}
+
+
+@pytest.mark.parametrize(
+    ("messages", "code", "reason"),
+    [
+        (["{not json"], 1007, "malformed JSON"),
+        (['["event"]'], 1007, 'must be a JSON object with an "event"'),
+        ([MEDIA], 1008, '"media" before "start"'),
+        (
+            [{**START, "start": {**START["start"], "mediaFormat": {"encoding": "audio/l16"}}}],
+            1003,
+            "unsupported media format",
+        ),
+        ([{**START, "start": {"streamSid": "MZ1", "mediaFormat": "pcm"}}], 1003, "unsupported"),
+        ([START, with_media("%%%not base64")], 1007, "not valid base64"),
+        ([START, with_media("/" * 4000)], 1009, "media of 3000 bytes"),
+        ([START, "x" * 70000], 1009, ""),  # over the server's WebSocket message limit
+        ([START, START], 1008, 'a second "start"'),
+    ],
+)
+def test_bad_input_gets_a_clear_close_code(server, messages, code, reason):
+    got_code, got_reason = asyncio.run(close_of(server, *messages))
+    assert got_code == code and reason in got_reason
+
+
+def test_unknown_events_and_odd_sized_frames_are_tolerated_then_stop_ends_the_call(server):
+    odd = with_media("/" * 132)  # 99 bytes: re-cut into 20 ms frames
+    code, reason = asyncio.run(
+        close_of(
+            server, START, {"event": "party", "streamSid": "MZ1"}, *[odd] * 40, {"event": "stop"}
+        )
+    )
+    assert (code, reason) == (1000, "stream stopped")
+
+
+def test_dropped_and_silent_peers_are_finalized_and_persisted(server, caller_audio):
+    async def hang_up_mid_sentence():
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15550000001") as peer:
+            await peer.wait_bot_done(quiet_s=0.5)
+            peer.say(caller_audio("hi I lost my card yesterday and I need to block it"))
+            await asyncio.sleep(1.0)
+        # leaving the block closes the socket mid-sentence, without "stop"
+
+    async def go_quiet():
+        async with websockets.connect(f"{server.ws_url}/twilio/media") as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        **START,
+                        "start": {**START["start"], "customParameters": {"From": "+15550000002"}},
+                    }
+                )
+            )
+            await ws.send(json.dumps(MEDIA))
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await ws.recv()  # the bot greets; the peer never sends audio again
+            return ws.close_code, ws.close_reason
+
+    asyncio.run(hang_up_mid_sentence())
+    assert asyncio.run(go_quiet()) == (1008, "no audio for 2 s")
+    for caller_id in ("+15550000001", "+15550000002"):
+        record = call_record(server, caller_id=caller_id)
+        assert record["ended_by"] == "caller" and not record["active"]
+        assert (server.transcripts / f"{record['call_id']}.json").exists()
+    assert httpx.get(f"{server.url}/healthz").json()["active_calls"] == 0
+
+
+def test_calls_beyond_capacity_hear_an_apology_and_are_hung_up(bot):
+    server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
+    form = {"CallSid": "CA9", "From": "+15551230009", "To": "+15550001111"}
+
+    async def scenario():
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as first:
+            await first.wait_bot_speaking()
+            busy = httpx.post(f"{server.url}/twilio/voice", data=form).text
+            async with TwilioPeer(f"{server.ws_url}/twilio/media") as second:
+                await second.wait_closed(timeout=20)
+            await first.stop()
+            await first.wait_closed()
+        return busy, second
+
+    try:
+        busy, second = asyncio.run(scenario())
+        free = httpx.post(f"{server.url}/twilio/voice", data=form).text
+    finally:
+        server.stop()
+    assert "<Say>Sorry, all our lines are busy" in busy and "<Hangup/>" in busy
+    assert second.close_code == 1013 and "at capacity: 1 calls" in second.close_reason
+    # The apology played out before the hang-up: the mark came back after the audio.
+    assert len(second.log.bot_voiced) * TICK_S > 2.0
+    [(_, echoed_at)] = second.log.marks_echoed
+    assert echoed_at > second.log.bot_voiced[-1]
+    assert f'<Stream url="{server.ws_url}/twilio/media">' in free
+    assert '<Parameter name="From" value="+15551230009"/>' in free
+
+
+def test_with_an_auth_token_only_signed_twilio_requests_get_through(bot):
+    config = ServerConfig(twilio_auth_token="secret", public_url="https://bot.example.com")
+    server = Server(create_app(bot, config=config))
+    form = {"CallSid": "CA1", "From": "+15551230001"}
+    good = signature("secret", "https://bot.example.com/twilio/voice", list(form.items()))
+
+    async def media(sig):
+        headers = {"X-Twilio-Signature": sig}
+        async with websockets.connect(f"{server.ws_url}/twilio/media", additional_headers=headers):
+            pass
+
+    try:
+        signed = httpx.post(
+            f"{server.url}/twilio/voice", data=form, headers={"X-Twilio-Signature": good}
+        )
+        forged = httpx.post(
+            f"{server.url}/twilio/voice",
+            data=form | {"From": "+1999"},
+            headers={"X-Twilio-Signature": good},
+        )
+        unsigned = httpx.post(f"{server.url}/twilio/voice", data=form)
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            asyncio.run(media("bad"))
+        asyncio.run(media(signature("secret", "wss://bot.example.com/twilio/media", [])))
+    finally:
+        server.stop()
+    assert signed.status_code == 200
+    assert '<Stream url="wss://bot.example.com/twilio/media">' in signed.text
+    assert forged.status_code == unsigned.status_code == 403
+    assert refused.value.response.status_code == 403

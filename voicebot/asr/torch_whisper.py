@@ -1,0 +1,309 @@
+"""Whisper on torch (transformers): the GPU recognizer, and the batched one.
+
+CTranslate2 needs CUDA 12 to use a GPU; torch runs Whisper wherever torch has a device. The
+decoding copies faster-whisper's greedy settings (prompt, suppressed tokens, blank
+suppression at the first step, no-speech probability from the start-of-transcript position),
+so the converted weights give the same transcripts as ``FasterWhisperASR``.
+
+``transcribe_batch`` is what makes one model serve many calls: every clip is a full 30 s
+window for the encoder anyway (Whisper's design), so a batch needs no attention mask, and all
+clips share the same prompt, so greedy decoding advances them together and a clip's result
+does not depend on what it was batched with.
+"""
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from voicebot.asr.guards import GuardConfig, judge
+from voicebot.asr.whisper_decoder import StaticDecoder
+from voicebot.errors import ASRDeviceError, ASROutOfMemoryError, VoicebotError
+from voicebot.events import Transcript
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE = 16_000  # Whisper only takes 16 kHz audio
+_WINDOW = 30 * WHISPER_RATE  # the encoder's fixed input: 30 s
+_HOP = 160  # 10 ms mel frames
+_FRAMES = _WINDOW // _HOP
+_CUT_SEARCH = 5 * WHISPER_RATE  # long audio is cut at the quietest moment of a window's last 5 s
+# Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
+# under 6, so only a repetition loop reaches it, and it must not hold a whole batch for 448 steps.
+_TOKENS_PER_S = 12
+_TOKEN_MARGIN = 16
+# Not cuDNN attention: it compiles a plan per new (batch, length) shape, hundreds of ms each
+# time a batch of a new size arrives (measured on an H100, docs/benchmarks.md).
+_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when torch sees a GPU, else CPU (logged); an explicit ``cuda`` must exist."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.info("torch Whisper runs on CPU: torch sees no CUDA device")
+        return torch.device("cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ASRDeviceError(
+            f"ASR device {device!r} requested but torch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device 'cpu'"
+        )
+    return chosen
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """fp16 on CUDA (the weights' own precision), fp32 on CPU where half matmuls are slow."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    chosen = getattr(torch, dtype, None)
+    if chosen not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ASRDeviceError(f"ASR dtype {dtype!r}: use float16, bfloat16 or float32")
+    if chosen is torch.float16 and device.type == "cpu":
+        raise ASRDeviceError("ASR dtype float16 needs CUDA; on CPU use float32 or bfloat16")
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One 30 s window's greedy decoding."""
+
+    text: str
+    tokens: int
+    sum_logprob: float  # the end-of-text token included, as faster-whisper counts it
+    no_speech_prob: float
+
+
+class TorchWhisperASR:
+    """Whisper through transformers with faster-whisper's greedy decoding; thread-safe for
+    one caller at a time (the batching engine is that caller when many calls share it)."""
+
+    def __init__(
+        self,
+        model: str = "tiny.en",
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        language: str | None = "en",
+        max_batch: int = 64,
+        cuda_graphs: bool = True,
+        guards: GuardConfig | None = None,
+    ) -> None:
+        from tokenizers import Tokenizer
+        from transformers import WhisperForConditionalGeneration
+        from transformers.audio_utils import mel_filter_bank
+        from transformers.utils import cached_file
+
+        from voicebot.models.convert import torch_model_dir
+
+        self.name = model
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.max_batch = max_batch
+        self._guards = guards or GuardConfig()
+        source = torch_model_dir(model)
+        try:
+            self._model = (
+                WhisperForConditionalGeneration.from_pretrained(
+                    source, dtype=self.dtype, attn_implementation="sdpa"
+                )
+                .to(self.device)
+                .eval()
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            raise ASRDeviceError(f"Whisper {model!r} does not fit in GPU memory: {exc}") from exc
+        self._tokenizer = Tokenizer.from_file(str(cached_file(source, "tokenizer.json")))
+        config = self._model.config
+        filters = mel_filter_bank(
+            num_frequency_bins=201,
+            num_mel_filters=config.num_mel_bins,
+            min_frequency=0.0,
+            max_frequency=8000.0,
+            sampling_rate=WHISPER_RATE,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        self._mel_filters = torch.from_numpy(filters.T.astype(np.float32)).to(self.device)
+        self._window = torch.hann_window(400, device=self.device)
+        self._setup_tokens(language, config)
+        self._lock = threading.Lock()  # the GPU runs one batch at a time anyway
+        graphs = cuda_graphs and self.device.type == "cuda"
+        self._decoder = StaticDecoder(self._model, cuda_graphs=graphs, max_batch=max_batch)
+        if graphs:
+            self._capture()
+
+    def _capture(self) -> None:
+        """Capture the decoder's CUDA graphs at start-up; without them, decode eagerly."""
+        frames = self._model.config.max_source_positions
+        sample = torch.zeros(1, frames, self._model.config.d_model, dtype=self.dtype)
+        try:
+            with torch.inference_mode(), sdpa_kernel(_ATTENTION):
+                self._decoder.capture_all(sample.to(self.device))
+        except RuntimeError as exc:  # a driver or capture limitation: slower, still right
+            log.warning("CUDA graph capture failed (%s): decoding without graphs", exc)
+            self._decoder = StaticDecoder(self._model, cuda_graphs=False, max_batch=self.max_batch)
+
+    def _setup_tokens(self, language: str | None, config) -> None:
+        """The prompt and suppressed tokens faster-whisper uses for untimed transcription."""
+        tok = self._tokenizer.token_to_id
+        self._eot = tok("<|endoftext|>")
+        no_timestamps = tok("<|notimestamps|>")
+        self._no_speech = tok("<|nospeech|>") or tok("<|nocaptions|>")
+        multilingual = config.vocab_size >= 51865
+        self.language = (language or "en") if multilingual else "en"
+        language_token = tok(f"<|{self.language}|>")
+        if multilingual and language_token is None:
+            raise VoicebotError(f"Whisper {self.name!r} does not know language {language!r}")
+        self._prompt = [tok("<|startoftranscript|>")]
+        if multilingual:
+            self._prompt += [language_token, tok("<|transcribe|>")]
+        self._prompt.append(no_timestamps)
+        control = ("<|transcribe|>", "<|translate|>", "<|startoftranscript|>", "<|startofprev|>")
+        suppress = set(self._suppress_tokens(config))
+        suppress |= {tok(t) for t in (*control, "<|startoflm|>")} | {self._no_speech}
+        suppress |= set(range(no_timestamps + 1, config.vocab_size))  # timestamp tokens
+        suppress.discard(None)
+        self._suppress = torch.tensor(sorted(suppress), device=self.device)
+        # suppress_blank: a transcript may not start with a bare space or end at once
+        self._suppress_first = torch.tensor(
+            [*self._tokenizer.encode(" ", add_special_tokens=False).ids, self._eot],
+            device=self.device,
+        )
+
+    def _suppress_tokens(self, config) -> list[int]:
+        """Whisper's non-speech tokens (speaker tags, music notes) from the model's config."""
+        tokens = config.suppress_tokens or self._model.generation_config.suppress_tokens
+        return [t for t in tokens or [] if t >= 0]
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """One clip, unbatched (the ``ASR`` protocol)."""
+        return self.transcribe_batch([audio])[0]
+
+    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
+        """Transcribe 16 kHz mono float32 clips together; any length (over 30 s is chunked).
+
+        Raises ASROutOfMemoryError when a batch does not fit: a smaller one may.
+        """
+        started = time.perf_counter()
+        pieces = [_chunks(np.asarray(a, np.float32).reshape(-1)) for a in audios]
+        windows = [w for chunks in pieces for w in chunks if len(w) >= _HOP]
+        decoded: list[_Decoded] = []
+        try:
+            for first in range(0, len(windows), self.max_batch):
+                decoded += self._decode(windows[first : first + self.max_batch])
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise ASROutOfMemoryError(
+                f"out of GPU memory decoding {len(windows)} windows of audio: {exc}"
+            ) from exc
+        compute_s = time.perf_counter() - started
+        results, taken = [], 0
+        for audio, chunks in zip(audios, pieces, strict=True):
+            count = sum(len(w) >= _HOP for w in chunks)
+            mine, taken = decoded[taken : taken + count], taken + count
+            results.append(self._merge(mine, len(audio) / WHISPER_RATE, compute_s))
+        return results
+
+    def _merge(self, windows: list[_Decoded], audio_s: float, compute_s: float) -> Transcript:
+        """One clip's result from its windows, weighted as ``FasterWhisperASR`` weights segments."""
+        if not windows:  # empty or under 10 ms: nothing to hear, no model run
+            return judge("", 0.0, 1.0, audio_s=audio_s, compute_s=compute_s, config=self._guards)
+        raw = " ".join(w.text for w in windows if w.text).strip()
+        avg_logprob = sum(w.sum_logprob for w in windows) / sum(w.tokens + 1 for w in windows)
+        no_speech = max(w.no_speech_prob for w in windows)
+        return judge(
+            raw, avg_logprob, no_speech, audio_s=audio_s, compute_s=compute_s, config=self._guards
+        )
+
+    def _decode(self, windows: list[np.ndarray]) -> list[_Decoded]:
+        """Greedy decoding of up to ``max_batch`` windows of at most 30 s each, together."""
+        with self._lock, torch.inference_mode(), sdpa_kernel(_ATTENTION):
+            tokens, sum_logprob, no_speech = self._greedy(windows)
+        results = []
+        scores = zip(tokens, sum_logprob.tolist(), no_speech.tolist(), strict=True)
+        for row, total, silent in scores:
+            text_tokens = row[: row.index(self._eot)] if self._eot in row else row
+            text = self._tokenizer.decode(text_tokens).strip()
+            results.append(_Decoded(text, len(text_tokens), total, silent))
+        return results
+
+    def _greedy(self, windows: list[np.ndarray]):
+        """(tokens per window, summed log-probs, no-speech probabilities) of greedy decoding."""
+        model = self._model
+        mel = self._log_mel(windows).to(self.dtype)
+        encoded = model.model.encoder(mel).last_hidden_state
+        batch = len(windows)
+        cache, logits = self._decoder.prefill(encoded, self._prompt)
+        no_speech = logits[:, 0].float().softmax(-1)[:, self._no_speech]
+        logits = logits[:, -1].float()
+        limits = torch.tensor(
+            [
+                min(_token_budget(len(w)), model.config.max_target_positions - len(self._prompt))
+                for w in windows
+            ],
+            device=self.device,
+        )
+        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        sum_logprob = torch.zeros(batch, device=self.device)
+        steps: list[torch.Tensor] = []
+        while True:
+            logits[:, self._suppress] = -math.inf
+            if not steps:
+                logits[:, self._suppress_first] = -math.inf
+            logprobs = logits.log_softmax(-1)
+            token = logprobs.argmax(-1)
+            sum_logprob += torch.where(done, 0.0, logprobs.gather(1, token[:, None])[:, 0])
+            token = torch.where(done, self._eot, token)
+            steps.append(token)
+            done |= (token == self._eot) | (len(steps) >= limits)
+            if bool(done.all()):
+                break
+            position = len(self._prompt) + len(steps) - 1
+            logits = self._decoder.step(cache, token, position).float()
+        return torch.stack(steps, 1).tolist(), sum_logprob, no_speech
+
+    def _log_mel(self, windows: list[np.ndarray]) -> torch.Tensor:
+        """Whisper's log-mel features as faster-whisper computes them, for a batch at once.
+
+        Per clip: 160 zero samples appended, the clip's own maximum sets the 80 dB floor, and
+        frames past its end are zero (faster-whisper pads the features, not the audio), so a
+        clip's features do not depend on the clips batched with it.
+        """
+        longest = max(len(w) for w in windows) + _HOP
+        audio = torch.zeros(len(windows), longest)
+        for row, window in zip(audio, windows, strict=True):
+            row[: len(window)] = torch.from_numpy(window)
+        audio = audio.to(self.device, non_blocking=True)
+        stft = torch.stft(audio, 400, _HOP, window=self._window, return_complex=True)
+        power = stft[..., :-1].abs() ** 2
+        mel = (self._mel_filters @ power).clamp(min=1e-10).log10()
+        frames = torch.tensor([len(w) // _HOP for w in windows], device=self.device)
+        valid = torch.arange(mel.shape[-1], device=self.device) < frames[:, None]
+        peak = mel.masked_fill(~valid[:, None], -math.inf).amax(dim=(1, 2), keepdim=True)
+        mel = (torch.maximum(mel, peak - 8.0) + 4.0) / 4.0
+        mel = mel.masked_fill(~valid[:, None], 0.0)[..., :_FRAMES]
+        return torch.nn.functional.pad(mel, (0, _FRAMES - mel.shape[-1]))
+
+
+def _token_budget(samples: int) -> int:
+    return _TOKEN_MARGIN + math.ceil(samples / WHISPER_RATE * _TOKENS_PER_S)
+
+
+def _chunks(audio: np.ndarray) -> list[np.ndarray]:
+    """Windows of at most 30 s, each long one cut at the quietest 20 ms of its last 5 s so a
+    word is rarely split in two."""
+    pieces, start = [], 0
+    while len(audio) - start > _WINDOW:
+        tail = audio[start + _WINDOW - _CUT_SEARCH : start + _WINDOW]
+        energy = (tail.reshape(-1, 320) ** 2).sum(axis=1)
+        cut = start + _WINDOW - _CUT_SEARCH + int(np.argmin(energy)) * 320
+        pieces.append(audio[start:cut])
+        start = cut
+    pieces.append(audio[start:])
+    return pieces

@@ -1,0 +1,38 @@
+"""``/healthz`` and the calls API: ``/api/calls`` and ``/api/calls/{id}`` (transcript,
+timings, intents). Live calls come from memory; finished ones from the history (a database
+query runs in a thread, never on the event loop)."""
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from voicebot.server.calls import CallRegistry
+
+
+def api_router(calls: CallRegistry) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "active_calls": calls.active, "max_calls": calls.max_calls}
+
+    @router.get("/api/calls")
+    async def list_calls(limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+        live = calls.live_rows()
+        ids = {row["call_id"] for row in live}
+        finished = await asyncio.to_thread(calls.history.list_calls, limit)
+        rows = live + [row | {"active": False} for row in finished if row["call_id"] not in ids]
+        return rows[:limit]
+
+    @router.get("/api/calls/{call_id}")
+    async def get_call(call_id: str) -> dict[str, Any]:
+        record = calls.live_call(call_id)
+        if record is None:
+            found = await asyncio.to_thread(calls.history.get_call, call_id)
+            record = found | {"active": False} if found else None
+        if record is None:
+            raise HTTPException(404, f"no call {call_id!r}")
+        return record
+
+    return router

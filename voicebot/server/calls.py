@@ -1,0 +1,129 @@
+"""The calls of one server: capacity, live records, and where finished calls are read back.
+
+With a database (``voicebot.store``) finished calls are read from it; without one they are
+kept in memory (``MemoryHistory``). Either way ``TranscriptDir`` can also keep each call as
+a JSON file, rewritten after every change, so a dropped connection loses nothing said.
+"""
+
+import json
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from voicebot.audio.io import write_text_atomic
+from voicebot.pipeline.record import CallRecord, RecordSink
+
+
+class CallHistory(Protocol):
+    """Finished (and, with a database, ongoing) calls; ``voicebot.store.Store`` is one."""
+
+    def list_calls(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None: ...
+
+
+def call_row(record: CallRecord) -> dict[str, Any]:
+    """One line of the calls list (the same columns the store lists)."""
+    return {
+        "call_id": record.call_id,
+        "started_at": record.started_at,
+        "caller_id": record.caller_id,
+        "pack": record.pack,
+        "ended_by": record.ended_by,
+        "handoff_reason": record.handoff_reason,
+        "duration_s": record.duration_s,
+    }
+
+
+class MemoryHistory:
+    """``RecordSink`` and ``CallHistory`` in memory: the newest ``keep`` calls."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self._keep = keep
+        self._records: OrderedDict[str, CallRecord] = OrderedDict()
+        self._lock = threading.Lock()  # updates come from the loop, reads from API threads
+
+    def update(self, record: CallRecord) -> None:
+        with self._lock:
+            self._records[record.call_id] = record
+            while len(self._records) > self._keep:
+                self._records.popitem(last=False)
+
+    def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [call_row(r) for r in self._records.values()]
+        return sorted(rows, key=lambda r: r["started_at"], reverse=True)[:limit]
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._records.get(call_id)
+            return record.to_dict() if record else None
+
+
+class TranscriptDir:
+    """``RecordSink`` writing ``DIR/<call_id>.json`` after every change, from one thread:
+    the snapshot is taken on the event loop, the disk write never blocks it, and writes
+    of one call land in order."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="voicebot-transcripts")
+
+    def update(self, record: CallRecord) -> None:
+        text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False)
+        self._writer.submit(write_text_atomic, self.directory / f"{record.call_id}.json", text)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+
+class CallSlot:
+    """One call's place in the registry; as a ``RecordSink`` it keeps the record live."""
+
+    def __init__(self, registry: "CallRegistry") -> None:
+        self._registry = registry
+        self.record: CallRecord | None = None
+
+    def update(self, record: CallRecord) -> None:
+        self.record = record
+        self._registry.live[record.call_id] = record
+
+
+class CallRegistry:
+    """Call slots (``max_calls``), the live records, and the history behind them."""
+
+    def __init__(self, max_calls: int, history: CallHistory, sinks: list[RecordSink]) -> None:
+        self.max_calls = max_calls
+        self.history = history
+        self._sinks = sinks
+        self._slots: set[CallSlot] = set()
+        self.live: dict[str, CallRecord] = {}
+
+    @property
+    def active(self) -> int:
+        return len(self._slots)
+
+    def reserve(self) -> CallSlot | None:
+        """A call slot, or None when ``max_calls`` calls are already in progress."""
+        if len(self._slots) >= self.max_calls:
+            return None
+        slot = CallSlot(self)
+        self._slots.add(slot)
+        return slot
+
+    def release(self, slot: CallSlot) -> None:
+        self._slots.discard(slot)
+        if slot.record is not None:
+            self.live.pop(slot.record.call_id, None)
+
+    def sinks(self, slot: CallSlot) -> list[RecordSink]:
+        return [slot, *self._sinks]
+
+    def live_rows(self) -> list[dict[str, Any]]:
+        return [call_row(r) | {"active": True} for r in self.live.values()]
+
+    def live_call(self, call_id: str) -> dict[str, Any] | None:
+        record = self.live.get(call_id)
+        return record.to_dict() | {"active": True} if record else None

@@ -1,0 +1,109 @@
+"""``voicebot serve``: load the models once and serve calls until interrupted."""
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from voicebot.errors import VoicebotError
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from voicebot.cli import add_bot_options
+    from voicebot.handoff.cli import add_store_options
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve Twilio and browser calls, the calls API and metrics",
+        description="One process: Twilio Media Streams (/twilio/voice, /twilio/media), "
+        "browser calls (/call), /api/calls, /agent, /healthz and /metrics.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=8080)
+    add_bot_options(serve)
+    serve.add_argument("--workers", type=int, default=2, help="model-compute threads")
+    serve.add_argument("--max-calls", type=int, default=4, help="concurrent calls, then refuse")
+    serve.add_argument(
+        "--partial-interval-s",
+        type=float,
+        default=1.0,
+        help="partial transcripts while the caller talks (0: none, saves ASR compute when no "
+        "one watches them, e.g. phone-only)",
+    )
+    serve.add_argument("--transcripts", type=Path, help="also write DIR/<call_id>.json per call")
+    serve.add_argument(
+        "--twilio-auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
+    )
+    serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
+    serve.add_argument("--echo-cancellation", action="store_true", help="speakerphone callers")
+    serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
+    serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
+    add_store_options(serve, webhooks=True)
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from voicebot.audio.apm import AudioCleanup
+    from voicebot.handoff.cli import open_service
+    from voicebot.handoff.desk import desk_router
+    from voicebot.pipeline.bot import Bot, BotConfig
+    from voicebot.pipeline.session import CallConfig
+    from voicebot.server.app import create_app
+    from voicebot.server.state import ServerConfig
+
+    if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
+        raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
+    if args.public_url and not args.public_url.startswith(("http://", "https://")):
+        raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
+    config = ServerConfig(
+        max_calls=args.max_calls,
+        transcripts_dir=args.transcripts or (Path("var/calls") if args.no_db else None),
+        twilio_auth_token=args.twilio_auth_token or None,
+        public_url=args.public_url,
+        cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),
+    )
+    service = open_service(args)  # fails fast on a bad database, before models load
+    bot = Bot(
+        BotConfig(
+            pack=args.pack,
+            asr=args.asr,
+            vad=args.vad,
+            voice=args.voice,
+            bank_db=args.bank_db,
+            workers=args.workers,
+            call=CallConfig(partial_interval_s=args.partial_interval_s),
+        ),
+        handoffs=service.writer if service else None,
+    )
+    if service is None:
+        app = create_app(bot, config=config)
+    else:
+        service.start_webhooks()
+        app = create_app(
+            bot,
+            config=config,
+            history=service.store,
+            sinks=[service.writer],
+            routers=[desk_router(service.store)],
+        )
+    print(f"voicebot: serving on http://{args.host}:{args.port} (browser calls: /call)")
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            ws_max_size=65536,  # a media message is ~300 bytes; anything huge is refused (1009)
+            proxy_headers=True,
+        )
+    finally:
+        bot.close()
+        if service is not None:
+            service.close()
+    return 0

@@ -1,0 +1,147 @@
+"""Runs one call over a WebSocket line, whatever its protocol (Twilio, browser).
+
+The socket is read by its own task from the moment it is accepted, so protocol errors,
+hang-ups and Twilio's mark echoes are seen even while the call is busy. The call starts on
+the peer's ``start``; without a free call slot it is refused (``refuse`` lets the protocol
+say so, e.g. a spoken apology). Whatever happens, the call is finalized (its record
+persisted by the sinks) and the peer gets a close code and reason.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from voicebot.errors import LineProtocolError
+from voicebot.pipeline.bot import Bot
+from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.session import Observer
+from voicebot.server import metrics
+from voicebot.server.calls import CallRegistry, CallSlot
+from voicebot.transports.line import LiveLine
+
+log = logging.getLogger(__name__)
+
+_REASON_BYTES = 123  # RFC 6455 limit on a close reason
+
+
+def socket_writers(ws: WebSocket) -> dict[str, Callable]:
+    """``send_text``/``send_bytes`` that raise ``ConnectionError`` once the peer is gone,
+    which is what lines expect (they know nothing of Starlette)."""
+
+    def guard(send: Callable) -> Callable:
+        async def write(data: object) -> None:
+            if ws.application_state != WebSocketState.CONNECTED:
+                raise ConnectionError("socket closed")
+            try:
+                await send(data)
+            except (WebSocketDisconnect, RuntimeError) as exc:
+                raise ConnectionError(str(exc)) from exc
+
+        return write
+
+    return {"send_text": guard(ws.send_text), "send_bytes": guard(ws.send_bytes)}
+
+
+async def _read(ws: WebSocket, line: LiveLine, started: asyncio.Event, transport: str) -> None:
+    while line.hangup is None:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            line.end(1000, "client disconnected")
+            return
+        try:
+            line.handle(message.get("text"), message.get("bytes"))
+        except LineProtocolError as exc:
+            metrics.PROTOCOL_ERRORS.labels(transport, str(exc.code)).inc()
+            log.info("%s line closed: %s (%d)", transport, exc.reason, exc.code)
+            line.end(exc.code, exc.reason)
+            return
+        except Exception:  # a parser bug must still end this call cleanly, and only it
+            log.exception("%s line: failed on a message", transport)
+            line.end(1011, "internal error")
+            return
+        if line.started:
+            started.set()
+
+
+async def run_line(
+    ws: WebSocket,
+    line: LiveLine,
+    *,
+    bot: Bot,
+    calls: CallRegistry,
+    transport: str,
+    start_timeout_s: float,
+    refuse: Callable[[], Awaitable[None]] | None = None,
+    finish: Callable[[], Awaitable[object]] | None = None,
+    observer: Observer | None = None,
+) -> CallRecord | None:
+    """Serve one accepted socket until the call ends; returns the record (None: no call)."""
+    started = asyncio.Event()
+    reader = asyncio.create_task(_read(ws, line, started, transport))
+    record: CallRecord | None = None
+    code, reason = 1000, "call ended"
+    try:
+        waiting = asyncio.create_task(started.wait())
+        await asyncio.wait(
+            {reader, waiting}, timeout=start_timeout_s, return_when="FIRST_COMPLETED"
+        )
+        waiting.cancel()
+        if not started.is_set():
+            line.end(1008, f'no "start" within {start_timeout_s:g} s')
+        elif (slot := calls.reserve()) is None:
+            metrics.CALLS_REFUSED.labels(transport).inc()
+            if refuse is not None:
+                await refuse()
+            code, reason = 1013, f"at capacity: {calls.max_calls} calls in progress, try later"
+        else:
+            record = await _call(line, bot, calls, slot, transport, observer)
+            reason = f"call ended by {record.ended_by}"
+            if line.hangup is None and finish is not None:
+                await finish()  # e.g. let the goodbye play out before hanging up
+    except Exception:
+        log.exception("%s call failed", transport)
+        code, reason = 1011, "internal error"
+    finally:
+        reader.cancel()
+        if line.hangup is not None and code != 1011:
+            code, reason = line.hangup.code, line.hangup.reason
+        await _close(ws, code, reason)
+    return record
+
+
+async def _call(
+    line: LiveLine,
+    bot: Bot,
+    calls: CallRegistry,
+    slot: CallSlot,
+    transport: str,
+    observer: Observer | None,
+) -> CallRecord:
+    metrics.CALLS_ACTIVE.labels(transport).inc()
+
+    def observe(kind: str, event: object) -> None:
+        metrics.observe(kind, event)
+        if observer is not None:
+            observer(kind, event)
+
+    record: CallRecord | None = None
+    try:
+        record = await bot.run_call(
+            line, realtime=True, sinks=calls.sinks(slot), observer=observe, caller_id=line.caller_id
+        )
+        return record
+    finally:
+        metrics.CALLS_ACTIVE.labels(transport).dec()
+        metrics.CALLS.labels(transport, record.ended_by if record else "error").inc()
+        calls.release(slot)
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionError):  # peer gone
+        await ws.close(code, reason.encode()[:_REASON_BYTES].decode(errors="ignore"))

@@ -1,0 +1,72 @@
+"""What the server's routes share: the bot (models loaded once), the settings, the calls."""
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket
+
+from voicebot.audio.apm import AudioCleanup
+from voicebot.pipeline.bot import Bot
+from voicebot.pipeline.record import CallRecord
+from voicebot.server import metrics
+from voicebot.server.calls import CallRegistry
+from voicebot.server.lines import run_line
+from voicebot.transports.line import LiveLine
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    max_calls: int = 4  # beyond this a new call is refused (Twilio: spoken apology)
+    transcripts_dir: Path | None = None  # also keep each call as DIR/<call_id>.json
+    twilio_auth_token: str | None = None  # validate X-Twilio-Signature when set
+    public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
+    cleanup: AudioCleanup = field(default_factory=AudioCleanup)
+    busy_message: str = (
+        "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
+    )
+    start_timeout_s: float = 10.0  # a peer must say "start" this soon after connecting
+    idle_timeout_s: float = 5.0  # no caller audio this long: the line is dead
+    send_timeout_s: float = 2.0  # a peer that does not read this long is dropped
+    drain_timeout_s: float = 10.0  # wait for the last words to play before hanging up
+
+
+class ServerState:
+    def __init__(self, bot: Bot, config: ServerConfig, calls: CallRegistry) -> None:
+        self.bot = bot
+        self.config = config
+        self.calls = calls
+        self._busy_audio: np.ndarray | None = None
+
+    def line_options(self, transport: str) -> dict[str, Any]:
+        """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
+        return {
+            "idle_timeout_s": self.config.idle_timeout_s,
+            "send_timeout_s": self.config.send_timeout_s,
+            "processor": self.config.cleanup.processor(),
+            "on_late": metrics.LATE_FRAMES.labels(transport).inc,
+        }
+
+    async def serve(
+        self, ws: WebSocket, line: LiveLine, transport: str, **options: Any
+    ) -> CallRecord | None:
+        """Run one call on an accepted socket (see ``voicebot.server.lines.run_line``)."""
+        return await run_line(
+            ws,
+            line,
+            bot=self.bot,
+            calls=self.calls,
+            transport=transport,
+            start_timeout_s=self.config.start_timeout_s,
+            **options,
+        )
+
+    async def busy_audio(self) -> np.ndarray:
+        """The capacity apology as 16 kHz PCM16, synthesized once (in a worker thread)."""
+        if self._busy_audio is None:
+            text = self.config.busy_message
+            chunks = await asyncio.to_thread(lambda: [c.pcm for c in self.bot.tts.synthesize(text)])
+            self._busy_audio = np.concatenate(chunks)
+        return self._busy_audio

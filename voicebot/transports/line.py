@@ -1,0 +1,181 @@
+"""What every real-time line shares (Twilio today; SIP/RTP or LiveKit rooms next).
+
+A protocol module parses its peer's messages and calls ``put_audio``, ``put_digit`` and
+``end``; it implements ``_write_audio`` and ``_write_clear`` to serialize the bot's side.
+Everything else is here, once:
+
+- **Pacing.** The peer streams caller audio in real time (a phone line never stops), and the
+  call answers each caller frame with one bot frame, so the bot's audio leaves exactly as
+  fast as the caller's arrives. A caller frame is re-cut to 20 ms at 16 kHz whatever size
+  and rate the peer sends.
+- **Late frames.** A bot frame that leaves more than ``LATE_S`` after the caller frame of the
+  same tick arrived is counted: the far end's jitter buffer may run dry.
+- **Dead peers.** No caller audio for ``idle_timeout_s`` ends the call (a peer that neither
+  streams nor hangs up); a peer that stops reading (a send blocked for ``send_timeout_s``)
+  ends it too, so a stuck client never holds a call slot.
+- **Keypad.** Digits are grouped into one entry: ``#`` ends it, or ``DIGIT_GAP_S`` of call
+  time after the last key.
+- **Echo and noise.** An optional ``CallerAudioProcessor`` cleans the caller's audio with the
+  bot's outgoing audio as the echo reference.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from voicebot.audio.apm import CallerAudioProcessor
+from voicebot.audio.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE
+from voicebot.audio.resample import StreamResampler
+from voicebot.events import AudioFrame, BotFrame
+
+log = logging.getLogger(__name__)
+
+LATE_S = 0.06  # three frames: more than a typical far-end jitter buffer absorbs
+MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting: not a real-time peer (or a stall)
+DIGIT_GAP_S = 1.5
+KEYPAD_DIGITS = frozenset("0123456789")
+KEYPAD_END = "#"
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """Why the line ended, as a WebSocket close code and reason (1000: normal)."""
+
+    code: int
+    reason: str
+
+
+class LiveLine:
+    """Base ``Transport`` for a peer that streams caller audio in real time."""
+
+    def __init__(
+        self,
+        *,
+        rate: int,
+        idle_timeout_s: float = 5.0,
+        send_timeout_s: float = 2.0,
+        processor: CallerAudioProcessor | None = None,
+        on_late: Callable[[], None] | None = None,
+    ) -> None:
+        self._resampler = StreamResampler(rate, SAMPLE_RATE)
+        self._idle_timeout_s = idle_timeout_s
+        self._send_timeout_s = send_timeout_s
+        self._processor = processor
+        self._on_late = on_late or (lambda: None)
+        self._inbound: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue()
+        self._partial = np.zeros(0, np.int16)
+        self._digits = ""
+        self._digit_t: float | None = None  # call time of the last key press
+        self._digits_done = False
+        self._tick = 0
+        self._arrived = 0.0  # wall time the current tick's caller frame arrived
+        self.hangup: Hangup | None = None
+        self.ended = asyncio.Event()
+        self.late_frames = 0
+        self.caller_id: str | None = None  # the calling number, when the peer says
+
+    # --- the protocol module's side ------------------------------------------------------
+
+    def set_input_rate(self, rate: int) -> None:
+        """For peers that announce their sample rate in-band, before any audio."""
+        self._resampler = StreamResampler(rate, SAMPLE_RATE)
+
+    def put_audio(self, pcm: np.ndarray) -> None:
+        """Caller audio at the line's rate, any length: queued as 20 ms 16 kHz frames."""
+        if self.hangup is not None:
+            return
+        pcm = np.concatenate([self._partial, self._resampler.process(pcm)])
+        whole = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
+        now = time.monotonic()
+        for start in range(0, whole, FRAME_SAMPLES):
+            self._inbound.put_nowait((pcm[start : start + FRAME_SAMPLES], now))
+        self._partial = pcm[whole:]
+        while self._inbound.qsize() > MAX_BACKLOG_FRAMES and not self._tick:
+            self._inbound.get_nowait()  # no call reads this line (yet, or it was refused)
+        if self._inbound.qsize() > MAX_BACKLOG_FRAMES:
+            self.end(1008, "over 5 s of caller audio waiting: not real time, or server overloaded")
+
+    def put_digit(self, digit: str) -> None:
+        """One key press; ``#`` submits what was typed, other non-digits are ignored."""
+        if digit == KEYPAD_END:
+            self._digits_done = bool(self._digits)
+        elif digit in KEYPAD_DIGITS:
+            self._digits += digit
+            self._digit_t = self._tick * FRAME_S
+
+    def end(self, code: int, reason: str) -> None:
+        """The line is over (caller hung up, protocol error...): the first reason stands."""
+        if self.hangup is None:
+            self.hangup = Hangup(code, reason)
+            self._inbound.put_nowait(None)
+            self.ended.set()
+
+    @property
+    def started(self) -> bool:
+        """The peer has said who it is and how it sends audio: the call may begin."""
+        raise NotImplementedError
+
+    def handle(self, text: str | None, data: bytes | None) -> None:
+        """One message from the peer; raises ``LineProtocolError`` on bad input."""
+        raise NotImplementedError
+
+    async def _write_audio(self, frame: BotFrame) -> None:
+        raise NotImplementedError
+
+    async def _write_clear(self) -> None:
+        raise NotImplementedError
+
+    # --- Transport ------------------------------------------------------------------------
+
+    async def receive(self) -> AudioFrame | None:
+        if self.hangup is not None:
+            return None
+        try:
+            item = await asyncio.wait_for(self._inbound.get(), self._idle_timeout_s)
+        except TimeoutError:
+            self.end(1008, f"no audio for {self._idle_timeout_s:g} s")
+            return None
+        if item is None:
+            return None
+        pcm, self._arrived = item
+        t = self._tick * FRAME_S
+        self._tick += 1
+        if self._processor is not None:
+            pcm = self._processor.near_end(pcm)
+        return AudioFrame(pcm, t, dtmf=self._take_digits(t))
+
+    def _take_digits(self, t: float) -> str:
+        if not self._digits:
+            return ""
+        if not self._digits_done and t - (self._digit_t or 0.0) < DIGIT_GAP_S:
+            return ""
+        digits, self._digits, self._digits_done = self._digits, "", False
+        return digits
+
+    async def send(self, frame: BotFrame) -> None:
+        if self.hangup is not None:
+            return
+        if self._processor is not None:
+            self._processor.far_end(frame.pcm)
+        if time.monotonic() - self._arrived > LATE_S:
+            self.late_frames += 1
+            self._on_late()
+        await self._guarded(self._write_audio(frame))
+
+    async def interrupt(self) -> None:
+        if self.hangup is None:
+            await self._guarded(self._write_clear())
+
+    async def _guarded(self, write: Awaitable[None]) -> None:
+        """Run a write; a peer that does not take it in ``send_timeout_s`` ends the call."""
+        try:
+            await asyncio.wait_for(write, self._send_timeout_s)
+        except TimeoutError:
+            self.end(1008, f"client did not read the bot's audio for {self._send_timeout_s:g} s")
+        except ConnectionError as exc:  # the socket is gone under us
+            log.info("line write failed: %s", exc)
+            self.end(1006, "connection lost")
