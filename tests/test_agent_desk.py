@@ -1,6 +1,6 @@
 """The agent desktop against a real uvicorn server on 127.0.0.1 and a real SQLite store:
-the HTTP API, the live event stream, and headless Chromium watching a simulated call
-escalate and claiming the card it produced."""
+the HTTP API, the live event stream, and headless Chromium watching a phone call (a
+faithful Twilio peer on the server's media stream) escalate, then claiming its card."""
 
 import asyncio
 import json
@@ -13,8 +13,9 @@ from fastapi import FastAPI
 
 from tests.servers import Server
 from voicebot.handoff.desk import desk_router
+from voicebot.server import create_app
+from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store, StoreWriter
-from voicebot.transports.simulated import CallerSegment, SimulatedCaller
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -114,36 +115,52 @@ def browser():
         instance.close()
 
 
+@pytest.fixture
+def served(bot, tmp_path):
+    """What ``voicebot serve`` runs: calls, the store, the desk, in one real server."""
+    store = Store(f"sqlite:///{tmp_path}/calls.db")
+    writer = StoreWriter(store, spool_dir=tmp_path / "spool")
+    bot.handoffs = writer  # the shared test bot; restored below
+    app = create_app(bot, history=store, sinks=[writer], routers=[desk_router(store)])
+    server = Server(app)
+    yield store, server
+    server.stop()
+    bot.handoffs = None
+    writer.close()
+    store.close()
+
+
 @pytest.mark.e2e
-def test_simulated_call_escalates_and_the_card_appears_live(
-    desk, browser, bot, caller_audio, tmp_path
-):
-    store, url = desk
+def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_audio):
+    store, server = served
     page = browser.new_page()
-    page.goto(f"{url}/agent")
+    page.goto(f"{server.url}/agent")
     page.wait_for_selector("#conn.live")
     assert "No handoffs waiting" in page.inner_text("#queue")  # an empty queue is fine
 
-    # A real call through the real models, recorded in the store the desk reads.
-    writer = StoreWriter(store, spool_dir=tmp_path / "spool")
-    lines = ["I was charged twice at a restaurant", "this is useless, get me a real person"]
-    caller = SimulatedCaller([CallerSegment(caller_audio(line)) for line in lines])
-    done = threading.Event()
+    async def phone_call():
+        """A Twilio caller: a request, then an angry demand for a person."""
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as peer:
+            await peer.wait_bot_done()  # the greeting
+            said = peer.say(caller_audio("I was charged twice at a restaurant"))
+            await peer.wait_bot_done(after=said.last_voiced)
+            peer.say(caller_audio("this is useless, get me a real person"))
+            await peer.wait_closed(timeout=60)  # after the transfer message
+            closed.append((peer.close_code, peer.close_reason))
 
-    def run_call():
-        asyncio.run(bot.run_call(caller, realtime=False, sinks=[writer], handoffs=writer,
-                                 caller_id="+15551230001"))  # fmt: skip
-        done.set()
-
-    threading.Thread(target=run_call, daemon=True).start()
+    closed: list[tuple[int, str]] = []
+    call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
+    call.start()
     # Re-rendering replaces elements, so the test reads through locators, never handles.
     card = page.locator("article[data-status=queued]")
     card.wait_for(timeout=120_000)  # the card arrives by the event stream: no reload
-    assert done.wait(60)
-    writer.close()
+    call.join(60)
+    assert closed == [(1000, "call ended by handoff")]
     text = card.inner_text()
     assert "Wants: dispute a wrong charge" in text and "+15551230001" in text
     assert card.locator(".badge").inner_text() in ("asked for a person", "upset caller")
+    [row] = store.list_handoffs()
+    assert store.get_call(row["call_id"])["ended_by"] == "handoff"
 
     # Claiming: agent ana takes it; bob, on another page, sees it taken.
     page.fill("#agent", "ana")
@@ -151,7 +168,7 @@ def test_simulated_call_escalates_and_the_card_appears_live(
     card.locator("button.claim").click()
     page.locator("article[data-status=claimed]", has_text="claimed by ana").wait_for()
     other = browser.new_page()
-    other.goto(f"{url}/agent")
+    other.goto(f"{server.url}/agent")
     taken = other.locator("article[data-status=claimed]")
     taken.wait_for()
     assert "claimed by ana" in taken.inner_text() and taken.locator("button.claim").count() == 0
