@@ -6,6 +6,7 @@ the real models are exercised by the end-to-end tests (``-m e2e``).
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -99,3 +100,24 @@ class EchoDialog:
         if self.silences >= 2:
             return Reply("Ending the call", kind="reprompt", end_call=True)
         return Reply("Are you there", kind="reprompt")
+
+
+class EngineScriptedASR(ScriptedASR):
+    """``ScriptedASR`` behind a batching-engine interface (``open_call``): requests run on
+    the engine's own thread, and every submission is logged with its kind."""
+
+    def __init__(self, texts: list[str], compute_s: float = 0.05) -> None:
+        super().__init__(texts, compute_s)
+        self.submitted: list[bool] = []  # final flags, in order
+        self.closed_calls = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-engine")
+
+    def open_call(self) -> "EngineScriptedASR":
+        return self
+
+    def submit(self, audio: np.ndarray, *, final: bool) -> "Future[Transcript]":
+        self.submitted.append(final)
+        return self._pool.submit(self.transcribe, audio)
+
+    def close(self) -> None:
+        self.closed_calls += 1

@@ -18,9 +18,9 @@ from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 TEXTS = ["i lost my card", "yes please", "bye now"]
 
 
-def run_call(segments, *, asr=None, config=None, tail_s=20.0):
+def run_call(segments, *, asr=None, config=None, tail_s=20.0, workers=2):
     async def main():
-        with PriorityWorkers(2) as executor:
+        with PriorityWorkers(workers) as executor:
             record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
             caller = SimulatedCaller(segments, tail_s=tail_s)
             session = CallSession(
@@ -181,3 +181,15 @@ def test_a_cough_over_the_bot_pauses_it_briefly_then_it_carries_on():
     words = sum(len(t.text.split()) for t in bot_turns(record))
     assert played == pytest.approx(words * 0.2 * 16000, rel=0.01)
     assert [t.text for t in caller_turns(record)] == ["i lost my card", "bye now"]
+
+
+def test_a_batching_engine_gets_the_requests_directly_with_their_kind():
+    from tests.fakes import EngineScriptedASR
+
+    engine = EngineScriptedASR(TEXTS)
+    # One worker thread: if ASR requests blocked it, the replies would queue behind them.
+    segments = [CallerSegment(tone(0, 3.0)), CallerSegment(tone(2, 0.8))]
+    record, _ = run_call(segments, asr=engine, workers=1)
+    assert [t.text for t in caller_turns(record)] == ["i lost my card", "bye now"]
+    assert False in engine.submitted and True in engine.submitted  # partials and finals
+    assert engine.closed_calls == 1  # the call's pending requests are dropped at hang-up

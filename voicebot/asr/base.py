@@ -1,6 +1,7 @@
 """The ASR stage protocol."""
 
-from typing import Protocol
+from concurrent.futures import Future
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,3 +20,26 @@ class ASR(Protocol):
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (one caller utterance, up to 30 s)."""
         ...
+
+
+class ASRCall(Protocol):
+    """One call's requests to a shared engine (see ``EngineASR``)."""
+
+    def submit(self, audio: np.ndarray, *, final: bool) -> "Future[Transcript]":
+        """Queue a request; partials (``final=False``) may be dropped under load."""
+        ...
+
+    def close(self) -> None:
+        """The call ended: its pending requests are dropped, nobody else waits on them."""
+        ...
+
+
+@runtime_checkable
+class EngineASR(Protocol):
+    """An ASR that batches the requests of every call itself (the GPU engine).
+
+    The pipeline submits to it directly instead of blocking a worker thread per request,
+    so the engine sees every call's requests at once, and tells partials from finals.
+    """
+
+    def open_call(self) -> ASRCall: ...

@@ -14,6 +14,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,27 @@ class Scheduler:
             job._push(None, last=True)  # end of stream
 
         return self._start(Job(kind, start, tag), run)
+
+    def submit_future(
+        self, kind: str, start: float, fn: Callable[[], "Future[Any]"], tag: Any = None
+    ) -> Job:
+        """Hand work to a component with its own threads (``fn`` returns at once with a
+        future); no worker thread waits on it. The result is delivered as for ``submit``."""
+        job = Job(kind, start, tag)
+
+        def done(future: "Future[Any]") -> None:
+            if future.cancelled():
+                job.cancel()
+            elif future.exception() is not None:
+                job._push(None, future.exception(), last=True)
+            else:
+                job._push(future.result(), last=True)
+            job.finished = True
+            self._loop.call_soon_threadsafe(job._changed.set)
+
+        self._jobs.append(job)
+        fn().add_done_callback(done)
+        return job
 
     def _start(self, job: Job, body: Callable[[Job], None]) -> Job:
         def work() -> None:

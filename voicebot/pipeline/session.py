@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from voicebot.asr.base import ASR
+from voicebot.asr.base import ASR, EngineASR
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
 from voicebot.audio.pcm import pcm16_to_float
 from voicebot.dialog.base import Dialog
@@ -118,6 +118,8 @@ class CallSession:
     ) -> None:
         self.config = config or CallConfig()
         self._handoffs = handoffs
+        # A batching engine takes this call's requests directly (no worker thread waits).
+        self._asr_call = asr.open_call() if isinstance(asr, EngineASR) else None
         self.record = record
         self._asr, self._tts, self._vad, self._dialog = asr, tts, vad, dialog
         self._jobs = scheduler
@@ -163,6 +165,8 @@ class CallSession:
             raise
         finally:
             self._jobs.cancel_all()
+            if self._asr_call is not None:
+                self._asr_call.close()
         return self.record
 
     def _finish(self, ended_by: str) -> None:
@@ -258,6 +262,7 @@ class CallSession:
         partial = hearing.partial
         if (
             partial is not None
+            and self._asr_call is None  # an engine may drop partials: never reuse them
             and not partial.job.cancelled
             and partial.audio_end >= event.end + 0.1
         ):
@@ -326,7 +331,12 @@ class CallSession:
 
     def _transcribe(self, kind: str, hearing: _Hearing, until: float) -> _Recognition:
         audio = hearing.samples(until)
-        job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio))
+        call = self._asr_call
+        if call is not None:
+            final = kind != "partial"
+            job = self._jobs.submit_future(kind, self._now, lambda: call.submit(audio, final=final))
+        else:
+            job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio))
         job.tag = _Recognition(hearing, job, until)
         return job.tag
 
