@@ -130,3 +130,25 @@ def test_conversion_is_done_once_and_survives_an_interrupted_one(tmp_path, monke
 
     monkeypatch.setattr(convert, "convert", fail)
     assert convert.ensure_converted(source, target) == target
+
+
+@pytest.mark.e2e
+def test_a_real_call_goes_through_the_shared_engine(caller_audio):
+    """The pipeline hands its requests to the engine directly, partials marked as such."""
+    import asyncio
+
+    from voicebot.asr.batching import BatchingASR
+    from voicebot.pipeline.bot import Bot, BotConfig
+    from voicebot.transports.simulated import CallerSegment, SimulatedCaller
+
+    bot = Bot(BotConfig(asr="torch:tiny.en"))
+    try:
+        assert isinstance(bot.asr, BatchingASR)
+        before = bot.asr.stats.requests
+        caller = SimulatedCaller([CallerSegment(caller_audio("what is my account balance"))])
+        record = asyncio.run(bot.run_call(caller, realtime=False, caller_id="+15551230001"))
+    finally:
+        bot.close()
+    [turn] = [t for t in record.turns if t.role == "caller"]
+    assert "balance" in turn.text.lower() and turn.intent == "check_balance"
+    assert bot.asr.stats.requests > before
