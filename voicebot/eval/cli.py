@@ -1,17 +1,88 @@
-"""`voicebot eval ...`: the evaluation suites."""
+"""`voicebot eval ...`: the evaluation suites, and the comparison CI gates on."""
 
 import argparse
 from pathlib import Path
+
+from voicebot.audio.telephone import CODECS
+from voicebot.tts.caller_voice import CALLER_VOICES
+from voicebot.vad import VAD_BACKENDS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="run an evaluation suite and write a report")
     sub = evaluate.add_subparsers(title="suites", metavar="SUITE", required=True)
+
+    asr = sub.add_parser("asr", help="WER, CER and real-time factor, offline and streaming")
+    asr.add_argument("--manifest", type=Path, required=True, help="ASR manifest (JSONL)")
+    asr.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    asr.add_argument(
+        "--mode",
+        choices=("offline", "streaming", "both"),
+        default="both",
+        help="offline: plain faster-whisper on the whole file; streaming: the live-call "
+        "VAD/ASR path; both (default): side by side, streaming is the headline",
+    )
+    asr.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS, help="streaming VAD")
+    asr.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    asr.set_defaults(func=_asr)
+
     intents = sub.add_parser("intents", help="intent accuracy, F1, OOS, calibration")
     intents.add_argument("--manifest", type=Path, required=True, help="intent manifest (JSONL)")
     intents.add_argument("--pack", default="bank", help="pack name or YAML path")
     intents.add_argument("--report", type=Path, required=True, help="report JSON to write")
     intents.set_defaults(func=_intents)
+
+    calls = sub.add_parser("calls", help="whole simulated calls: task success, handoffs, latency")
+    calls.add_argument(
+        "--scenarios", type=Path, nargs="+", required=True, help="scenario folders or files"
+    )
+    calls.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    calls.add_argument(
+        "--caller-voice",
+        default="low",
+        choices=[v for v in CALLER_VOICES if v != "bot"],
+        help="synthetic caller voice for turns without audio (never the bot's own)",
+    )
+    calls.add_argument("--noise-snr", type=float, help="line noise, dB SNR (default: none)")
+    calls.add_argument("--codec", default="mulaw", choices=CODECS, help="telephone codec")
+    calls.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    calls.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    calls.add_argument(
+        "--realtime", action="store_true", help="pace calls to the wall clock (default: fast)"
+    )
+    calls.set_defaults(func=_calls)
+
+    compare = sub.add_parser(
+        "compare",
+        help="what improved or regressed between two reports; exit 1 on a regression",
+        description="Exit status: 0 no regression beyond tolerance, 1 regression, 2 bad input.",
+    )
+    compare.add_argument("base", type=Path, help="baseline report JSON")
+    compare.add_argument("new", type=Path, help="new report JSON (same suite)")
+    compare.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="NUMBER|METRIC=NUMBER",
+        help="allowed worsening: a number sets it for every rate (default 0.01, absolute); "
+        "METRIC=NUMBER for one metric (timings: relative, default 0.10); repeatable",
+    )
+    compare.set_defaults(func=_compare)
+
+
+def _asr(args: argparse.Namespace) -> int:
+    from voicebot.eval.asr import MODES, evaluate_asr
+
+    modes = MODES if args.mode == "both" else (args.mode,)
+    report = evaluate_asr(args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad)
+    print(f"{report['n']} utterances, {report['audio_s']:.1f} s of audio, ASR {args.asr}")
+    for mode, scores in report["modes"].items():
+        print(
+            f"  {mode:>9}: WER {scores['wer']:.3f}  CER {scores['cer']:.3f}  "
+            f"RTF {scores['rtf']:.3f}"
+        )
+    _print_issues_and_paths(report, args.report)
+    return 0
 
 
 def _intents(args: argparse.Namespace) -> int:
@@ -26,7 +97,60 @@ def _intents(args: argparse.Namespace) -> int:
         f"{report['oos_precision']:.3f}, ECE {report['ece_in_scope']:.3f}, "
         f"{report['ms_per_utterance']:.1f} ms/utterance"
     )
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _calls(args: argparse.Namespace) -> int:
+    from voicebot.eval.calls import CallOptions, evaluate_calls
+
+    options = CallOptions(
+        asr=args.asr,
+        vad=args.vad,
+        caller_voice=args.caller_voice,
+        codec=args.codec,
+        noise_snr=args.noise_snr,
+        realtime=args.realtime,
+    )
+    report = evaluate_calls(args.scenarios, args.report, options)
+    latency = report["latency_ms"]
+    print(
+        f"{report['n']} calls: task success {report['task_success']:.3f}, intent accuracy "
+        f"{report['intent_accuracy']:.3f}, handoff precision {report['handoff_precision']:.3f} "
+        f"recall {report['handoff_recall']:.3f}, voice-to-voice p50 {latency['p50']:.0f} ms "
+        f"p95 {latency['p95']:.0f} ms ({latency['n']} replies)"
+    )
+    for item in report["items"]:
+        if not item["passed"]:
+            print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from voicebot.eval.compare import compare, flipped_items, load_report, parse_tolerances
+
+    rate_tolerance, overrides = parse_tolerances(args.tolerance)
+    base, new = load_report(args.base), load_report(args.new)
+    suite, changes = compare(base, new, rate_tolerance=rate_tolerance, overrides=overrides)
+    print(f"{suite} report: {args.base} -> {args.new}")
+    if base.get("n") != new.get("n"):
+        print(f"note: the reports cover {base.get('n')} and {new.get('n')} items")
+    for change in changes:
+        print(change)
+    worse, better = flipped_items(suite, base, new)
+    for label, keys in (("now worse", worse), ("now better", better)):
+        if keys:
+            print(f"{label} ({len(keys)}): {', '.join(keys)}")
+    regressions = [c.metric for c in changes if c.verdict == "regressed"]
+    if regressions:
+        print(f"REGRESSION beyond tolerance: {', '.join(regressions)}")
+        return 1
+    print("no regression beyond tolerance")
+    return 0
+
+
+def _print_issues_and_paths(report: dict, path: Path) -> None:
     for issue in report["issues"]:
         print(f"not evaluated: {issue}")
-    print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
-    return 0
+    print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from voicebot.audio.io import write_text_atomic
 from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.pack import OUT_OF_SCOPE, Pack
 from voicebot.eval.manifest import Issue, read_jsonl
@@ -16,6 +15,7 @@ from voicebot.eval.report import (
     plot_path,
     reliability_diagram,
     write_json,
+    write_markdown,
 )
 
 
@@ -86,37 +86,30 @@ def _write_markdown(report_path: Path, report: dict, claimed: list[dict]) -> Non
         for i in report["items"]
         if not i["correct"]
     ]
-    text = "\n\n".join(
-        [
-            f"# Intent eval: {report['pack']}",
-            f"Manifest `{report['manifest']}`, {report['n']} utterances, "
-            f"{report['failures']} lines not evaluated.",
-            markdown_table(
-                ["accuracy", "macro-F1", "OOS recall", "OOS precision", "ECE (claimed)", "ms/utt"],
+    sections = [
+        f"# Intent eval: {report['pack']}",
+        f"Manifest `{report['manifest']}`, {report['n']} utterances, "
+        f"{report['failures']} lines not evaluated.",
+        markdown_table(
+            ["accuracy", "macro-F1", "OOS recall", "OOS precision", "ECE (claimed)", "ms/utt"],
+            [
                 [
-                    [
-                        report["accuracy"],
-                        report["macro_f1"],
-                        report["oos_recall"],
-                        report["oos_precision"],
-                        report["ece_in_scope"],
-                        report["ms_per_utterance"],
-                    ]
-                ],
-            ),
-            "## Per intent",
-            markdown_table(["intent", "precision", "recall", "F1", "support"], per_intent),
-            f"![confusion]({heatmap.name})",
-            f"![reliability]({reliability.name})",
-            "## Errors",
-            markdown_table(["line", "text", "reference", "predicted", "confidence"], errors)
-            if errors
-            else "None.",
-            *(
-                ["## Lines not evaluated", "\n".join(f"- {i}" for i in report["issues"])]
-                if report["issues"]
-                else []
-            ),
-        ]
-    )
-    write_text_atomic(report_path.with_suffix(".md"), text + "\n")
+                    report["accuracy"],
+                    report["macro_f1"],
+                    report["oos_recall"],
+                    report["oos_precision"],
+                    report["ece_in_scope"],
+                    report["ms_per_utterance"],
+                ]
+            ],
+        ),
+        "## Per intent",
+        markdown_table(["intent", "precision", "recall", "F1", "support"], per_intent),
+        f"![confusion]({heatmap.name})",
+        f"![reliability]({reliability.name})",
+        "## Errors",
+        markdown_table(["line", "text", "reference", "predicted", "confidence"], errors)
+        if errors
+        else "None.",
+    ]
+    write_markdown(report_path, sections, report["issues"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicebot.errors import VoicebotError
+from voicebot.errors import EvalInputError
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Entry:
 def read_jsonl(path: Path, required: tuple[str, ...]) -> tuple[list[Entry], list[Issue]]:
     """Entries with every ``required`` key as a non-empty string, and the lines without."""
     if not path.is_file():
-        raise VoicebotError(f"{path}: manifest not found")
+        raise EvalInputError(f"{path}: manifest not found")
     entries: list[Entry] = []
     issues: list[Issue] = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -51,5 +51,5 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> tuple[list[Entry], list
             continue
         entries.append(Entry(number, data))
     if not entries and not issues:
-        raise VoicebotError(f"{path}: the manifest is empty")
+        raise EvalInputError(f"{path}: the manifest is empty")
     return entries, issues

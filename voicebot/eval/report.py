@@ -5,6 +5,7 @@
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,28 @@ from voicebot.eval.metrics import calibration_bins
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=float))
+
+
+def finish(
+    report_path: Path,
+    report: dict[str, Any],
+    issues: list[Any],
+    items: list[dict[str, Any]],
+    markdown: Callable[[Path, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Count what was not evaluated, add the items, write ``R.json`` and ``R.md``."""
+    report.update(failures=len(issues), issues=[str(i) for i in issues], items=items)
+    write_json(report_path, report)
+    markdown(report_path, report)
+    return report
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_path(report_path: Path, name: str) -> Path:
@@ -43,11 +66,7 @@ def confusion_heatmap(path: Path, table: dict[str, dict[str, int]], title: str) 
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reliability_diagram(path: Path, confidences: list[float], correct: list[bool]) -> Path:
@@ -66,10 +85,7 @@ def reliability_diagram(path: Path, confidences: list[float], correct: list[bool
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.1)
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -79,3 +95,45 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def histogram(path: Path, values: list[float], *, xlabel: str, title: str) -> Path:
+    """Distribution of ``values`` (e.g. voice-to-voice latency) with p50/p95 marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if values:
+        ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="tab:blue", alpha=0.8)
+        for q, style in ((50, "-"), (95, "--")):
+            x = float(np.percentile(values, q))
+            ax.axvline(x, color="tab:red", linestyle=style, label=f"p{q} {x:.0f}")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def grouped_bars(
+    path: Path, labels: list[str], series: dict[str, list[float]], ylabel: str
+) -> Path:
+    """One group of bars per label (e.g. WER per item, one bar per mode)."""
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.3 * len(labels) + 2), 4.5))
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(labels))
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, labels, rotation=90, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return _save(fig, path)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """``q``-th percentile, or 0.0 for no values (a report field must stay a number)."""
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def write_markdown(report_path: Path, sections: list[str], issues: list[str]) -> Path:
+    """``R.md`` beside ``R.json``: the sections, then every input that was not evaluated."""
+    if issues:
+        sections = [*sections, "## Not evaluated", "\n".join(f"- {i}" for i in issues)]
+    return write_text_atomic(report_path.with_suffix(".md"), "\n\n".join(sections) + "\n")
