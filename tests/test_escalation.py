@@ -82,6 +82,18 @@ def test_misheard_audio_is_unsure_even_with_a_confident_intent():
     assert policy.assess(signals(no_speech_prob=0.8)).reason == "low_confidence"
 
 
+def test_a_muddy_goodbye_before_anything_was_done_does_not_hang_up():
+    policy = EscalationPolicy()
+    muddy = signals("goodbye", 0.94, text="MMD up, thank you for your ear.", asr_logprob=-0.92)
+    decision = policy.assess(muddy)
+    assert decision.action == "rephrase" and "goodbye before anything was done" in (
+        decision.explanation
+    )
+    assert policy.assess(signals("goodbye", asr_logprob=-0.2)).action == "proceed"  # clear
+    policy.outcome("answer", "check_balance", resolved=True)  # the caller was served...
+    assert policy.assess(muddy).action == "proceed"  # ...so a noisy goodbye is a goodbye
+
+
 def test_answers_to_questions_are_not_judged_by_intent():
     policy = EscalationPolicy()
     assert policy.assess(signals("out_of_scope", 0.99, answering=True)).action == "proceed"
@@ -189,6 +201,18 @@ def test_unclear_then_confirmed_request_carries_on(classifier):
     assert replies[0].decision.action == "confirm"
     assert replies[1].kind == "question" and "ZIP code" in replies[1].text  # the flow started
     assert dialog.snapshot()["wants"] == ["report a lost or stolen card"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "label", "said"), [("yep block that one", "affirm", "blocked"),
+                                  ("no keep it open", "deny", "won't block")]
+)  # fmt: skip
+def test_a_yes_or_no_is_recorded_as_the_answer_it_was(classifier, answer, label, said):
+    assert classifier.classify(answer).intent != label  # the classifier alone gets it wrong
+    _, replies = talk(classifier, ["i lost my card", "nine four one zero seven", "4567", answer])
+    assert replies[2].kind == "question" and "4 5 6 7" in replies[2].text  # "Shall I block..."
+    assert replies[3].intent.intent == label and said in replies[3].text
+    assert replies[3].intent.scores  # the classifier's own view is kept
 
 
 def test_a_close_call_between_two_requests_asks_to_rephrase(classifier):

@@ -107,6 +107,21 @@ def test_classifies_caller_speech(classifier, text, intent):
 
 
 @pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Yes, please send it.", "affirm"),  # Whisper's punctuation, unlike the training
+        ("No, I changed my mind, I'll stay.", "deny"),
+        ("Hi, I think I lost my card yesterday.", "report_lost_or_stolen_card"),
+    ],
+)
+def test_asr_punctuation_and_case_do_not_change_the_intent(classifier, text, intent):
+    plain = classifier[0].classify(text.lower().replace(",", "").replace(".", ""))
+    result = classifier[0].classify(text)
+    assert result.intent == plain.intent == intent
+    assert result.confidence == pytest.approx(plain.confidence, abs=1e-6)
+
+
+@pytest.mark.parametrize(
     "text", ["", "   ", "😀🙈", "asdf qwerty zxcv", "¿Dónde está mi tarjeta?", "blah " * 2000]
 )
 def test_bad_input_is_out_of_scope_or_an_intent_never_a_crash(classifier, text):

@@ -97,6 +97,12 @@ no_input: [hello]
             "end_call",
         ),
         ("intents: {}\n", 5, "'intents' is empty"),
+        (
+            "intents:\n  a:\n    examples: [x]\n    respnse: r\n",
+            8,
+            "unknown key 'respnse' in intent 'a'; did you mean 'response'?",
+        ),
+        ("greting: hello\nintents: {}\n", 5, "unknown key 'greting' in the pack"),
         ("intents:\n  a:\n    examples: [x\n", None, "invalid YAML"),
     ],
 )
@@ -108,6 +114,21 @@ def test_malformed_packs_name_file_line_and_reason(tmp_path, body, line, reason)
     assert str(path) in message and reason in message
     if line is not None:
         assert f"{path}:{line}:" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the pack is empty"),
+        (b"# only a comment\n", "the pack is empty"),
+        (b"name: p\ngreeting: caf\xe9\n", ":2: not UTF-8 text (byte 0xe9)"),
+    ],
+)
+def test_empty_or_undecodable_pack_is_a_pack_error(tmp_path, content, reason):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PackError, match=re.escape(reason)):
+        load_pack(path)
 
 
 def test_missing_top_level_key(tmp_path):
@@ -142,6 +163,23 @@ FLOW_INTENT = "intents:\n  a:\n    examples: [x]\n    flow: f\n"
         (
             FLOW_INTENT + "flows:\n  f:\n    action: block_crad\n    done: d\n",
             "unknown action 'block_crad' (known: ",
+        ),
+        (  # a typo that would leave the flow unverified
+            FLOW_INTENT + "flows:\n  f:\n    verfy: true\n    action: balances\n    done: d\n",
+            "unknown key 'verfy' in flow 'f'; did you mean 'verify'?",
+        ),
+        (
+            FLOW_INTENT + "flows:\n  f:\n    action: balances\n    done: 'You have {balance}'\n",
+            "done uses {balance}; known here: balances",
+        ),
+        (
+            FLOW_INTENT + "flows:\n  f:\n    action: open_case\n    confirm: 'Open it {'\n"
+            "    done: d\n",
+            "confirm: Single '{' encountered",
+        ),
+        (
+            FLOW_INTENT + "flows:\n  f:\n    action: block_card\n    done: d\n",
+            "action 'block_card' needs the slot(s) card_last_four",
         ),
     ],
 )

@@ -6,6 +6,7 @@ A ``ServiceError`` is a refusal the caller hears (no such card, not enough money
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -103,16 +104,32 @@ def transfer_to_savings(services: Services, customer: str, slots: dict[str, Any]
     }
 
 
-ACTIONS: dict[str, Action] = {
-    "balances": balances,
-    "transactions": transactions,
-    "block_card": _set_card("blocked"),
-    "activate_card": _set_card("active"),
-    "pay_credit_card": pay_credit_card,
-    "payment_due": payment_due,
-    "open_case": open_case,
-    "report_fraud": report_fraud,
-    "transfer_to_savings": transfer_to_savings,
+@dataclass(frozen=True)
+class ActionSpec:
+    """An action and its contract with a pack, checked when the pack loads: the slots its
+    flow must fill, and the fields its ``done`` template may use."""
+
+    run: Action
+    needs: frozenset[str] = frozenset()
+    gives: frozenset[str] = frozenset()
+
+
+def _spec(run: Action, needs: tuple[str, ...] = (), gives: tuple[str, ...] = ()) -> ActionSpec:
+    return ActionSpec(run, frozenset(needs), frozenset(gives))
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "balances": _spec(balances, gives=("balances",)),
+    "transactions": _spec(transactions, gives=("transactions",)),
+    "block_card": _spec(_set_card("blocked"), ("card_last_four",), ("card",)),
+    "activate_card": _spec(_set_card("active"), ("card_last_four",), ("card",)),
+    "pay_credit_card": _spec(pay_credit_card, ("amount",), ("credit_balance",)),
+    "payment_due": _spec(payment_due, gives=("due_date", "statement_balance", "minimum")),
+    "open_case": _spec(open_case, gives=("reference",)),
+    "report_fraud": _spec(report_fraud, ("card_last_four",), ("card", "reference")),
+    "transfer_to_savings": _spec(
+        transfer_to_savings, ("amount",), ("checking_balance", "savings_balance")
+    ),
 }
 
 

@@ -10,6 +10,10 @@ Two additions make its confidence usable for hand-off decisions:
 - **calibration**: the head's logits are divided by a temperature fitted on cross-validated
   predictions (temperature scaling), so "0.8" means right about 80% of the time.
 
+Texts are compared as words only (``intent_text``): Whisper writes "Yes, please send it.",
+the training phrases are written "yes please send it", and MiniLM's embedding moves enough
+with the punctuation to drop a clear yes below the out-of-scope floor.
+
 Trained heads are cached by a hash of the pack, the background set and the embedder, so they
 are retrained exactly when one of them changes.
 """
@@ -17,6 +21,7 @@ are retrained exactly when one of them changes.
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +39,15 @@ from voicebot.models.cache import cache_dir
 log = logging.getLogger(__name__)
 
 BACKGROUND_FILE = PACKS_DIR / "out_of_scope.yaml"
-_HEAD_VERSION = 1  # bump when training changes, to invalidate cached heads
+_HEAD_VERSION = 2  # bump when training changes, to invalidate cached heads
 _MAX_CHARS = 1000  # a caller turn longer than this is noise for intent purposes
+# Anything but letters, digits and apostrophes inside words ("don't", not 'quoted').
+_NOT_WORDS = re.compile(r"[^\w\s']|_|(?<!\w)'|'(?!\w)")
+
+
+def intent_text(text: str) -> str:
+    """What the classifier sees of a text: lower-case words, no punctuation, one space."""
+    return " ".join(_NOT_WORDS.sub(" ", text[: _MAX_CHARS * 2].lower()).split())[:_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def train_head(
     examples: list[str], labels: list[str], embedder: Embedder, *, folds: int = 5
 ) -> IntentHead:
     """Fit the head, its temperature and its out-of-scope threshold."""
-    x = embedder.embed(examples)
+    x = embedder.embed([intent_text(e) for e in examples])
     y = np.array(labels)
     model = LogisticRegression(C=10.0, max_iter=2000)
     folds = min(folds, int(min(np.unique(y, return_counts=True)[1])))
@@ -160,8 +172,8 @@ class IntentClassifier:
         return cls(pack, embedder, head)
 
     def classify(self, text: str) -> IntentResult:
-        text = " ".join(text.split())[:_MAX_CHARS]
-        if not any(c.isalnum() for c in text):
+        text = intent_text(text)
+        if not text:
             return IntentResult(OUT_OF_SCOPE, 0.0, 0.0)
         logits = self._embedder.embed([text])[0] @ self.head.weights + self.head.bias
         probs = np.exp(_log_softmax(logits / self.head.temperature))

@@ -238,11 +238,10 @@ class DialogManager:
             self._question = None
             return self._advance(intent)
         # confirmation
-        yes = parse_yes_no(text)
-        if yes is None and intent.intent in _ANSWERS:
-            yes = intent.intent == "affirm"
+        yes = _yes_or_no(text, intent)
         if yes is None:
             return self._reask(intent, self._confirmation(task))
+        intent = _as_answer(intent, yes)
         self._question = None
         if not yes:
             self._tasks.pop()
@@ -252,9 +251,9 @@ class DialogManager:
     def _answer_candidate(self, text: str, intent: IntentResult, question: _Question) -> Reply:
         """The caller's answer to "Did you want to ...?"."""
         self._question = None
-        yes = parse_yes_no(text)
-        if yes is None and intent.intent in _ANSWERS:
-            yes = intent.intent == "affirm"
+        yes = _yes_or_no(text, intent)
+        if yes is not None:
+            intent = _as_answer(intent, yes)
         if not yes:
             # Still unsure what they want: the next unsure turn goes to a person.
             reply = Reply(f"Sorry about that. {self.pack.fallback}", kind="reprompt", intent=intent)
@@ -304,7 +303,7 @@ class DialogManager:
         self._identify()
         try:
             slots = task.slots | {CALLER_ID_SLOT: self._caller_id, FLOW_SLOT: task.flow.name}
-            fields = ACTIONS[task.flow.action](self._services, self.customer_id or "", slots)
+            fields = ACTIONS[task.flow.action].run(self._services, self.customer_id or "", slots)
         except ServiceError as exc:
             text = f"{exc} What else can I help you with?"
             return self._with_resume(Reply(_join(prefix, text), kind="answer", intent=intent))
@@ -366,6 +365,24 @@ class DialogManager:
             decision=decision,
             context=self.snapshot(),
         )
+
+
+def _yes_or_no(text: str, intent: IntentResult) -> bool | None:
+    """The answer to a yes/no question: the words first, the classifier when they are unclear."""
+    yes = parse_yes_no(text)
+    if yes is None and intent.intent in _ANSWERS:
+        yes = intent.intent == "affirm"
+    return yes
+
+
+def _as_answer(intent: IntentResult, yes: bool) -> IntentResult:
+    """The turn as the dialog read it: "Yes, please send it." answers the question even when
+    the classifier, which never saw the question, scored it out of scope. The transcript and
+    the handoff packet show this reading; the classifier's scores are kept beside it."""
+    label = "affirm" if yes else "deny"
+    if intent.intent == label:
+        return intent
+    return IntentResult(label, 1.0, 1.0, intent.scores)
 
 
 def _join(*parts: str) -> str:

@@ -4,6 +4,8 @@ Loading validates everything up front and reports the file, line and reason, so 
 pack fails at start-up rather than in the middle of a call.
 """
 
+import difflib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,19 @@ from voicebot.handoff.policy import EscalationConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
 OUT_OF_SCOPE = "out_of_scope"
+
+# The keys each part of a pack may have: anything else is a typo that would silently switch
+# a behaviour off (``verfy: true`` would leave a flow unverified), so it fails the load.
+_PACK_KEYS = frozenset(
+    {
+        "name", "language", "description", "greeting", "fallback", "no_input", "intents",
+        "handoff", "flows", "verification", "faq", "max_attempts", "escalation",
+    }
+)  # fmt: skip
+_INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
+_FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "done", "cancelled"})
+_SLOT_KEYS = frozenset({"name", "type", "prompt", "reprompt"})
+_VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
 
 
 @dataclass(frozen=True)
@@ -96,15 +111,8 @@ def pack_path(name_or_path: str | Path) -> Path:
 def load_pack(name_or_path: str | Path) -> Pack:
     """Load and validate a pack; raises ``PackError`` naming file, line and reason."""
     path = pack_path(name_or_path)
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PackError(f"{path}: cannot read pack ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PackError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
-    top = _mapping(path, root, "the pack")
+    root = _compose(path)
+    top = _mapping(path, root, "the pack", _PACK_KEYS)
     for key in ("name", "greeting", "fallback", "no_input", "intents"):
         _required(path, root, top, key)
     intents_node = _mapping(path, top["intents"], "intents")
@@ -143,6 +151,30 @@ def load_pack(name_or_path: str | Path) -> Pack:
     )
 
 
+def _compose(path: Path) -> yaml.Node:
+    """The pack's YAML node tree; ``PackError`` for unreadable, non-UTF-8, invalid or empty."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PackError(f"{path}: cannot read pack ({exc.strerror})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise PackError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the pack as UTF-8"
+        ) from exc
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PackError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if root is None:
+        raise PackError(f"{path}: the pack is empty (see docs/packs.md for the schema)")
+    return root
+
+
 def _escalation(path: Path, node: yaml.Node | None) -> EscalationConfig:
     if node is None:
         return EscalationConfig()
@@ -163,7 +195,7 @@ def _count(path: Path, fields: dict[str, yaml.Node], key: str, default: int) -> 
 
 
 def _intent(path: Path, name: str, node: yaml.Node) -> Intent:
-    fields = _mapping(path, node, f"intent {name!r}")
+    fields = _mapping(path, node, f"intent {name!r}", _INTENT_KEYS)
     if name == OUT_OF_SCOPE:
         raise PackError(f"{_where(path, node)}: {OUT_OF_SCOPE!r} is reserved, not an intent")
     examples = _string_list(path, _required(path, node, fields, "examples"), f"{name}.examples")
@@ -189,7 +221,7 @@ def _intent(path: Path, name: str, node: yaml.Node) -> Intent:
 
 
 def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
-    fields = _mapping(path, node, f"flow {name!r}")
+    fields = _mapping(path, node, f"flow {name!r}", _FLOW_KEYS)
     for key in ("action", "done"):
         _required(path, node, fields, key)
     slots = []
@@ -197,7 +229,7 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
         if not isinstance(fields["slots"], yaml.SequenceNode):
             raise PackError(f"{_where(path, fields['slots'])}: slots must be a list")
         for slot_node in fields["slots"].value:
-            slot = _mapping(path, slot_node, "a slot")
+            slot = _mapping(path, slot_node, "a slot", _SLOT_KEYS)
             for key in ("name", "type", "prompt", "reprompt"):
                 _required(path, slot_node, slot, key)
             slot_type = _string(path, slot["type"], "type")
@@ -214,13 +246,24 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
                     _string(path, slot["reprompt"], "reprompt"),
                 )
             )
+    action = _action(path, fields["action"])
+    slot_names = {slot.name for slot in slots}
+    missing = sorted(ACTIONS[action].needs - slot_names)
+    if missing:
+        raise PackError(
+            f"{_where(path, fields['action'])}: action {action!r} needs the slot(s) "
+            f"{', '.join(missing)}, which flow {name!r} does not ask for"
+        )
+    if "confirm" in fields:
+        _template(path, fields["confirm"], "confirm", slot_names)
+    _template(path, fields["done"], "done", slot_names | ACTIONS[action].gives)
     return Flow(
         name=name,
         description=_optional_string(path, fields, "description") or name.replace("_", " "),
         verify=_bool(path, fields, "verify"),
         slots=tuple(slots),
         confirm=_optional_string(path, fields, "confirm") or None,
-        action=_action(path, fields["action"]),
+        action=action,
         done=_string(path, fields["done"], "done"),
         cancelled=_optional_string(path, fields, "cancelled")
         or "Okay, I won't do that. What else can I help you with?",
@@ -236,13 +279,26 @@ def _action(path: Path, node: yaml.Node) -> str:
     return name
 
 
+def _template(path: Path, node: yaml.Node, what: str, known: set[str]) -> None:
+    """A ``{name}`` the flow cannot fill would fail mid-call: check every one at load."""
+    text = _string(path, node, what)
+    try:
+        names = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    except ValueError as exc:  # a lone "{" or "}"
+        raise PackError(f"{_where(path, node)}: {what}: {exc}") from exc
+    unknown = sorted(names - known)
+    if unknown:
+        raise PackError(
+            f"{_where(path, node)}: {what} uses {', '.join('{' + n + '}' for n in unknown)}; "
+            f"known here: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
 def _verification(path: Path, node: yaml.Node) -> Verification:
-    fields = _mapping(path, node, "verification")
-    for key in ("ask_phone", "prompt", "reprompt", "failed"):
+    fields = _mapping(path, node, "verification", frozenset(_VERIFICATION_KEYS))
+    for key in _VERIFICATION_KEYS:
         _required(path, node, fields, key)
-    return Verification(
-        *(_string(path, fields[k], k) for k in ("ask_phone", "prompt", "reprompt", "failed"))
-    )
+    return Verification(*(_string(path, fields[k], k) for k in _VERIFICATION_KEYS))
 
 
 def _bool(path: Path, fields: dict[str, yaml.Node], key: str) -> bool:
@@ -258,13 +314,23 @@ def _where(path: Path, node: yaml.Node) -> str:
     return f"{path}:{node.start_mark.line + 1}"
 
 
-def _mapping(path: Path, node: yaml.Node, what: str) -> dict[str, yaml.Node]:
+def _mapping(
+    path: Path, node: yaml.Node, what: str, allowed: frozenset[str] | None = None
+) -> dict[str, yaml.Node]:
+    """A mapping's entries by key; with ``allowed``, any other key is an error."""
     if not isinstance(node, yaml.MappingNode):
         raise PackError(f"{_where(path, node)}: {what} must be a mapping")
     out: dict[str, yaml.Node] = {}
     for key, value in node.value:
         if key.value in out:
             raise PackError(f"{_where(path, key)}: duplicate key {key.value!r} in {what}")
+        if allowed is not None and key.value not in allowed:
+            close = difflib.get_close_matches(str(key.value), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PackError(
+                f"{_where(path, key)}: unknown key {key.value!r} in {what}{hint} "
+                f"(known: {', '.join(sorted(allowed))})"
+            )
         out[key.value] = value
     return out
 

@@ -43,6 +43,9 @@ class EscalationConfig:
     # under its own out-of-scope floor (~0.7) out of scope; raise this to be stricter.
     min_intent_confidence: float = 0.7
     min_margin: float = 0.15  # top-1 minus top-2 below this: two intents compete
+    # Hanging up cannot be undone, and "Thank you." is Whisper's favourite hallucination on
+    # mumbled audio: a goodbye before the caller got anything must be heard at least this well.
+    goodbye_min_asr_logprob: float = -0.6
     # An unsure turn's likeliest request is offered back ("Did you want to ...?") when it is
     # this likely and this far ahead of the next request; otherwise the caller rephrases.
     confirm_floor: float = 0.15
@@ -133,6 +136,7 @@ class EscalationPolicy:
         self._failed = 0  # turns in a row that made no progress
         self._silences = 0
         self._spoke = False  # the caller has said something this call
+        self._served = False  # the bot has answered a request or completed a task
         self._anger_total = 0.0
         self._unresolved: Counter[str] = Counter()
         self.decisions: list[Decision] = []
@@ -188,6 +192,7 @@ class EscalationPolicy:
             self._failed += 1
         else:
             self._failed = 0
+        self._served = self._served or kind == "answer"
         if intent is not None and intent not in _NOT_REQUESTS and intent != "speak_to_agent":
             if resolved:
                 self._unresolved[intent] = 0
@@ -238,6 +243,16 @@ class EscalationPolicy:
         if s.answering:
             return None  # the answer parsed; intent scores don't apply to "4 5 6 7"
         c = self.config
+        if (
+            s.intent == "goodbye"
+            and not self._served
+            and s.asr_logprob is not None
+            and s.asr_logprob < c.goodbye_min_asr_logprob
+        ):
+            return (
+                f"goodbye before anything was done, recognizer log-prob {s.asr_logprob:.2f} "
+                f"< {c.goodbye_min_asr_logprob}"
+            )
         if s.intent == OUT_OF_SCOPE:
             return f"out of scope (best intent {s.confidence:.2f})"
         if s.confidence < c.min_intent_confidence:
