@@ -61,6 +61,20 @@ def test_unreadable_file_fails_cleanly_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["directory", "under_a_file"])
+def test_unwritable_output_fails_before_the_call(tmp_path, where):
+    path = tmp_path / "s.wav"
+    sf.write(path, silence(1.0), 16000)
+    (tmp_path / "file").write_text("x")
+    out = tmp_path if where == "directory" else tmp_path / "file" / "bot.wav"
+    result = voicebot("call", path, "--out", out, "--transcript", tmp_path / "call.json")
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.startswith(f"voicebot: error: {out}: ") and "Traceback" not in result.stderr
+    )
+    assert not (tmp_path / "call.json").exists()  # failed before the call began
+
+
 def test_missing_file(tmp_path):
     result = voicebot("call", tmp_path / "nope.wav")
     assert result.returncode == 2 and "no such file" in result.stderr

@@ -98,3 +98,11 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     assert f"{broken}:2: invalid JSON" in capsys.readouterr().err
     assert main(["eval", "compare", base, str(tmp_path / "missing.json")]) == 2
     assert "missing.json: cannot read report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suite", ["asr", "intents", "calls"])
+def test_every_suite_checks_its_report_path_before_running(tmp_path, capsys, suite):
+    source = "--scenarios" if suite == "calls" else "--manifest"
+    status = main(["eval", suite, source, str(tmp_path / "m"), "--report", str(tmp_path)])
+    assert status == 2
+    assert "the report path is a directory" in capsys.readouterr().err

@@ -98,7 +98,7 @@ def _register_call(commands: argparse._SubParsersAction) -> None:
 
 def _run_call(args: argparse.Namespace) -> int:
     from voicebot.audio.frames import SAMPLE_RATE
-    from voicebot.audio.io import load_audio, write_wav_atomic
+    from voicebot.audio.io import check_writable, load_audio, write_wav_atomic
     from voicebot.handoff.cli import open_service
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.record import JsonFileSink, format_transcript
@@ -107,6 +107,9 @@ def _run_call(args: argparse.Namespace) -> int:
     from voicebot.vad.endpointer import EndpointerConfig
 
     audio = load_audio(args.caller, max_seconds=args.max_call_seconds)
+    for path, what in ((args.out, "bot audio"), (args.transcript, "transcript")):
+        if path is not None:
+            check_writable(path, what)
     if args.silence_timeout_ms <= EndpointerConfig.eager_ms:
         raise VoicebotError(f"--silence-timeout-ms must be above {EndpointerConfig.eager_ms} ms")
     call_config = CallConfig(

@@ -37,6 +37,13 @@ class AudioInputError(VoicebotError):
     exit_code = 2
 
 
+class OutputPathError(VoicebotError):
+    """An output file cannot be written (a directory, no permission, a read-only disk);
+    checked before the work starts, so an hour-long run does not fail at its last step."""
+
+    exit_code = 2
+
+
 class PackError(VoicebotError):
     """An intent pack file is malformed; the message names the file, line and reason."""
 

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.resample import resample
-from voicebot.errors import AudioInputError
+from voicebot.errors import AudioInputError, OutputPathError
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,22 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Raise ``OutputPathError`` unless ``path`` could be written, creating nothing: call it
+    for every output before a long job, not when its result is ready."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: the {what} path is a directory; give a file name")
+    folder = path.parent
+    while not folder.exists():  # written later with its missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"{path}: cannot write the {what}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: cannot write the {what}: no permission in {folder}")
     return path
 
 

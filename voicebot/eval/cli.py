@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from voicebot.audio.io import check_writable
 from voicebot.audio.telephone import CODECS
 from voicebot.tts.caller_voice import CALLER_VOICES
 from voicebot.vad import VAD_BACKENDS
@@ -73,6 +74,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _asr(args: argparse.Namespace) -> int:
     from voicebot.eval.asr import MODES, evaluate_asr
 
+    check_writable(args.report, "report")
     modes = MODES if args.mode == "both" else (args.mode,)
     report = evaluate_asr(args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad)
     print(f"{report['n']} utterances, {report['audio_s']:.1f} s of audio, ASR {args.asr}")
@@ -89,6 +91,7 @@ def _intents(args: argparse.Namespace) -> int:
     from voicebot.dialog.cli import load_classifier
     from voicebot.eval.intents import evaluate_intents
 
+    check_writable(args.report, "report")
     pack, classifier = load_classifier(args.pack)
     report = evaluate_intents(args.manifest, pack, classifier, args.report)
     print(
@@ -104,6 +107,7 @@ def _intents(args: argparse.Namespace) -> int:
 def _calls(args: argparse.Namespace) -> int:
     from voicebot.eval.calls import CallOptions, evaluate_calls
 
+    check_writable(args.report, "report")
     options = CallOptions(
         asr=args.asr,
         vad=args.vad,
