@@ -5,8 +5,11 @@ Real SQLite databases locked by a real second connection, and a real HTTP receiv
 """
 
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,3 +205,25 @@ def test_gives_up_after_max_attempts_but_keeps_the_record(store):
         receiver.close()
     [delivery] = store.deliveries("h1")
     assert delivery["dead"] and delivery["attempts"] == 3 and delivery["last_error"] == "HTTP 500"
+
+
+def test_an_operator_retries_deliveries_that_gave_up(store, tmp_path):
+    receiver = Receiver([500] * 2)
+    try:
+        store.add_handoff(packet(), webhooks=(receiver.url,))
+        dispatcher = WebhookDispatcher(store, SECRET, base_delay_s=0.01, max_attempts=2)
+        assert deliver_until(dispatcher, store, "h1")
+        assert store.deliveries("h1")[0]["dead"]
+        assert not receiver.script  # the receiver is fixed: it answers 200 from now on
+        command = [sys.executable, "-m", "voicebot", "handoffs", "deliver", "--retry-dead"]
+        url = f"sqlite:///{tmp_path}/db.sqlite"
+        env = {**os.environ, "VOICEBOT_WEBHOOK_SECRET": SECRET}
+        result = subprocess.run(
+            [*command, "--db", url], capture_output=True, text=True, env=env, timeout=120
+        )
+    finally:
+        receiver.close()
+    assert result.returncode == 0, result.stderr
+    assert "retrying 1 delivery(ies)" in result.stderr and "delivered 1 webhook(s)" in result.stderr
+    [delivery] = store.deliveries("h1")
+    assert delivery["delivered_at"] and not delivery["dead"] and delivery["attempts"] == 3

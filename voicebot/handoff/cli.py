@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 
 from voicebot.errors import VoicebotError
@@ -63,6 +64,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     deliver = sub.add_parser("deliver", help="deliver due webhooks now (retries included)")
     add_store_options(deliver)
     deliver.add_argument("--webhook-secret", help="HMAC key (default $VOICEBOT_WEBHOOK_SECRET)")
+    deliver.add_argument(
+        "--retry-dead",
+        action="store_true",
+        help="also retry deliveries that gave up (after the receiver is fixed)",
+    )
     deliver.set_defaults(func=_deliver)
 
 
@@ -146,6 +152,9 @@ def _deliver(args: argparse.Namespace) -> int:
         raise VoicebotError("no signing secret: set VOICEBOT_WEBHOOK_SECRET or --webhook-secret")
     store = _store(args)
     try:
+        if args.retry_dead:
+            revived = store.revive_dead_deliveries(time.time())
+            print(f"retrying {revived} delivery(ies) that had given up", file=sys.stderr)
         delivered = WebhookDispatcher(store, secret).deliver_due()
     finally:
         store.close()

@@ -248,6 +248,17 @@ class Store:
         values |= {"dead": True} if retry_at is None else {"next_attempt_at": retry_at}
         self._update_delivery(delivery_id, **values)
 
+    def revive_dead_deliveries(self, now: float) -> int:
+        """Deliveries that gave up are due again (an operator fixed the receiver): returns
+        how many. Their attempt counts stay, so ``handoffs show`` tells the whole story."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(webhook_outbox)
+                .where(webhook_outbox.c.dead.is_(True), webhook_outbox.c.delivered_at.is_(None))
+                .values(dead=False, next_attempt_at=now)
+            )
+        return int(result.rowcount)
+
     def _update_delivery(self, delivery_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(
