@@ -3,10 +3,13 @@ a Twilio peer that behaves as Twilio does (real-time paced frames, silence betwe
 marks echoed only after playback, ``clear`` honoured)."""
 
 import asyncio
+import io
 import json
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 import websockets
 
 from tests.servers import Server
@@ -21,7 +24,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(bot, tmp_path_factory):
     transcripts = tmp_path_factory.mktemp("transcripts")
-    config = ServerConfig(max_calls=3, transcripts_dir=transcripts, idle_timeout_s=2.0)
+    recordings = tmp_path_factory.mktemp("recordings")
+    config = ServerConfig(
+        max_calls=3, transcripts_dir=transcripts, recordings_dir=recordings, idle_timeout_s=2.0
+    )
     instance = Server(create_app(bot, config=config), ws_max_size=65536)
     instance.transcripts = transcripts
     yield instance
@@ -86,6 +92,29 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
     saved = json.loads((server.transcripts / f"{record['call_id']}.json").read_text())
     assert len(saved["turns"]) == len(record["turns"])
     assert metric(server, "voicebot_barge_ins_total") == barge_ins + 1
+    check_recording(server, record, lost)
+
+
+def check_recording(server, record, lost):
+    """The call's stereo recording: caller left, bot right, on the call's timeline."""
+    response = httpx.get(f"{server.url}/api/calls/{record['call_id']}/recording", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+    audio, rate = sf.read(io.BytesIO(response.content), dtype="int16")
+    assert rate == 16000 and audio.shape[1] == 2
+    assert abs(len(audio) / rate - record["duration_s"]) <= 0.1
+    assert record["recording"].endswith(f"{record['call_id']}.wav")
+
+    def loud(channel, start_s, end_s):
+        part = audio[int(start_s * rate) : int(end_s * rate), channel].astype(float)
+        return np.sqrt(np.mean(part**2)) > 300
+
+    greeting = next(t for t in record["turns"] if t["kind"] == "greeting")
+    assert loud(1, greeting["start"], greeting["start"] + 1.0)  # the bot greets on the right
+    assert not loud(0, greeting["start"], greeting["start"] + 1.0)  # the caller is quiet
+    said = lost.first_voiced * TICK_S
+    assert loud(0, said, said + 1.0)  # the caller's words on the left
+    missing = httpx.get(f"{server.url}/api/calls/nope/recording", timeout=10)
+    assert missing.status_code == 404
 
 
 MEDIA = {"event": "media", "streamSid": "MZ1", "media": {"payload": "//////8="}}

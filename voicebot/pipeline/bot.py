@@ -80,10 +80,12 @@ class Bot:
         caller_id: str | None = None,
         recording: str | None = None,
         handoffs: HandoffSink | None = None,
+        call_id: str | None = None,
     ) -> CallRecord:
         """Run one call over ``transport``; returns its transcript record. ``handoffs``
-        overrides the bot's handoff sink for this call."""
+        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new)."""
         record = CallRecord(
+            **({"call_id": call_id} if call_id else {}),
             pack=self.pack.name,
             asr_model=self.asr.name,
             tts_voice=self.tts.name,

@@ -1,16 +1,20 @@
-"""``/healthz`` and the calls API: ``/api/calls`` and ``/api/calls/{id}`` (transcript,
-timings, intents). Live calls come from memory; finished ones from the history (a database
-query runs in a thread, never on the event loop)."""
+"""``/healthz`` and the calls API: ``/api/calls``, ``/api/calls/{id}`` (transcript,
+timings, intents) and ``/api/calls/{id}/recording``. Live calls come from memory; finished
+ones from the history (a database query runs in a thread, never on the event loop)."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
 
 from voicebot.server.calls import CallRegistry
 
 
-def api_router(calls: CallRegistry) -> APIRouter:
+def api_router(calls: CallRegistry, recordings_dir: Path | None = None) -> APIRouter:
+    """``recordings_dir``: the only folder recordings are served from (a record's path
+    comes from the database, which must not become a way to read any file)."""
     router = APIRouter()
 
     @router.get("/healthz")
@@ -34,5 +38,16 @@ def api_router(calls: CallRegistry) -> APIRouter:
         if record is None:
             raise HTTPException(404, f"no call {call_id!r}")
         return record
+
+    @router.get("/api/calls/{call_id}/recording")
+    async def get_recording(call_id: str) -> FileResponse:
+        record = await get_call(call_id)
+        if record.get("active"):
+            raise HTTPException(409, f"call {call_id!r} is still in progress")
+        path = Path(record.get("recording") or "")
+        folder = recordings_dir.resolve() if recordings_dir else None
+        if folder is None or path.resolve().parent != folder or not path.is_file():
+            raise HTTPException(404, f"no recording of call {call_id!r} on this server")
+        return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")
 
     return router

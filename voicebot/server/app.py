@@ -53,7 +53,7 @@ def create_app(
     for router in (
         twilio_router(state),
         browser_router(state),
-        api_router(state.calls),
+        api_router(state.calls, config.recordings_dir),
         metrics_router(),
         *routers,
     ):

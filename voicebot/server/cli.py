@@ -34,6 +34,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--transcripts", type=Path, help="also write DIR/<call_id>.json per call")
     serve.add_argument(
+        "--recordings",
+        type=Path,
+        help="record every call to DIR/<call_id>.wav (stereo: caller left, bot right); "
+        "tell callers, e.g. in the pack's greeting, where the law requires it",
+    )
+    serve.add_argument(
         "--twilio-auth-token",
         default=os.environ.get("TWILIO_AUTH_TOKEN"),
         help="validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
@@ -50,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from voicebot.audio.apm import AudioCleanup
+    from voicebot.audio.io import check_writable
     from voicebot.handoff.cli import open_service
     from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
@@ -61,9 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
     if args.public_url and not args.public_url.startswith(("http://", "https://")):
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
+    if args.recordings is not None:
+        check_writable(args.recordings / "recording.wav", "recordings")
     config = ServerConfig(
         max_calls=args.max_calls,
         transcripts_dir=args.transcripts or (Path("var/calls") if args.no_db else None),
+        recordings_dir=args.recordings,
         twilio_auth_token=args.twilio_auth_token or None,
         public_url=args.public_url,
         cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),

@@ -10,11 +10,14 @@ persisted by the sinks) and the peer gets a close code and reason.
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from voicebot.audio.recorder import StereoRecorder
 from voicebot.errors import LineProtocolError
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord
@@ -78,6 +81,7 @@ async def run_line(
     refuse: Callable[[], Awaitable[None]] | None = None,
     finish: Callable[[], Awaitable[object]] | None = None,
     observer: Observer | None = None,
+    recordings_dir: Path | None = None,
 ) -> CallRecord | None:
     """Serve one accepted socket until the call ends; returns the record (None: no call)."""
     started = asyncio.Event()
@@ -98,7 +102,7 @@ async def run_line(
                 await refuse()
             code, reason = 1013, f"at capacity: {calls.max_calls} calls in progress, try later"
         else:
-            record = await _call(line, bot, calls, slot, transport, observer)
+            record = await _call(line, bot, calls, slot, transport, observer, recordings_dir)
             reason = f"call ended by {record.ended_by}"
             if line.hangup is None and finish is not None:
                 await finish()  # e.g. let the goodbye play out before hanging up
@@ -120,7 +124,11 @@ async def _call(
     slot: CallSlot,
     transport: str,
     observer: Observer | None,
+    recordings_dir: Path | None,
 ) -> CallRecord:
+    call_id = uuid.uuid4().hex[:12]
+    if recordings_dir is not None:
+        line.recorder = StereoRecorder(recordings_dir / f"{call_id}.wav")
     metrics.CALLS_ACTIVE.labels(transport).inc()
 
     def observe(kind: str, event: object) -> None:
@@ -131,10 +139,18 @@ async def _call(
     record: CallRecord | None = None
     try:
         record = await bot.run_call(
-            line, realtime=True, sinks=calls.sinks(slot), observer=observe, caller_id=line.caller_id
+            line,
+            realtime=True,
+            sinks=calls.sinks(slot),
+            observer=observe,
+            caller_id=line.caller_id,
+            call_id=call_id,
+            recording=str(line.recorder.path) if line.recorder else None,
         )
         return record
     finally:
+        if line.recorder is not None:
+            line.recorder.close()
         metrics.CALLS_ACTIVE.labels(transport).dec()
         metrics.CALLS.labels(transport, record.ended_by if record else "error").inc()
         calls.release(slot)

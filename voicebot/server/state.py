@@ -21,6 +21,7 @@ from voicebot.transports.line import LiveLine
 class ServerConfig:
     max_calls: int = 4  # beyond this a new call is refused (Twilio: spoken apology)
     transcripts_dir: Path | None = None  # also keep each call as DIR/<call_id>.json
+    recordings_dir: Path | None = None  # record each call to DIR/<call_id>.wav (stereo)
     twilio_auth_token: str | None = None  # validate X-Twilio-Signature when set
     public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
     cleanup: AudioCleanup = field(default_factory=AudioCleanup)
@@ -60,6 +61,7 @@ class ServerState:
             calls=self.calls,
             transport=transport,
             start_timeout_s=self.config.start_timeout_s,
+            recordings_dir=self.config.recordings_dir,
             **options,
         )
 

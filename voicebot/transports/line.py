@@ -17,6 +17,8 @@ Everything else is here, once:
   time after the last key.
 - **Echo and noise.** An optional ``CallerAudioProcessor`` cleans the caller's audio with the
   bot's outgoing audio as the echo reference.
+- **Recording.** With a ``recorder`` set, each tick's caller frame (as it arrived, before
+  clean-up) and bot frame are written to the call's stereo WAV.
 """
 
 import asyncio
@@ -29,6 +31,7 @@ import numpy as np
 
 from voicebot.audio.apm import CallerAudioProcessor
 from voicebot.audio.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE
+from voicebot.audio.recorder import StereoRecorder
 from voicebot.audio.resample import StreamResampler
 from voicebot.events import AudioFrame, BotFrame
 
@@ -77,6 +80,8 @@ class LiveLine:
         self.ended = asyncio.Event()
         self.late_frames = 0
         self.caller_id: str | None = None  # the calling number, when the peer says
+        self.recorder: StereoRecorder | None = None
+        self._heard = np.zeros(0, np.int16)  # this tick's caller frame, for the recorder
 
     # --- the protocol module's side ------------------------------------------------------
 
@@ -142,6 +147,7 @@ class LiveLine:
         if item is None:
             return None
         pcm, self._arrived = item
+        self._heard = pcm
         t = self._tick * FRAME_S
         self._tick += 1
         if self._processor is not None:
@@ -161,6 +167,8 @@ class LiveLine:
             return
         if self._processor is not None:
             self._processor.far_end(frame.pcm)
+        if self.recorder is not None:
+            self.recorder.write(self._heard, frame.pcm)
         if time.monotonic() - self._arrived > LATE_S:
             self.late_frames += 1
             self._on_late()
