@@ -39,44 +39,6 @@ def test_short_gaps_do_not_end_the_turn():
     assert sum(isinstance(e, SpeechPaused) for _, e in events) == 2
 
 
-def feed_levels(endpointer, frames):
-    """frames: (speech?, level dBFS) per 20 ms; returns (frame index, event)."""
-    events = []
-    for i, (speech, level) in enumerate(frames):
-        event = endpointer.push(i * 0.02, 1.0 if speech else 0.0, level)
-        if event is not None:
-            events.append((i, event))
-    return events
-
-
-def test_silence_is_counted_from_where_the_voice_fades_not_the_vad_hangover():
-    # 1 s of speech at -12 dBFS, then 200 ms the VAD still calls speech at -60 dBFS (its
-    # hangover over a faded voice), then silence.
-    frames = [(True, -12.0)] * 50 + [(True, -60.0)] * 10 + [(False, -90.0)] * 40
-    _, (_, pause), (i, end) = feed_levels(Endpointer(), frames)
-    assert end.end == pytest.approx(1.0) and pause.end == pytest.approx(1.0)
-    assert i == 50 + 24  # the 500 ms timeout ran from the fade, 200 ms sooner
-    assert end.audio_end == pytest.approx(1.2)  # the recognizer still hears the faded tail
-    plain = feed(Endpointer(), "1" * 60 + "0" * 40)  # without levels: the VAD decides
-    assert plain[-1][1].end == pytest.approx(1.2)
-
-
-def test_quiet_speech_after_loud_is_still_speech_and_noise_is_not_gated():
-    # Soft words 20 dB under the peak keep the turn open.
-    frames = [(True, -10.0)] * 20 + [(True, -30.0)] * 30 + [(False, -90.0)] * 30
-    end = feed_levels(Endpointer(), frames)[-1][1]
-    assert end.end == pytest.approx(1.0)
-    # On a noisy line the noise floor sits above the fade floor: nothing changes.
-    noisy = [(True, -12.0)] * 50 + [(True, -25.0)] * 10 + [(False, -25.0)] * 40
-    assert feed_levels(Endpointer(), noisy)[-1][1].end == pytest.approx(1.2)
-    # A new turn is measured against its own peak, not the previous turn's.
-    quiet_turn = [(True, -50.0)] * 20 + [(False, -90.0)] * 30
-    ends = [
-        e for _, e in feed_levels(Endpointer(), frames + quiet_turn) if isinstance(e, SpeechEnded)
-    ]
-    assert len(ends) == 2 and ends[1].voiced_s == pytest.approx(0.4)
-
-
 def test_clicks_do_not_start_a_turn():
     assert feed(Endpointer(), "0101100110" * 10) == []
 

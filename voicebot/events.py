@@ -57,8 +57,7 @@ class SpeechStarted:
 class SpeechPaused:
     """The caller has been quiet for a short while: a good moment for a speculative final."""
 
-    end: float  # end of the last voiced frame (where the voice faded)
-    audio_end: float  # end of the last frame the VAD called speech: what the ASR must hear
+    end: float  # end of the last voiced frame
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,8 @@ class SpeechEnded:
     """End of the caller's turn: the silence timeout elapsed after ``end``."""
 
     start: float
-    end: float  # end of the last voiced frame (where the voice faded)
+    end: float  # end of the last voiced frame
     voiced_s: float  # seconds of voiced frames in the turn (noise bursts are short)
-    audio_end: float  # end of the last frame the VAD called speech: what the ASR must hear
 
 
 # --- ASR ---------------------------------------------------------------------------------

@@ -20,12 +20,6 @@ def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
-def level_db(pcm: np.ndarray) -> float:
-    """RMS level of PCM16 samples in dB full scale (-120 for digital silence)."""
-    rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
-    return 20.0 * np.log10(max(rms / 32768.0, 1e-6))
-
-
 def mulaw_encode(pcm: np.ndarray) -> bytes:
     """Linear PCM16 -> 8-bit mu-law bytes (bit-exact with the ITU/Sun reference coder)."""
     x = pcm.astype(np.int32) >> 2  # mu-law works on 14-bit samples

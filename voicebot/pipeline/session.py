@@ -24,7 +24,7 @@ import numpy as np
 
 from voicebot.asr.base import ASR, EngineASR
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
-from voicebot.audio.pcm import level_db, pcm16_to_float
+from voicebot.audio.pcm import pcm16_to_float
 from voicebot.dialog.base import Dialog
 from voicebot.events import (
     AudioFrame,
@@ -84,7 +84,7 @@ class _Hearing:
     endpoint: float | None = None
     partial: _Recognition | None = None
     speculative: _Recognition | None = None  # started in a pause; valid if nothing follows
-    speculative_for: tuple[float, float] | None = None  # the (end, audio_end) it was started for
+    speculative_end: float | None = None  # the speech end it was started for
     final: _Recognition | None = None
     superseded: bool = False  # the caller spoke again before this turn was answered
     paused_bot_at: float | None = None  # this speech paused the bot at that call time
@@ -186,9 +186,7 @@ class CallSession:
         self._recent.append(frame.pcm)
         if self._hearing is not None:
             self._hearing.audio.append(frame.pcm)
-        event = self._endpointer.push(
-            frame.t, self._vad.speech_prob(frame.pcm), level_db(frame.pcm)
-        )
+        event = self._endpointer.push(frame.t, self._vad.speech_prob(frame.pcm))
         if isinstance(event, SpeechStarted):
             await self._on_speech_started(event)
         elif isinstance(event, SpeechPaused):
@@ -266,21 +264,18 @@ class CallSession:
             partial is not None
             and self._asr_call is None  # an engine may drop partials: never reuse them
             and not partial.job.cancelled
-            and partial.audio_end >= event.audio_end + 0.1
+            and partial.audio_end >= event.end + 0.1
         ):
             hearing.speculative = partial  # a partial started after the last word covers it all
         else:
-            hearing.speculative = self._transcribe("eager", hearing, event.audio_end + _TAIL_S)
-        hearing.speculative_for = (event.end, event.audio_end)
+            hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
+        hearing.speculative_end = event.end
 
     async def _on_speech_ended(self, event: SpeechEnded) -> None:
         hearing, self._hearing = self._hearing, None
         if hearing is None:
             return
-        speculation_holds = hearing.speculative is not None and hearing.speculative_for == (
-            event.end,
-            event.audio_end,
-        )
+        speculation_holds = hearing.speculative is not None and hearing.speculative_end == event.end
         for recognition in (hearing.partial, hearing.speculative):
             if recognition is not None and not (
                 speculation_holds and recognition is hearing.speculative
@@ -297,7 +292,7 @@ class CallSession:
         hearing.speech_end, hearing.endpoint = event.end, self._now
         self._awaiting.append(hearing)
         if not speculation_holds:
-            hearing.final = self._transcribe("final", hearing, event.audio_end + _TAIL_S)
+            hearing.final = self._transcribe("final", hearing, event.end + _TAIL_S)
             return
         hearing.final = hearing.speculative
         if hearing.final.result is not None:

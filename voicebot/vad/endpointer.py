@@ -5,16 +5,8 @@ interrupt the bot) and ends after ``silence_timeout_ms`` of silence. In between,
 ``eager_ms`` of silence raises ``SpeechPaused`` so the pipeline can transcribe speculatively
 while it waits to be sure the caller has finished: that hides most of the ASR time inside the
 silence timeout.
-
-The silence is counted from where the voice fades, not from where the VAD lets go: webrtcvad
-keeps saying "speech" for 100-300 ms after the last audible sound (its own hangover), which
-would add that much to every answer. In a turn, a frame the VAD calls speech but that is
-``fade_db`` below the turn's loudest frame is silence. On a noisy line the noise stays above
-that floor, so the VAD alone decides, as before. The recognizer still gets the audio up to
-where the VAD let go (``audio_end``): a faded "...left" is quiet, not absent.
 """
 
-import math
 from dataclasses import dataclass
 
 from voicebot.audio.frames import FRAME_MS, FRAME_S
@@ -30,7 +22,6 @@ class EndpointerConfig:
     silence_timeout_ms: int = 500  # trailing silence that closes a turn
     eager_ms: int = 160  # trailing silence that triggers a speculative transcription
     min_voiced_ms: int = 200  # turns with less voiced audio are noise, not speech
-    fade_db: float = 35.0  # in a turn, speech frames this far below its peak are silence
 
     def __post_init__(self) -> None:
         for name in ("start_ms", "silence_timeout_ms", "eager_ms"):
@@ -52,9 +43,7 @@ class Endpointer:
         self._run = 0  # consecutive speech frames while idle, silence frames while in speech
         self._turn_start = 0.0
         self._last_voiced_end = 0.0
-        self._vad_end = 0.0  # end of the last frame the VAD called speech, faded or not
         self._voiced_frames = 0
-        self._peak_db = -math.inf  # loudest frame of the current turn
 
     @property
     def voiced_s(self) -> float:
@@ -66,14 +55,9 @@ class Endpointer:
         """In a turn, and silent for at least ``eager_ms``: the caller may have finished."""
         return self.in_speech and self._run >= self._eager_frames
 
-    def push(self, t: float, prob: float, level_db: float | None = None) -> EndpointEvent | None:
-        """Feed the frame starting at call time ``t`` with its speech probability and, when
-        known, its level (dBFS, ``frame_level_db``); returns the event it completes, if any."""
+    def push(self, t: float, prob: float) -> EndpointEvent | None:
+        """Feed the frame starting at call time ``t``; returns the event it completes, if any."""
         voiced = prob >= self.config.threshold
-        if voiced and self.in_speech:
-            self._vad_end = t + FRAME_S
-        if voiced and level_db is not None:
-            voiced = self._audible(level_db)
         if not self.in_speech:
             self._run = self._run + 1 if voiced else 0
             if self._run < self._start_frames:
@@ -81,7 +65,7 @@ class Endpointer:
             self.in_speech = True
             self._turn_start = t - (self._run - 1) * FRAME_S
             self._voiced_frames = self._run
-            self._last_voiced_end = self._vad_end = t + FRAME_S
+            self._last_voiced_end = t + FRAME_S
             self._run = 0
             return SpeechStarted(t=self._turn_start)
         if voiced:
@@ -91,7 +75,7 @@ class Endpointer:
             return None
         self._run += 1
         if self._run == self._eager_frames:
-            return SpeechPaused(end=self._last_voiced_end, audio_end=self._vad_end)
+            return SpeechPaused(end=self._last_voiced_end)
         if self._run < self._end_frames:
             return None
         self.in_speech = False
@@ -100,17 +84,7 @@ class Endpointer:
             start=self._turn_start,
             end=self._last_voiced_end,
             voiced_s=self._voiced_frames * FRAME_S,
-            audio_end=self._vad_end,
         )
-
-    def _audible(self, level_db: float) -> bool:
-        """Track the turn's loudest frame; a speech frame far below it is VAD hangover."""
-        if not self.in_speech and self._run == 0:
-            self._peak_db = -math.inf  # the first frame of what may become a turn
-        if self.in_speech and level_db < self._peak_db - self.config.fade_db:
-            return False
-        self._peak_db = max(self._peak_db, level_db)
-        return True
 
     def is_noise(self, ended: SpeechEnded) -> bool:
         """True when a closed turn had too little voiced audio to be worth transcribing."""
