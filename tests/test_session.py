@@ -18,11 +18,13 @@ from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 TEXTS = ["i lost my card", "yes please", "bye now"]
 
 
-def run_call(segments, *, asr=None, config=None, tail_s=20.0, workers=2):
+def run_call(segments, *, asr=None, config=None, tail_s=20.0, workers=2, phone=False):
     async def main():
         with PriorityWorkers(workers) as executor:
             record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
             caller = SimulatedCaller(segments, tail_s=tail_s)
+            if phone:
+                caller.shows_partials = False  # as a phone line: nobody sees partials
             session = CallSession(
                 asr=asr or ScriptedASR(TEXTS),
                 tts=BeepTTS(),
@@ -69,6 +71,18 @@ def test_timings_are_ordered_and_latency_includes_the_silence_timeout():
     assert caller_turns(record)[0].timings["speech_start"] == pytest.approx(
         caller_turns(record)[0].start
     )
+
+
+def test_a_line_without_a_screen_gets_no_partials_but_the_same_finals():
+    segments = [CallerSegment(tone(0, 3.0)), CallerSegment(tone(2, 0.8))]
+    shown, phone = ScriptedASR(TEXTS), ScriptedASR(TEXTS)
+    with_screen, _ = run_call(segments, asr=shown)
+    on_phone, _ = run_call(segments, asr=phone, phone=True)
+    assert [t.text for t in caller_turns(on_phone)] == [t.text for t in caller_turns(with_screen)]
+    # A 3 s turn gets partials on a screen (one a second); the phone call only transcribes
+    # what it answers: one speculative/final recognition per turn.
+    assert len(shown.calls) >= len(phone.calls) + 2
+    assert len(phone.calls) == 2
 
 
 def test_slow_recognizer_shows_up_in_latency():

@@ -6,7 +6,8 @@ one bot frame. Model compute never runs on the event loop: ASR, dialog and TTS a
 the ``Scheduler``, whose results come back stamped with the call time they are ready.
 
 Turn-taking policy, in one place:
-- partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time);
+- partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time),
+  on lines that show them (``Transport.shows_partials``: a browser page, not a phone);
 - a speculative final after a short pause, reused when the silence timeout confirms the turn
   ended, so the recognizer works while we wait to be sure;
 - barge-in: caller speech while the bot talks (or is about to) pauses the bot at once; once
@@ -320,7 +321,9 @@ class CallSession:
 
     def _maybe_partial(self) -> None:
         hearing, interval = self._hearing, self.config.partial_interval_s
-        if hearing is None or interval <= 0 or self._endpointer.paused:
+        if hearing is None or interval <= 0 or not self._transport.shows_partials:
+            return
+        if self._endpointer.paused:
             return
         for recognition in (hearing.partial, hearing.speculative):
             if recognition is not None and not recognition.job.finished:

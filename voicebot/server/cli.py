@@ -29,8 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--partial-interval-s",
         type=float,
         default=1.0,
-        help="partial transcripts while the caller talks (0: none, saves ASR compute when no "
-        "one watches them, e.g. phone-only)",
+        help="partial transcripts while a browser caller talks (0: none); phone lines never "
+        "make them (nobody sees them), which leaves the CPU to more calls",
     )
     serve.add_argument("--transcripts", type=Path, help="also write DIR/<call_id>.json per call")
     serve.add_argument(

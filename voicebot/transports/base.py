@@ -12,6 +12,11 @@ class Transport(Protocol):
     paces its input (a phone line, a real-time simulation) paces the whole call.
     """
 
+    # Someone sees partial transcripts on this line (a browser page, a terminal). A phone
+    # line does not: its calls spend no recognizer time on them, which is what lets one
+    # CPU carry more calls. The speculative and final transcripts are made either way.
+    shows_partials: bool
+
     async def receive(self) -> AudioFrame | None:
         """The next caller frame, or None once the caller has hung up."""
         ...

@@ -33,6 +33,8 @@ MAX_CHUNK_S = 0.2  # a live microphone sends small chunks; a bigger one is not a
 class BrowserLine(LiveLine):
     """``Transport`` for one browser call; ``observe`` is the session observer for its page."""
 
+    shows_partials = True  # the page prints them as the caller talks
+
     def __init__(
         self,
         send_text: Callable[[str], Awaitable[None]],

@@ -55,6 +55,8 @@ class Hangup:
 class LiveLine:
     """Base ``Transport`` for a peer that streams caller audio in real time."""
 
+    shows_partials = False  # a phone line; a line with a screen says so
+
     def __init__(
         self,
         *,

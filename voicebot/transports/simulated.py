@@ -34,6 +34,8 @@ class CallerSegment:
 class SimulatedCaller:
     """``Transport`` that feeds caller segments on cue; paced to the wall clock if ``realtime``."""
 
+    shows_partials = True  # `voicebot call --realtime` prints them; evals exercise them
+
     def __init__(
         self, segments: list[CallerSegment], *, realtime: bool = False, tail_s: float = 30.0
     ) -> None:
