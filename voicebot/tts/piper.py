@@ -33,11 +33,26 @@ class PiperTTS:
         self.native_rate = self._voice.config.sample_rate
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        first = True
         for sentence in split_sentences(text):
             audio = [c.audio_float_array for c in self._voice.synthesize(sentence, self._config)]
             if not audio:
                 continue
             native = np.concatenate(audio)
+            if first:  # the caller is waiting for this one: no dead air before the voice
+                native, first = trim_leading_silence(native, self.native_rate), False
             yield SpeechChunk(
                 text=sentence, pcm=float_to_pcm16(resample(native, self.native_rate, SAMPLE_RATE))
             )
+
+
+_SILENT = 10 ** (-50 / 20)  # -50 dBFS: below the voice, above Piper's numeric noise
+_KEEP_S = 0.01  # the onset itself must not be clipped
+
+
+def trim_leading_silence(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Drop the silence Piper puts before the first word (40-60 ms), keeping 10 ms."""
+    loud = np.flatnonzero(np.abs(audio) > _SILENT)
+    if not len(loud):
+        return audio
+    return audio[max(0, int(loud[0]) - round(_KEEP_S * rate)) :]
