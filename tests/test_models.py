@@ -230,9 +230,13 @@ def test_piper_voice_resolves_by_name_alias_or_path(tmp_path):
     assert resolve_piper_voice() == expected
     assert resolve_piper_voice("piper") == expected
     assert resolve_piper_voice(str(expected[0])) == expected
+    assert resolve_piper_voice(str(expected[0].parent)) == expected  # the voice's folder
     (tmp_path / "lone.onnx").write_bytes(b"")
     with pytest.raises(ModelNotFoundError, match=r"not found: .*lone\.onnx\.json"):
         resolve_piper_voice(str(tmp_path / "lone.onnx"))
+    (tmp_path / "other.onnx").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match=r"exactly one \.onnx voice \(found: lone"):
+        resolve_piper_voice(str(tmp_path))
 
 
 def test_embeddings_resolve_to_the_packaged_directory():

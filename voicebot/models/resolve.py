@@ -52,12 +52,22 @@ def resolve_asr(name_or_path: str, *, prepare: bool = True) -> str:
 
 
 def resolve_piper_voice(name_or_path: str = "joe") -> tuple[Path, Path]:
-    """(voice ``.onnx``, its ``.onnx.json``) for a packaged voice name or an ``.onnx`` path."""
+    """(voice ``.onnx``, its ``.onnx.json``) for a packaged voice name, an ``.onnx`` path, or a
+    folder holding one voice (as Piper's voice downloads unpack)."""
     spec = packaged(name_or_path, "tts")
     if spec is not None:
         voice = spec.import_modules()[0]  # Piper voice packages expose these two functions
         return Path(voice.model_path()), Path(voice.config_path())
     path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        voices = sorted(path.glob("*.onnx"))
+        if len(voices) != 1:
+            found = ", ".join(v.name for v in voices) or "none"
+            raise ModelNotFoundError(
+                f"{path}: a voice folder must hold exactly one .onnx voice (found: {found}); "
+                "pass the .onnx file itself to pick one"
+            )
+        path = voices[0]
     if path.suffix == ".onnx":
         config = path.with_name(path.name + ".json")
         missing = [str(p) for p in (path, config) if not p.is_file()]
@@ -65,8 +75,8 @@ def resolve_piper_voice(name_or_path: str = "joe") -> tuple[Path, Path]:
             raise ModelNotFoundError(f"Piper voice files not found: {', '.join(missing)}")
         return path, config
     raise ModelNotFoundError(
-        f"unknown Piper voice {name_or_path!r}: use a packaged name ({names_of('tts')}) or the "
-        "path to a .onnx voice with its .onnx.json beside it"
+        f"unknown Piper voice {name_or_path!r}: use a packaged name ({names_of('tts')}), the "
+        "path to a .onnx voice with its .onnx.json beside it, or a folder holding one"
     )
 
 
