@@ -85,6 +85,33 @@ def test_a_line_without_a_screen_gets_no_partials_but_the_same_finals():
     assert len(phone.calls) == 2
 
 
+class FailingOnceASR(ScriptedASR):
+    """A recognizer whose first final fails, as a GPU out of memory would."""
+
+    def __init__(self, texts):
+        super().__init__(texts)
+        self.failed = False
+
+    def transcribe(self, audio):
+        if not self.failed and len(audio) > 16000:
+            self.failed = True
+            raise RuntimeError("CUDA out of memory")
+        return super().transcribe(audio)
+
+
+def test_a_recognizer_failure_drops_that_turn_and_the_call_goes_on(caplog):
+    asr = FailingOnceASR(TEXTS)
+    record, _ = run_call(
+        [CallerSegment(tone(0, 1.2)), CallerSegment(tone(2, 0.8))],
+        asr=asr,
+        config=CallConfig(partial_interval_s=0),
+    )
+    turns = caller_turns(record)
+    assert asr.failed and turns[0].dropped == "asr_error" and not turns[0].text
+    assert turns[-1].text == "bye now" and record.ended_by == "bot"
+    assert "transcription failed: RuntimeError('CUDA out of memory')" in caplog.text
+
+
 def test_slow_recognizer_shows_up_in_latency():
     """The simulated clock charges model compute to the call: it is not free in fast mode."""
     slow = ScriptedASR(TEXTS, compute_s=0.9)

@@ -17,6 +17,7 @@ Turn-taking policy, in one place:
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call.
 """
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,8 @@ from voicebot.transports.base import Transport
 from voicebot.tts.base import TTS
 from voicebot.vad.base import VAD
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
+
+log = logging.getLogger(__name__)
 
 # Audio kept after the last voiced frame when transcribing: keeps word endings intact.
 _TAIL_S = 0.15
@@ -346,15 +349,21 @@ class CallSession:
     # --- worker results ----------------------------------------------------------------
 
     def _on_completion(self, completion: Completion) -> None:
-        if completion.error is not None:
-            raise completion.error
         kind, tag = completion.job.kind, completion.job.tag
+        value = completion.value
+        if completion.error is not None:
+            if not isinstance(tag, _Recognition) or not isinstance(completion.error, Exception):
+                raise completion.error
+            # The recognizer failed (GPU out of memory, a broken engine): this turn is not
+            # heard, like a dropped one, and the call goes on; the caller is asked again.
+            log.error("%s transcription failed: %r", kind, completion.error)
+            value = Transcript("", 0.0, 1.0, 0.0, 0.0, dropped="asr_error")
         if isinstance(tag, _Recognition):
-            tag.result = (completion.value, completion.ready)
+            tag.result = (value, completion.ready)
             if kind == "partial":
-                self._observer("partial", completion.value)
+                self._observer("partial", value)
             if tag is tag.hearing.final:
-                self._on_final(tag.hearing, completion.value, completion.ready)
+                self._on_final(tag.hearing, value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
             self._on_reply(tag, completion.value, completion.ready)
         elif kind == "handoff":
