@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/bench_asr_concurrency.py --model base --calls 50 100 200 \
         [--baseline-calls 5 10 20] [--baseline faster-whisper|torch] [--device auto] \
-        [--seconds 15] [--out build/bench/asr_concurrency.json]
+        [--seconds 15] [--clips eval/asr/speech-phone.jsonl] [--save-clips clips.npz] \
+        [--out build/bench/asr_concurrency.json]
 
-N simulated callers speak real speech (the pipeline benchmark's caller phrases, rendered
-through a phone line) in real time, staggered over the first 3 s, with 1 to 2.5 s pauses
+N simulated callers speak real recorded speech (the ASR eval's phone-line manifest by
+default: read, spontaneous and disfluent clips, 1-14 s, through 8 kHz mu-law; or an .npz
+written by ``--save-clips``, for a machine without the audio libraries) in real time,
+each starting at a different clip, staggered over the first 3 s, with 1 to 2.5 s pauses
 between utterances (the bot's turn). While a caller speaks it asks for a partial transcript
 every second (one in flight per call, as the pipeline does); when it stops it asks for the
 final. Reported for each N: p50/p95 latency from end of speech to final transcript, partial
@@ -14,9 +17,9 @@ keeps up (final p95 <= 300 ms and at least one partial per 2 s of speech).
 
 The same measurement runs for the usual design, one recognizer per call with unbatched
 requests (sequential within a call, concurrent across calls): ``faster-whisper`` gives each
-call its own CTranslate2 model (1 thread each); ``torch`` gives each call its own thread
-running unbatched requests on the shared torch weights (on a GPU, N copies of the weights
-would compute the same kernels; sharing only saves memory and load time).
+call its own CTranslate2 model (1 thread each); ``torch`` gives each call its own
+``TorchWhisperASR`` (own weights, own CUDA graphs, batch 1), as LiveKit Agents or Pipecat
+would run one Whisper per call on a GPU.
 """
 
 import argparse
@@ -49,19 +52,17 @@ PAUSE_S = (1.0, 2.5)
 
 
 def load_clips(path: Path) -> list[np.ndarray]:
-    """The caller phrases as float32 16 kHz clips; rendered once (needs Piper), then an .npz
-    that travels to machines without Piper."""
-    if not path.exists():
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from bench_pipeline import caller_clips
+    """Float32 16 kHz clips from an ASR manifest (JSONL, the eval format) or an .npz."""
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return [data[name].astype(np.float32) for name in data.files]
+    from voicebot.audio.io import load_audio
+    from voicebot.eval.manifest import read_jsonl
 
-        from voicebot.tts.piper import PiperTTS
-
-        clips = caller_clips(PiperTTS(), ROOT / "build/bench/clips")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, *clips)
-    with np.load(path) as data:
-        return [data[name].astype(np.float32) for name in data.files]
+    entries, issues = read_jsonl(path, ("audio", "text"))
+    if issues:
+        raise SystemExit(f"{path}: {issues[0]}")
+    return [load_audio(path.parent / e.data["audio"]) for e in entries]
 
 
 class PerCallRecognizers:
@@ -220,11 +221,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each level")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--window-ms", type=float, default=10.0)
-    parser.add_argument("--clips", type=Path, default=ROOT / "build/bench/asr_clips.npz")
+    parser.add_argument(
+        "--clips", type=Path, default=ROOT / "eval/asr/speech-phone.jsonl", help=".jsonl or .npz"
+    )
+    parser.add_argument("--save-clips", type=Path, help="also write the clips as this .npz")
     parser.add_argument("--out", type=Path, default=ROOT / "build/bench/asr_concurrency.json")
     args = parser.parse_args()
 
     clips = load_clips(args.clips)
+    if args.save_clips:
+        args.save_clips.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.save_clips, *clips)
     model = TorchWhisperASR(
         args.model, device=args.device, dtype=args.dtype, max_batch=args.max_batch
     )
@@ -245,7 +252,7 @@ def main() -> None:
     baseline_rows: list[dict] = []
     if args.baseline != "none":
         print(f"baseline: one {args.baseline} recognizer per call", flush=True)
-        baseline_rows = sweep(args.baseline_calls, _baseline(args, model), clips, args.seconds)
+        baseline_rows = sweep(args.baseline_calls, _baseline(args), clips, args.seconds)
     device_name = (
         __import__("torch").cuda.get_device_name() if model.device.type == "cuda" else "CPU"
     )
@@ -269,10 +276,14 @@ def main() -> None:
     print(json.dumps(report["largest_calls_p95_ok"]), flush=True)
 
 
-def _baseline(args: argparse.Namespace, shared: TorchWhisperASR):
+def _baseline(args: argparse.Namespace):
     """A factory of per-call recognizers for the chosen baseline."""
     if args.baseline == "torch":
-        return lambda n: PerCallRecognizers(lambda i: shared, n)
+
+        def own_model(i: int) -> TorchWhisperASR:
+            return TorchWhisperASR(args.model, device=args.device, dtype=args.dtype, max_batch=1)
+
+        return lambda n: PerCallRecognizers(own_model, n)
 
     def per_call(n: int) -> PerCallRecognizers:
         from voicebot.asr.faster_whisper import FasterWhisperASR
