@@ -203,3 +203,27 @@ def test_transfer_moves_money_after_confirmation(classifier, bank):
     balances = {a.kind: a.balance for a in bank.accounts("c1")}
     assert balances["checking"] == Decimal("2215.00") and balances["savings"] == Decimal("8220.00")
     assert "2,215 dollars" in replies[3].text
+
+
+@pytest.fixture(scope="module")
+def telecom(classifier):  # trained into the bank classifier's throwaway cache
+    from voicebot.dialog.embeddings import SentenceEmbedder
+    from voicebot.dialog.intent_classifier import IntentClassifier
+
+    pack = load_pack("telecom")
+    return pack, IntentClassifier.for_pack(pack, SentenceEmbedder())
+
+
+def test_telecom_reads_account_data_only_to_a_verified_caller(telecom, bank):
+    pack, classifier = telecom
+    dialog = DialogManager(pack, classifier, bank, caller_id=KNOWN, today=TODAY)
+    asked = dialog.handle_text("how much is my bill this month")
+    assert "ZIP code" in asked.text and "dollars" not in asked.text
+    wrong = dialog.handle_text("one two three four five")
+    assert wrong.kind == "reprompt" and "dollars" not in wrong.text
+    bill = dialog.handle_text("nine four one zero seven")
+    assert bill.text.startswith("Thank you, you're verified. Your current bill is fifty four")
+    data = dialog.handle_text("and how much data have i got left")  # verified once a call
+    assert "gigabytes left" in data.text and "ZIP" not in data.text
+    stranger = DialogManager(pack, classifier, bank, caller_id="+15550009999", today=TODAY)
+    assert "phone number on your account" in stranger.handle_text("what's my bill").text

@@ -104,6 +104,12 @@ def transfer_to_savings(services: Services, customer: str, slots: dict[str, Any]
     }
 
 
+def answer(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:
+    """No back-office call: the flow exists so the caller is verified before its ``done``
+    text (account figures a pack states itself, until a real back office answers) is read."""
+    return {}
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     """An action and its contract with a pack, checked when the pack loads: the slots its
@@ -119,6 +125,7 @@ def _spec(run: Action, needs: tuple[str, ...] = (), gives: tuple[str, ...] = ())
 
 
 ACTIONS: dict[str, ActionSpec] = {
+    "answer": _spec(answer),
     "balances": _spec(balances, gives=("balances",)),
     "transactions": _spec(transactions, gives=("transactions",)),
     "block_card": _spec(_set_card("blocked"), ("card_last_four",), ("card",)),
