@@ -20,7 +20,11 @@ class EndpointerConfig:
     threshold: float = 0.5  # speech probability above which a frame counts as speech
     start_ms: int = 100  # consecutive speech that opens a turn (and barges in)
     silence_timeout_ms: int = 500  # trailing silence that closes a turn
-    eager_ms: int = 160  # trailing silence that triggers a speculative transcription
+    # Trailing silence that triggers a speculative transcription. Early enough that tiny.en
+    # (~0.45 s a turn on 2 cores) is done when the timeout confirms the turn: 160 ms left it
+    # ~90 ms late. webrtcvad's own hangover already follows the last audible sound by
+    # 100-300 ms, so the word endings are in (same transcripts; docs/benchmarks.md).
+    eager_ms: int = 80
     min_voiced_ms: int = 200  # turns with less voiced audio are noise, not speech
 
     def __post_init__(self) -> None:
