@@ -201,6 +201,44 @@ def test_dropped_and_silent_peers_are_finalized_and_persisted(server, caller_aud
     assert httpx.get(f"{server.url}/healthz").json()["active_calls"] == 0
 
 
+def test_concurrent_calls_are_each_served_while_a_broken_peer_is_dropped(server, caller_audio):
+    """Two callers at once get their own answers; a third socket that breaks the protocol
+    mid-call is closed with a reason, its call finalized, and the other two carry on."""
+
+    async def caller(caller_id, line):
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id=caller_id) as peer:
+            await peer.wait_bot_done(quiet_s=0.5)
+            said = peer.say(caller_audio(line))
+            await peer.wait_bot_done(after=said.last_voiced)
+            await peer.stop()
+            await peer.wait_closed()
+
+    async def broken():
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15550000003") as peer:
+            await peer.wait_bot_speaking()
+            await peer.send_raw("{not json")
+            await peer.wait_closed()
+            return peer.close_code
+
+    async def together():
+        return await asyncio.gather(
+            caller("+15551230001", "hi I lost my card yesterday"),
+            caller("+15551230002", "what are your branch opening hours"),
+            broken(),
+        )
+
+    *_, broken_code = asyncio.run(together())
+    assert broken_code == 1007
+    lost, hours = (call_record(server, caller_id=c) for c in ("+15551230001", "+15551230002"))
+    assert [t["intent"] for t in lost["turns"] if t["role"] == "caller"] == [
+        "report_lost_or_stolen_card"
+    ]
+    assert [t["intent"] for t in hours["turns"] if t["role"] == "caller"] == ["branch_hours"]
+    assert "ZIP code" in lost["turns"][-1]["text"] and "open" in hours["turns"][-1]["text"]
+    dropped = call_record(server, caller_id="+15550000003")
+    assert dropped["ended_by"] == "caller" and not dropped["active"]
+
+
 def test_calls_beyond_capacity_hear_an_apology_and_are_hung_up(bot):
     server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
     form = {"CallSid": "CA9", "From": "+15551230009", "To": "+15550001111"}
