@@ -51,13 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(
-    port: int, asr: str, max_calls: int, workers: int, partials_s: float
-) -> subprocess.Popen:
+def start_server(port: int, asr: str, max_calls: int, workers: int) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "voicebot", "serve", "--port", str(port), "--asr", asr,
         "--max-calls", str(max_calls), "--workers", str(workers), "--no-db",
-        "--partial-interval-s", str(partials_s),
         "--transcripts", tempfile.mkdtemp(prefix="bench-load-"),
     ]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -111,7 +108,6 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6])
     parser.add_argument("--asr", default="tiny.en")
     parser.add_argument("--workers", type=int, default=2, help="model-compute threads")
-    parser.add_argument("--partials-s", type=float, default=1.0, help="0: no partials")
     parser.add_argument(
         "--stagger-s", type=float, default=2.5, help="between call starts (0: all in lockstep)"
     )
@@ -121,7 +117,7 @@ def main() -> None:
     tts = PiperTTS(deterministic=True)
     lines = [render_caller(tts, text, voice="low", codec="mulaw") for text in LINES]
     port = free_port()
-    server = start_server(port, args.asr, max(args.calls), args.workers, args.partials_s)
+    server = start_server(port, args.asr, max(args.calls), args.workers)
     process = psutil.Process(server.pid)
     url = f"ws://127.0.0.1:{port}/twilio/media"
     results = []
@@ -161,7 +157,6 @@ def main() -> None:
         "asr": args.asr,
         "workers": args.workers,
         "stagger_s": args.stagger_s,
-        "partial_interval_s": args.partials_s,
         "criteria": f"p95 <= {P95_LIMIT_S} s and no late frames",
         "max_calls_passing": max(passing) if passing else 0,
         "results": results,
