@@ -11,10 +11,10 @@ from voicebot.eval.manifest import Issue, read_jsonl
 from voicebot.eval.metrics import expected_calibration_error, intent_scores
 from voicebot.eval.report import (
     confusion_heatmap,
+    finish,
     markdown_table,
     plot_path,
     reliability_diagram,
-    write_json,
     write_markdown,
 )
 
@@ -54,21 +54,21 @@ def evaluate_intents(
         "pack": pack.name,
         "manifest": str(manifest),
         "ms_per_utterance": 1000 * elapsed / max(len(items), 1),
-        "failures": len(issues),
-        "issues": [str(i) for i in issues],
-        "items": items,
     }
     # Calibration of the confidence the bot acts on: over predictions that claim an intent.
-    claimed = [i for i in items if i["predicted"] != OUT_OF_SCOPE]
+    claimed = _claimed(items)
     report["ece_in_scope"] = expected_calibration_error(
         [i["confidence"] for i in claimed], [i["correct"] for i in claimed]
     )
-    write_json(report_path, report)
-    _write_markdown(report_path, report, claimed)
-    return report
+    return finish(report_path, report, issues, items, _write_markdown)
 
 
-def _write_markdown(report_path: Path, report: dict, claimed: list[dict]) -> None:
+def _claimed(items: list[dict]) -> list[dict]:
+    return [i for i in items if i["predicted"] != OUT_OF_SCOPE]
+
+
+def _write_markdown(report_path: Path, report: dict) -> None:
+    claimed = _claimed(report["items"])
     heatmap = confusion_heatmap(
         plot_path(report_path, "confusion"), report["confusion"], f"{report['pack']} intents"
     )
