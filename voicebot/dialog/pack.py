@@ -29,7 +29,7 @@ _PACK_KEYS = frozenset(
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
 _FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "done", "cancelled"})
-_SLOT_KEYS = frozenset({"name", "type", "prompt", "reprompt"})
+_SLOT_KEYS = ("name", "type", "prompt", "reprompt")
 _VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
 
 
@@ -229,8 +229,8 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
         if not isinstance(fields["slots"], yaml.SequenceNode):
             raise PackError(f"{_where(path, fields['slots'])}: slots must be a list")
         for slot_node in fields["slots"].value:
-            slot = _mapping(path, slot_node, "a slot", _SLOT_KEYS)
-            for key in ("name", "type", "prompt", "reprompt"):
+            slot = _mapping(path, slot_node, "a slot", frozenset(_SLOT_KEYS))
+            for key in _SLOT_KEYS:
                 _required(path, slot_node, slot, key)
             slot_type = _string(path, slot["type"], "type")
             if slot_type not in SLOT_TYPES:
