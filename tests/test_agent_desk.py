@@ -11,13 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.browsers import launch
 from tests.servers import Server
 from voicebot.handoff.desk import desk_router
 from voicebot.server import create_app
 from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store, StoreWriter
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def packet(handoff_id, reason="caller_request", text="I want a person"):
@@ -108,9 +107,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        instance = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
-        )
+        instance = launch(p)
         yield instance
         instance.close()
 

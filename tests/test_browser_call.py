@@ -8,13 +8,12 @@ import pytest
 import soundfile as sf
 from playwright.sync_api import sync_playwright
 
+from tests.browsers import WAIT_MS, launch
 from tests.conftest import silence
 from tests.servers import Server
 from voicebot.server import ServerConfig, create_app
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, tmp_path):
@@ -22,30 +21,17 @@ def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, 
     speech = caller_audio("hi I lost my card yesterday", codec="none")
     sf.write(mic, np.concatenate([silence(7.0), speech, silence(6.0)]), 16000, subtype="PCM_16")
     server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+            browser = launch(p, microphone=mic)
             try:
                 page = browser.new_page()
                 page.goto(f"{server.url}/call")
                 page.fill("#caller", "+15551230001")
                 page.click("#start")
-                page.wait_for_selector("#transcript .caller", timeout=40_000)
+                page.wait_for_selector("#transcript .caller", timeout=WAIT_MS)
                 page.wait_for_function(
-                    "document.querySelectorAll('#transcript .bot').length >= 2", timeout=20_000
+                    "document.querySelectorAll('#transcript .bot').length >= 2", timeout=WAIT_MS
                 )
                 caller = page.inner_text("#transcript .caller")
                 intent = page.inner_text("#intent")
@@ -53,7 +39,7 @@ def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, 
                 page.wait_for_timeout(1500)  # some of the answer plays
                 heard = page.evaluate("window.voicebot")
                 page.click("#hangup")
-                page.wait_for_function("window.voicebot.closed !== null", timeout=10_000)
+                page.wait_for_function("window.voicebot.closed !== null", timeout=WAIT_MS)
                 closed = page.evaluate("window.voicebot.closed")
             finally:
                 browser.close()

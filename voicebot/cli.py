@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
+    from voicebot.dialog.llm_server import register as register_llm
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_call(commands)
     register_chat(commands)
     register_intents(commands)
+    register_llm(commands)
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
