@@ -5,8 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from voicebot.dialog.manager import DialogManager
+from voicebot.dialog.manager import _SLOT_EXPECTS, DialogManager
 from voicebot.dialog.pack import load_pack
+from voicebot.dialog.slots import SLOT_TYPES
+from voicebot.events import Expect, Expectation
 from voicebot.services.demo_bank import DemoBank
 
 KNOWN = "+15551230001"  # Alex Morgan, ZIP 94107, debit 4567, credit 8812
@@ -45,6 +47,22 @@ def test_block_card_verifies_asks_confirms_and_really_blocks(classifier, bank):
     assert "debit card ending in 4 5 6 7 is blocked" in replies[3].text
     assert card_status(bank, "4567") == "blocked"
     assert dialog.verified and dialog.customer_id == "c1"
+
+
+def test_each_reply_says_what_answer_it_expects(classifier, bank):
+    """The open question travels with every reply, for the stages that adapt to it."""
+    _, replies = talk(
+        classifier,
+        bank,
+        ["hi um i think i lost my card", "nine four one zero seven", "4567", "yes please"],
+    )
+    assert [r.expects for r in replies] == [
+        Expectation(Expect.DIGITS, slot="verification", sensitive=True),
+        Expectation(Expect.DIGITS, digits=4, slot="card_last_four"),
+        Expectation(Expect.YES_NO),
+        Expectation(Expect.REQUEST),
+    ]
+    assert set(_SLOT_EXPECTS) == set(SLOT_TYPES)  # every slot type says what it expects
 
 
 def test_saying_no_to_the_confirmation_changes_nothing(classifier, bank):

@@ -135,13 +135,40 @@ class Decision:
     signals: dict[str, Any] = field(default_factory=dict)
 
 
+class Expect(StrEnum):
+    """The kind of answer the bot's open question asks for."""
+
+    REQUEST = "request"  # no question open: "How can I help?"
+    YES_NO = "yes_no"  # a confirmation
+    DIGITS = "digits"  # a ZIP code, the last four of a card, a PIN
+    PHONE = "phone"
+    AMOUNT = "amount"
+    DATE = "date"
+    TEXT = "text"  # free words: what happened, an address
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the caller is expected to say next, as the dialog knows it after its reply.
+
+    One description for every stage that adapts to it: the recognizer can be biased toward
+    it (digits), the endpointer can wait until it is complete, and while ``sensitive`` is set
+    the answer is masked wherever it is stored and the recording is muted.
+    """
+
+    kind: Expect = Expect.REQUEST
+    digits: int | None = None  # the expected number of digits (a card's last four: 4)
+    slot: str | None = None  # the slot (or "verification", "phone") being asked for
+    sensitive: bool = False
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the bot says next. ``end_call`` hangs up once it has been spoken.
 
     A handoff reply (``kind == "handoff"``) carries the policy ``decision`` that caused it and
     ``context``: the dialog's state (caller identity, intents, slots, what was done, what is
-    pending) for the handoff packet.
+    pending) for the handoff packet. ``expects`` is what the caller should answer.
     """
 
     text: str
@@ -150,6 +177,7 @@ class Reply:
     end_call: bool = False
     decision: Decision | None = None
     context: dict[str, Any] | None = None
+    expects: Expectation = field(default_factory=Expectation)
 
     @property
     def reason(self) -> str | None:

@@ -32,7 +32,15 @@ from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMError
 from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack, SlotSpec
 from voicebot.dialog.slots import parse_slot, parse_yes_no
-from voicebot.events import CallerTurn, Decision, IntentResult, Reply, Transcript
+from voicebot.events import (
+    CallerTurn,
+    Decision,
+    Expect,
+    Expectation,
+    IntentResult,
+    Reply,
+    Transcript,
+)
 from voicebot.handoff.policy import EscalationPolicy, TurnSignals
 from voicebot.handoff.sentiment import analyze
 from voicebot.services.base import ServiceError, Services
@@ -40,6 +48,16 @@ from voicebot.services.base import ServiceError, Services
 log = logging.getLogger(__name__)
 
 _ANSWERS = {"affirm", "deny"}
+# What each slot type asks the caller for: (kind of answer, number of digits if fixed).
+_SLOT_EXPECTS: dict[str, tuple[Expect, int | None]] = {
+    "digits": (Expect.DIGITS, None),
+    "card_last_four": (Expect.DIGITS, 4),
+    "phone": (Expect.PHONE, None),
+    "amount": (Expect.AMOUNT, None),
+    "date": (Expect.DATE, None),
+    "yes_no": (Expect.YES_NO, None),
+    "text": (Expect.TEXT, None),
+}
 
 
 @dataclass
@@ -104,7 +122,8 @@ class DialogManager:
             return self._handoff(None, decision)
         prompts = self.pack.no_input
         last = self._silences >= len(prompts)
-        return Reply(prompts[min(self._silences, len(prompts)) - 1], kind="reprompt", end_call=last)
+        text = prompts[min(self._silences, len(prompts)) - 1]
+        return Reply(text, kind="reprompt", end_call=last, expects=self.expectation())
 
     def respond(self, turn: CallerTurn) -> Reply:
         self._silences = 0
@@ -155,7 +174,23 @@ class DialogManager:
         follow = self.policy.outcome(reply.kind, self._routed, self._resolved)
         if follow is not None:
             return self._handoff(intent, follow)
-        return replace(reply, decision=decision)
+        return replace(reply, decision=decision, expects=self.expectation())
+
+    def expectation(self) -> Expectation:
+        """What the open question asks for; a free request when none is open."""
+        question = self._question
+        if question is None:
+            return Expectation()
+        if question.kind in ("confirm", "intent"):
+            return Expectation(Expect.YES_NO)
+        if question.kind == "phone":
+            return Expectation(Expect.PHONE, slot="phone", sensitive=True)
+        if question.kind == "verify":
+            return Expectation(Expect.DIGITS, slot="verification", sensitive=True)
+        slot = self._tasks[-1].missing()
+        assert slot is not None  # a slot question is open only while its slot is missing
+        kind, digits = _SLOT_EXPECTS.get(slot.type, (Expect.TEXT, None))
+        return Expectation(kind, digits=digits, slot=slot.name)
 
     def _unsure(self, text: str, intent: IntentResult, decision: Decision) -> Reply:
         """The first rung of the ladder: check with the caller instead of guessing."""
