@@ -51,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     calls.add_argument(
         "--realtime", action="store_true", help="pace calls to the wall clock (default: fast)"
     )
+    calls.add_argument(
+        "--records", type=Path, metavar="DIR", help="also keep each call's record as DIR/NAME.json"
+    )
     calls.set_defaults(func=_calls)
 
     compare = sub.add_parser(
@@ -108,6 +111,8 @@ def _calls(args: argparse.Namespace) -> int:
     from voicebot.eval.calls import CallOptions, evaluate_calls
 
     check_writable(args.report, "report")
+    if args.records is not None:
+        check_writable(args.records / "record.json", "records")
     options = CallOptions(
         asr=args.asr,
         vad=args.vad,
@@ -115,6 +120,7 @@ def _calls(args: argparse.Namespace) -> int:
         codec=args.codec,
         noise_snr=args.noise_snr,
         realtime=args.realtime,
+        records_dir=args.records,
     )
     report = evaluate_calls(args.scenarios, args.report, options)
     latency = report["latency_ms"]
