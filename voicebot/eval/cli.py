@@ -56,6 +56,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calls.set_defaults(func=_calls)
 
+    qa = sub.add_parser("qa", help="QA scorer against a reviewer's labels, per criterion and form")
+    qa.add_argument("--labels", type=Path, required=True, help="labelled calls (JSONL)")
+    qa.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    qa.set_defaults(func=_qa)
+
     compare = sub.add_parser(
         "compare",
         help="what improved or regressed between two reports; exit 1 on a regression",
@@ -133,6 +138,26 @@ def _calls(args: argparse.Namespace) -> int:
     for item in report["items"]:
         if not item["passed"]:
             print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _qa(args: argparse.Namespace) -> int:
+    from voicebot.eval.qa import evaluate_qa
+
+    check_writable(args.report, "report")
+    report = evaluate_qa(args.labels, args.report)
+    print(
+        f"{report['n']} calls, {report['answers']} answers: agreement {report['agreement']:.3f} "
+        f"(target {report['target']}), kappa {report['kappa']}"
+    )
+    for name, scores in report["per_criterion"].items():
+        print(f"  {name:32} {scores['agreement']:.3f}  ({len(scores['disagreements'])} disagree)")
+    for split, scores in report["by_split"].items():
+        print(
+            f"  split {split}: agreement {scores['agreement']:.3f}, pass/fail agreement "
+            f"{scores['outcome_agreement']:.3f} over {scores['calls']} calls"
+        )
     _print_issues_and_paths(report, args.report)
     return 0
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicebot.dialog.pack import PACKS_DIR
 from voicebot.errors import QaFormError
-from voicebot.qa.criteria import CRITERIA, PARTS, Criterion
+from voicebot.qa.criteria import CRITERIA, Criterion
 
 QA_DIR = PACKS_DIR / "qa"
 TOTAL_WEIGHT = 100.0
@@ -119,13 +119,13 @@ def load_qa_file(path: Path, pack: str) -> QaConfig:
             )
         specs.append(_criterion(path, root, criterion, fields or {}))
     if not specs:
-        raise QaFormError(f"{_where(path, criteria_node)}: the form has no criteria")
+        raise QaFormError(f"{_where(path, _key(root, 'criteria'))}: the form has no criteria")
     total = sum(spec.weight for spec in specs)
     if abs(total - TOTAL_WEIGHT) > _WEIGHT_TOLERANCE:
         weights = ", ".join(f"{s.name} {s.weight:g}" for s in specs)
+        where = _where(path, _key(root, "criteria"))
         raise QaFormError(
-            f"{_where(path, criteria_node)}: the criteria's weights add up to {total:g}, not "
-            f"{TOTAL_WEIGHT:g} ({weights})"
+            f"{where}: the criteria's weights add up to {total:g}, not {TOTAL_WEIGHT:g} ({weights})"
         )
     form = QaForm(top.form, pack, path, top.pass_score, tuple(specs))
     return QaConfig(form, top.survey)
@@ -219,24 +219,31 @@ def _error(
     """The first pydantic error as ``file:line: where: what``."""
     first = exc.errors()[0]
     loc = (*prefix, *first["loc"])
+    parent = _child(root, loc[:-1])
     if first["type"] == "extra_forbidden":
-        parent = _child(root, loc[:-1])
-        allowed = _allowed_keys(prefix)
+        allowed = _allowed_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return QaFormError(
             f"{_where(path, _key(parent, str(loc[-1])))}: unknown key {loc[-1]!r} in "
             f"{'.'.join(map(str, loc[:-1])) or 'the form'}{hint} (known: {', '.join(allowed)})"
         )
-    node = _child(root, loc)
+    # A missing key is reported where its mapping is named; a bad value where it stands.
+    node = _named(root, loc[:-1]) if first["type"] == "missing" else _child(root, loc)
     return QaFormError(f"{_where(path, node)}: {'.'.join(map(str, loc))}: {first['msg']}")
 
 
-def _allowed_keys(prefix: tuple[Any, ...]) -> list[str]:
-    if not prefix:
+def _named(root: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
+    """The key that names the node at ``loc`` (the document itself for the top level)."""
+    if not loc:
+        return root
+    return _key(_child(root, loc[:-1]), str(loc[-1]))
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    if not loc:
         return sorted(_FormFile.model_fields)
-    criterion = CRITERIA[prefix[-1]]
+    if loc[0] == "survey":
+        return sorted(SurveySpec.model_fields)
+    criterion = CRITERIA[loc[1]]
     return sorted({*_CommonSettings.model_fields, *criterion.settings.model_fields})
-
-
-__all__ = ["PARTS", "QaConfig", "QaForm", "SurveySpec", "load_qa", "qa_path"]

@@ -112,7 +112,7 @@ def score_call(record: dict[str, Any], form: QaForm, judge: "LLMJudge | None" = 
         results = tuple(
             _result(spec, part, judge) for spec in form.criteria if part.speaker in spec.parts
         )
-        parts.append(_part_score(part.speaker, results, form.pass_score))
+        parts.append(part_score(part.speaker, results, form.pass_score))
     return Scorecard(
         call_id=record["call_id"],
         pack=record.get("pack") or form.pack,
@@ -142,7 +142,7 @@ def _result(spec: CriterionSpec, part: Part, judge: "LLMJudge | None") -> Criter
     )  # fmt: skip
 
 
-def _part_score(part: str, results: tuple[CriterionResult, ...], pass_score: float) -> PartScore:
+def part_score(part: str, results: tuple[CriterionResult, ...], pass_score: float) -> PartScore:
     applicable = [r for r in results if r.verdict != Verdict.NA]
     critical = any(r.critical and r.verdict == Verdict.FAIL for r in results)
     if not applicable:
