@@ -36,6 +36,7 @@ _KEYS = {"bot", "caller", "agent", "wait", "kind", "intent", "confidence", "logp
 def build(script: dict[str, Any], where: str) -> dict[str, Any]:
     clock = 0.8  # the greeting starts once the line is up
     turns: list[dict[str, Any]] = []
+    transferred = False  # once an agent speaks, no dialog classifies the caller any more
     for number, spec in enumerate(script["turns"], start=1):
         unknown = set(spec) - _KEYS
         if unknown:
@@ -44,6 +45,7 @@ def build(script: dict[str, Any], where: str) -> dict[str, Any]:
             clock += float(spec["wait"])
             continue
         role = next(r for r in ("bot", "caller", "agent") if r in spec)
+        transferred = transferred or role == "agent"
         text = str(spec[role])
         words = text.split()
         if "overlap" in spec:
@@ -55,7 +57,7 @@ def build(script: dict[str, Any], where: str) -> dict[str, Any]:
         if spec.get("kind") == "dtmf":
             length = 0.0
         end = start + length
-        turn = _turn(role, said, text, round(start, 3), round(end, 3), spec)
+        turn = _turn(role, said, text, round(start, 3), round(end, 3), spec, transferred)
         turns.append(turn)
         clock = max(clock, end)
     record = {
@@ -79,13 +81,15 @@ def build(script: dict[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
-def _turn(role: str, said: str, text: str, start: float, end: float, spec: dict) -> dict:
+def _turn(
+    role: str, said: str, text: str, start: float, end: float, spec: dict, transferred: bool
+) -> dict:
     turn: dict[str, Any] = {
         "role": role,
         "text": said,
         "start": start,
         "end": end,
-        "kind": spec.get("kind", "answer" if role != "caller" else ""),
+        "kind": spec.get("kind", "answer" if role == "bot" else ""),
         "intent": None,
         "confidence": None,
         "margin": None,
@@ -97,6 +101,10 @@ def _turn(role: str, said: str, text: str, start: float, end: float, spec: dict)
         "policy": None,
     }
     if role != "caller":
+        return turn
+    if transferred:  # heard by the recognizer only
+        turn["asr"] = {"avg_logprob": -0.25, "no_speech_prob": 0.05, "rtf": 0.3, "raw_text": said}
+        turn["timings"] = {"speech_start": start, "speech_end": end}
         return turn
     confidence = float(spec.get("confidence", 0.95))
     intent = spec.get("intent", "out_of_scope" if spec.get("answering") else None)
