@@ -208,11 +208,12 @@ _SOUR = re.compile(
 
 def caller_valence(text: str) -> float:
     """How positive a caller turn sounds, in [-3, 1]: thanks and praise up to +1, the anger
-    lexicon's score (``voicebot.handoff.sentiment``) and sour phrases down. Zero is neutral."""
+    lexicon's score (``voicebot.handoff.sentiment``) and sarcasm ("thanks for nothing") down.
+    Zero is neutral."""
     lowered = _lower(text)
     sour = len(_SOUR.findall(lowered))
     positive = 0.0 if sour else min(1.0, 0.5 * len(_POSITIVE.findall(lowered)))
-    return round(max(-3.0, positive - analyze(text).anger - 0.5 * sour), 2)
+    return round(max(-3.0, positive - analyze(text).anger - sour), 2)
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -280,13 +281,23 @@ class FurtherHelpSettings(Settings):
 class EmpathySettings(Settings):
     anger: float = Field(default=0.5, gt=0)  # anger score of a caller turn that needs empathy
     complaint_intents: list[str] = Field(default_factory=lambda: ["complaint"])
-    complaints: list[Pattern] = _patterns(r"\bcomplain", r"\bnot happy\b", r"\bunhappy\b")
+    complaints: list[Pattern] = _patterns(
+        r"\bcomplain", r"\bnot happy\b", r"\bunhappy\b",
+        r"\bnobody (has |ever )?(fixed|helped|called)",
+        r"\b(is|are|was|been) (really |so |very )?(bad|poor|rubbish|a mess)\b",
+        r"\bwait\b.*\bi (said|asked|told you)\b", r"\bi (didn't|did not) (ask|want|agree)\b",
+    )  # fmt: skip
     empathy: list[Pattern] = _patterns(
         r"\bsorry\b", r"\bapologi[sz]e\b", r"\bi understand\b", r"\bi can see why\b",
         r"\bi hear you\b", r"\bthat (sounds|must be) (frustrating|worrying|stressful|difficult|"
         r"annoying|upsetting|hard)\b", r"\bi know how\b", r"\bthank you for (your patience|"
         r"telling us|bearing with)\b",
     )  # fmt: skip
+    # Apologies that are not empathy: the bot excusing itself for not understanding.
+    not_empathy: list[Pattern] = _patterns(
+        r"\bsorry,? i (didn't|did not|couldn't|could not) (quite )?(catch|get|understand|hear)",
+        r"\bsorry,? (could|can|would) you (say|repeat)",
+    )
 
 
 class HandoffSettings(Settings):
@@ -315,8 +326,8 @@ class ProhibitedSettings(Settings):
 
 
 class SentimentSettings(Settings):
-    window: int = Field(default=2, ge=1)  # caller turns averaged at each end
-    tolerance: float = Field(default=0.5, ge=0)  # how much worse the end may be
+    window: int = Field(default=1, ge=1)  # caller turns averaged at each end
+    tolerance: float = Field(default=0.25, ge=0)  # how much more negative the end may be
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -438,9 +449,10 @@ def offered_further_help(part: Part, s: FurtherHelpSettings) -> Outcome:
         return Outcome(Verdict.NA, f"the {part.speaker} said nothing")
     if speaker[-1].kind == "reprompt" and part.ended_by == "bot":
         return Outcome(Verdict.NA, "the caller went silent; the call ended on a re-prompt")
-    first_caller = part.caller_lines[0].start
+    if part.ended_by == "caller" and speaker[-1].kind in _STILL_TRYING:
+        return Outcome(Verdict.NA, "the caller hung up while the request was still open")
     for line in speaker:
-        if line.start >= first_caller and (m := _search(s.offers, line.meant)):
+        if m := _search(s.offers, line.meant):
             return Outcome(
                 Verdict.PASS, "offered further help", (_evidence(line, "", m, planned=True),)
             )
@@ -449,6 +461,9 @@ def offered_further_help(part: Part, s: FurtherHelpSettings) -> Outcome:
         "never asked whether the caller needed anything else",
         (_evidence(speaker[-1]),),
     )
+
+
+_STILL_TRYING = ("fallback", "reprompt", "question")  # a bot turn that waits on the caller
 
 
 def empathy_on_complaint(part: Part, s: EmpathySettings) -> Outcome:
@@ -461,7 +476,7 @@ def empathy_on_complaint(part: Part, s: EmpathySettings) -> Outcome:
         if reply is None:
             continue  # the caller hung up on it
         triggers += 1
-        said = _search(s.empathy, reply.meant)
+        said = _search(s.empathy, _without(s.not_empathy, reply.meant))
         if said is None:
             why = "no empathy in the reply to a complaint"
             return Outcome(
@@ -476,6 +491,13 @@ def empathy_on_complaint(part: Part, s: EmpathySettings) -> Outcome:
     if not triggers:
         return Outcome(Verdict.NA, "the caller did not complain or sound upset")
     return Outcome(Verdict.PASS, "acknowledged every complaint", tuple(evidence))
+
+
+def _without(patterns: list[Pattern], text: str) -> str:
+    """``text`` with the spans of ``patterns`` blanked out (same length: positions hold)."""
+    for pattern in patterns:
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    return text
 
 
 def _complains(line: Line, s: EmpathySettings) -> bool:
@@ -558,18 +580,18 @@ def _handoff_signals(
 
 
 def no_long_silence(part: Part, s: SilenceSettings) -> Outcome:
+    """Dead air the caller sits through: from the caller's last word to the speaker's
+    answer, and between two turns of the speaker (a lookup without a word), but not the
+    caller's own silence after being asked something."""
     gaps: list[Evidence] = []
     measured = 0
-    for i, line in enumerate(part.lines):
-        if line.role != "caller":
-            continue
-        following = part.lines[i + 1] if i + 1 < len(part.lines) else None
-        if following is None or following.role != part.speaker:
-            continue  # the caller went on talking, or the call ended
+    for before, after in zip(part.lines, part.lines[1:], strict=False):
+        if after.role != part.speaker or _asks(before):
+            continue  # the caller's own pause (not answering a question) is theirs
         measured += 1
-        gap = following.start - line.end
+        gap = after.start - before.end
         if gap > s.max_silence_s:
-            gaps.append(_evidence(following, f"{gap:.1f} s of silence after turn {line.index}"))
+            gaps.append(_evidence(after, f"{gap:.1f} s of silence after turn {before.index}"))
     if not measured:
         return Outcome(Verdict.NA, f"the {part.speaker} never answered the caller")
     if gaps:
@@ -577,6 +599,13 @@ def no_long_silence(part: Part, s: SilenceSettings) -> Outcome:
             Verdict.FAIL, f"left the caller in silence over {s.max_silence_s:g} s", tuple(gaps)
         )
     return Outcome(Verdict.PASS, f"answered within {s.max_silence_s:g} s every time")
+
+
+def _asks(line: Line) -> bool:
+    """A speaker turn that leaves the caller to talk (a question, a re-prompt)."""
+    return line.role != "caller" and (
+        line.kind in _STILL_TRYING or line.planned.rstrip().endswith("?")
+    )
 
 
 def no_talk_over(part: Part, s: TalkOverSettings) -> Outcome:
@@ -622,6 +651,8 @@ def mean_valence(lines: list[Line]) -> float:
 
 
 def sentiment_end_vs_start(part: Part, s: SentimentSettings) -> Outcome:
+    """Fails when the caller ends more negative than they started (thanks at the start
+    and a neutral goodbye is not worse: only negativity counts against the call)."""
     ends = sentiment_ends(part.caller_lines, s.window)
     if ends is None:
         return Outcome(Verdict.NA, "too few caller turns to compare")
@@ -632,8 +663,9 @@ def sentiment_end_vs_start(part: Part, s: SentimentSettings) -> Outcome:
         for label, group in (("start", first), ("end", last))
         for line in group
     )
-    verdict = Verdict.PASS if end >= start - s.tolerance else Verdict.FAIL
+    worse = max(0.0, -end) > max(0.0, -start) + s.tolerance
     trend = "better" if end > start else "worse" if end < start else "the same"
+    verdict = Verdict.FAIL if worse else Verdict.PASS
     return Outcome(verdict, f"caller sentiment {start:+.1f} -> {end:+.1f} ({trend})", evidence)
 
 
