@@ -205,6 +205,13 @@ def _form(items: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "mean_abs_score_diff": round(sum(diffs) / len(diffs), 2) if diffs else 0.0,
         "scores_within_5": _share(sum(d <= 5 for d in diffs), len(diffs)),
+        "per_criterion": {
+            name: _share(
+                sum(a["agree"] for a in answers if a["criterion"] == name),
+                sum(a["criterion"] == name for a in answers),
+            )
+            for name in sorted({a["criterion"] for a in answers})
+        },
     }
 
 
@@ -276,6 +283,14 @@ def _write_markdown(report_path: Path, report: dict[str, Any]) -> None:
                 ]
                 for group in ("per_form", "by_split")
                 for name, v in report[group].items()
+            ],
+        ),
+        "## Per criterion and split",
+        markdown_table(
+            ["criterion", *report["by_split"]],
+            [
+                [name, *(v["per_criterion"].get(name, "-") for v in report["by_split"].values())]
+                for name in criteria
             ],
         ),
         "## Disagreements",
