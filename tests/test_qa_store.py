@@ -1,9 +1,9 @@
 """QA scorecards and KPIs through the real store (SQLite and PostgreSQL), the writer's hook,
 ``voicebot qa run|show`` and ``voicebot report kpis`` as an operator runs them, and /metrics."""
 
+# ruff: noqa: F811 (``store`` is test_store's fixture: the same database setup, as arguments)
+
 import json
-import subprocess
-import sys
 import urllib.request
 from datetime import UTC, datetime
 
@@ -11,26 +11,15 @@ import pytest
 from fastapi import FastAPI
 
 from tests.servers import Server
+from tests.test_handoff_cli import voicebot
+from tests.test_store import store  # noqa: F401 (the same store on SQLite and PostgreSQL)
 from voicebot.errors import NoCallsError
 from voicebot.qa.kpis import kpi_report, record_kpis
 from voicebot.qa.scorecard import QaScorer
 from voicebot.server.metrics import metrics_router
 from voicebot.store import Store, StoreWriter
-from voicebot.store.schema import metadata
 
 GREETING = "Thank you for calling Northwind Bank. I'm the virtual assistant. How can I help?"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        instance = Store(f"sqlite:///{tmp_path}/calls.db")
-    else:
-        instance = Store(request.getfixturevalue("pg_url"))
-        metadata.drop_all(instance.engine)
-        metadata.create_all(instance.engine)
-    yield instance
-    instance.close()
 
 
 def turn(role, text, start, end, **extra):
@@ -197,20 +186,11 @@ def test_the_writer_scores_finished_calls_off_the_call(store, tmp_path):
     scorer.close()
 
 
-def voicebot(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "voicebot", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_qa_run_show_and_report_kpis_as_commands(tmp_path):
     url = f"sqlite:///{tmp_path}/calls.db"
-    store = Store(url)
-    seed(store)
-    store.close()
+    db = Store(url)
+    seed(db)
+    db.close()
     run = voicebot("qa", "run", "--since", "2026-11-01", "--until", "2026-11-30", "--db", url)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("scored 5 call(s)")
@@ -264,14 +244,14 @@ def test_qa_run_show_and_report_kpis_as_commands(tmp_path):
 
 
 def test_live_figures_on_metrics(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/calls.db")
-    scorer = QaScorer(store, observe=record_kpis)
+    db = Store(f"sqlite:///{tmp_path}/calls.db")
+    scorer = QaScorer(db, observe=record_kpis)
     scorer.score(
         call("m1", "2026-11-06T09:00:00+00:00", pack="bank", survey={"asked": True, "score": 5})
     )
     scorer.score(with_agent("m2", "2026-11-06T10:00:00+00:00"))
     scorer.close()
-    store.close()
+    db.close()
     app = FastAPI()
     app.include_router(metrics_router())
     server = Server(app)

@@ -349,10 +349,10 @@ def greeting(part: Part, s: GreetingSettings) -> Outcome:
     if greeted and named:
         return Outcome(Verdict.PASS, f"greeted and named {s.company}", (_evidence(first),))
     missing = " and ".join(
-        what for what, ok in (("a greeting", greeted), (f"the company ({s.company})", named))
+        what for what, ok in (("a greeting", greeted), (f"the company name ({s.company})", named))
         if not ok
     )  # fmt: skip
-    return Outcome(Verdict.FAIL, f"the first turn has no {missing}", (_evidence(first),))
+    return Outcome(Verdict.FAIL, f"the first turn lacks {missing}", (_evidence(first),))
 
 
 def verified_before_account_detail(part: Part, s: VerifiedSettings) -> Outcome:
