@@ -1,11 +1,12 @@
 """QA criteria on small call records, the form loader's errors, and the scorecard."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from voicebot.errors import QaFormError
-from voicebot.qa.criteria import CRITERIA, Verdict, digit_runs, split_parts
+from voicebot.qa.criteria import CRITERIA, Verdict, digit_runs, mask_digits, split_parts
 from voicebot.qa.form import load_qa, load_qa_file
 from voicebot.qa.scorecard import LLMJudge, Scorecard, score_call
 
@@ -261,6 +262,8 @@ def test_an_agent_part_is_scored_on_the_agents_own_turns():
     assert "correct_handoff" not in {r.criterion for r in agent_part.results}  # bot only
     assert card.part("bot").passed is True
     assert Scorecard.from_dict(card.to_dict()) == card  # the stored JSON reads back whole
+    stored = json.dumps(card.to_dict())
+    assert "4111" not in stored and "################" in stored  # evidence is masked
 
 
 CRITICAL_FORM = """form: critical
@@ -288,9 +291,11 @@ def test_score_leaves_out_what_does_not_apply_and_critical_failures_fail_the_par
     assert (fine.score, fine.passed) == (100.0, True)
 
 
-def test_digit_runs():
+def test_digit_runs_and_masking():
     assert digit_runs("It's 9-4-1-0-7, and 4 5 6 7.") == ["94107", "4567"]
     assert digit_runs("four five six seven dollars") == ["4567"]
+    assert mask_digits("ZIP nine four one zero seven, or 1, 2, 3, 4, 5") == "ZIP #####, or #####"
+    assert mask_digits("2,415 dollars on the 28th") == "2,415 dollars on the 28th"
 
 
 FORM = """form: t

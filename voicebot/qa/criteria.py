@@ -170,10 +170,27 @@ def _quote(line: Line, at: int | None = None, *, planned: bool = False) -> str:
     return text[begin : at + (stop.end() if stop else len(text) - at)].strip()
 
 
+_DIGIT = r"(?:\d+|zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_DIGIT_RUN = re.compile(rf"\b{_DIGIT}(?:(?:,\s+|\s*-\s*|\s+){_DIGIT})*\b", re.IGNORECASE)
+
+
+def mask_digits(text: str, keep: int = 3) -> str:
+    """``text`` with every spoken run of more than ``keep`` digits masked ("9 4 1 0 7",
+    "nine four one zero seven", "4111-2222-..." -> "#####"): evidence quotes are stored
+    and shown, and must not carry card numbers or verification answers."""
+
+    def mask(match: re.Match[str]) -> str:
+        count = sum(len(t) if t.isdigit() else 1 for t in re.findall(_DIGIT, match.group(0), re.I))
+        return "#" * count if count > keep else match.group(0)
+
+    return _DIGIT_RUN.sub(mask, text)
+
+
 def _evidence(
     line: Line, note: str = "", match: re.Match[str] | None = None, **kw: Any
 ) -> Evidence:
-    return Evidence(line.index, _quote(line, match.start() if match else None, **kw), note)
+    quote = _quote(line, match.start() if match else None, **kw)
+    return Evidence(line.index, mask_digits(quote), note)
 
 
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3",

@@ -24,6 +24,7 @@ from voicebot.qa.criteria import (
     Outcome,
     Part,
     Verdict,
+    mask_digits,
     split_parts,
 )
 from voicebot.qa.form import CriterionSpec, QaConfig, QaForm, load_qa
@@ -203,7 +204,9 @@ def _parse_judgement(answer: str, lines: dict[int, Any]) -> Outcome:
     except (ValueError, KeyError, TypeError) as exc:
         raise LLMError(f"the LLM judge did not answer with a verdict: {answer[:120]!r}") from exc
     turns = [t for t in data.get("turns") or [] if isinstance(t, int) and t in lines]
-    evidence = tuple(Evidence(t, lines[t].text[:200], "cited by the LLM judge") for t in turns)
+    evidence = tuple(
+        Evidence(t, mask_digits(lines[t].text[:200]), "cited by the LLM judge") for t in turns
+    )
     return Outcome(verdict, str(data.get("reason") or "")[:300], evidence)
 
 
