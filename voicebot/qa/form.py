@@ -117,7 +117,7 @@ def load_qa_file(path: Path, pack: str) -> QaConfig:
                 f"{_where(path, _key(criteria_node, name))}: unknown criterion {name!r}{hint} "
                 f"(known: {', '.join(sorted(CRITERIA))})"
             )
-        specs.append(_criterion(path, root, criterion, fields or {}))
+        specs.append(_criterion(path, root, criterion, fields))
     if not specs:
         raise QaFormError(f"{_where(path, _key(root, 'criteria'))}: the form has no criteria")
     total = sum(spec.weight for spec in specs)
@@ -134,8 +134,6 @@ def load_qa_file(path: Path, pack: str) -> QaConfig:
 def _criterion(path: Path, root: yaml.Node, criterion: Criterion, fields: dict) -> CriterionSpec:
     common_keys = set(_CommonSettings.model_fields)
     where = ("criteria", criterion.name)
-    if not isinstance(fields, dict):
-        raise QaFormError(f"{_where(path, _child(root, where))}: a criterion must be a mapping")
     try:
         common = _CommonSettings.model_validate(
             {k: v for k, v in fields.items() if k in common_keys}
