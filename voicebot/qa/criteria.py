@@ -534,13 +534,13 @@ def correct_handoff(part: Part, s: HandoffSettings) -> Outcome:
             why = f"the caller asked for a person {len(asked)} times and was not transferred"
             return Outcome(Verdict.FAIL, why, tuple(_evidence(line) for line in asked))
         return Outcome(Verdict.NA, "no handoff, and none was asked for")
-    found = _handoff_signals(part, s, asked).get(reason)
-    if found is None and reason not in _HANDOFF_CHECKS:
+    signals = _handoff_signals(part, s, asked)
+    if reason not in signals:
         return Outcome(Verdict.NA, f"handoff reason {reason!r} is not one this check knows")
-    if found:
-        return Outcome(Verdict.PASS, f"{reason} fits the call", tuple(found))
+    if signals[reason]:
+        return Outcome(Verdict.PASS, f"{reason} fits the call", tuple(signals[reason]))
     last = caller[-1:] or part.speaker_lines[-1:]
-    present = [r for r, ev in _handoff_signals(part, s, asked).items() if ev]
+    present = [r for r, ev in signals.items() if ev]
     better = f"; the call shows {', '.join(present)}" if present else ""
     return Outcome(
         Verdict.FAIL,
@@ -550,7 +550,6 @@ def correct_handoff(part: Part, s: HandoffSettings) -> Outcome:
 
 
 _NOT_REQUESTS = (None, "affirm", "deny", "goodbye", "out_of_scope")
-_HANDOFF_CHECKS = ("caller_request", "negative_sentiment", "low_confidence", "repeated_failure")
 
 
 def _asks_for_person(line: Line, s: HandoffSettings) -> bool:
