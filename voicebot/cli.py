@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
+    from voicebot.qa.cli import register as register_qa
     from voicebot.server.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
+    register_qa(commands)
     register_serve(commands)
     return parser
 
