@@ -165,8 +165,9 @@ class SipSettings:
 
         Credentials never come from the command line (it shows in ``ps``): from
         ``credentials_file`` (one line ``username:password``) or ``VOICEBOT_SIP_USERNAME``
-        and ``VOICEBOT_SIP_PASSWORD``. Listening beyond loopback needs ``trust`` (the
-        networks of the proxies and gateways allowed to send requests), or a registrar.
+        and ``VOICEBOT_SIP_PASSWORD``. Requests are taken from the ``trust`` networks (the
+        proxies and gateways allowed to send calls) and the registrar; with neither, from
+        loopback only, and listening beyond loopback is refused.
         """
         address = _host_port(listen, "--sip-listen")
         try:
@@ -669,9 +670,11 @@ class SipUserAgent:
         return not (isinstance(response, SipResponse) and self._match_response(response))
 
     def _is_trusted(self, host: str) -> bool:
-        """Loopback, or a trusted network (a loopback listener hears nothing else)."""
+        """In a trusted network (``--sip-trust``, the registrar); without any, loopback."""
         ip = ipaddress.ip_address(host)
-        return ip.is_loopback or any(ip in network for network in self._trusted)
+        if not self._trusted:
+            return ip.is_loopback
+        return any(ip in network for network in self._trusted)
 
     def _reply_raw(
         self, data: bytes, addr: tuple[str, int], status: int, reason: str, detail: str
