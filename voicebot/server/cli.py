@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.server.app import create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
-    from voicebot.transports.sip import SipSettings, check_listen
+    from voicebot.transports.sip import SipConfigError, SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         check_listen(sip.listen)
     elif args.sip_register or args.transfer_to or args.sip_trust:
-        raise VoicebotError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
+        raise SipConfigError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
     service = open_service(args)  # fails fast on a bad database, before models load
     bot = Bot(
         BotConfig(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from voicebot.pipeline.record import CallRecord, RecordSink
+from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.server import metrics
 from voicebot.server.lines import call_on_line
 from voicebot.server.state import ServerState
@@ -82,7 +82,7 @@ class SipService:
             log.info("SIP call %s over: %s", line.call_id, line.hangup)
 
     async def _after_call(self, line: SipLine, record: CallRecord, sinks: list[RecordSink]) -> None:
-        line.stop_listening()
+        line.detach()
         if record.ended_by == "handoff" and record.handoff is not None:
             await self._hand_over(line, record, sinks)
         elif line.hangup is None:
@@ -109,6 +109,19 @@ class SipService:
         log.info("SIP call %s handoff: %s", line.call_id, outcome)
         metrics.TRANSFERS.labels(TRANSPORT, outcome.outcome).inc()
         record.handoff["transfer"] = outcome.as_dict()
+        apology = None
+        if not outcome.ok and line.hangup is None:
+            apology = await self._state.spoken(self.settings.fallback_message)
+            start = record.duration_s  # the call clock stopped with the session: append
+            record.turns.append(
+                Turn(
+                    role="bot",
+                    text=self.settings.fallback_message,
+                    start=start,
+                    end=round(start + len(apology) / 16000, 3),
+                    kind="farewell",
+                )
+            )
         for sink in sinks:
             sink.update(record)
         if self._record_transfer is not None:
@@ -120,8 +133,7 @@ class SipService:
                 log.exception(
                     "could not store the transfer of handoff %s", record.handoff["handoff_id"]
                 )
-        if not outcome.ok and line.hangup is None:
-            apology = await self._state.spoken(self.settings.fallback_message)
+        if apology is not None:
             await line.play(apology)
             await line.drain(len(apology) / 16000 + self._drain_s())
 

@@ -7,10 +7,12 @@ the handoff packet's id in an ``X-Voicebot-Handoff`` header, and reports the NOT
 
 A ``SipLine`` is a ``LiveLine`` (framing, DTMF grouping, late frames and recording live
 there). What it adds is the media: the caller's RTP goes through a jitter buffer, and the
-line's own 20 ms clock both takes one frame out of it (silence when it is empty) and sends
-one RTP packet to the caller (the bot's audio, or silence while the bot is quiet, during a
-transfer, or between calls' phases), so the caller always gets a steady stream and gateways
-never drop the call for missing media. RFC 4733 telephone-events become keypad digits.
+line's own 20 ms clock takes one frame out of it every tick (silence when it is empty), so
+the call runs at the pace of a real line even when the caller sends nothing. The session
+answers each frame with one bot frame, sent at once as one RTP packet (silence while the bot
+is quiet); once the session is done (a transfer, an apology) the clock sends the packets
+itself. The caller always gets a steady stream and no gateway drops the call for missing
+media. RFC 4733 telephone-events become keypad digits.
 
 Library: aiosipua (SIP messages, SDP offer/answer, dialogs, UAS/UAC, digest REGISTER) and
 aiortp (RTP packets, the adaptive jitter buffer, RFC 4733 events), both pure-Python asyncio,
@@ -78,7 +80,6 @@ log = logging.getLogger(__name__)
 RATE = 8000
 PTIME_S = 0.02
 FRAME = 160  # samples of one 20 ms RTP packet at 8 kHz
-MAX_QUEUED_FRAMES = 10  # 200 ms of bot audio behind the clock: drop the oldest, stay live
 USER_AGENT = "voicebot"
 HANDOFF_HEADER = "X-Voicebot-Handoff"
 T1_S, T2_S, TIMER_F_S = 0.5, 4.0, 32.0  # RFC 3261 retransmission timers (non-INVITE)
@@ -387,9 +388,10 @@ class SipLine(LiveLine):
         self._rtp = rtp
         self._downsampler = StreamResampler(SAMPLE_RATE, RATE)
         self._pending = np.zeros(0, np.int16)  # bot audio short of a whole packet
-        self._outbound: collections.deque[bytes] = collections.deque()
+        self._played: collections.deque[bytes] = collections.deque()  # play()'s packets
         self._drained = asyncio.Event()
-        self._listening = True
+        self._drained.set()
+        self._attached = True  # a call session reads and writes the line
         self._expect_rtp = True
         self._notify_progress: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._silence = rtp.codec.encode(np.zeros(FRAME, np.int16))
@@ -399,7 +401,7 @@ class SipLine(LiveLine):
     def ignored_packets(self) -> int:
         return self._rtp.ignored
 
-    # --- the clock: one packet out and one frame in every 20 ms ---------------------------
+    # --- the clock: one caller frame in, and (detached) one packet out, every 20 ms -------
 
     async def _run_clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -416,48 +418,54 @@ class SipLine(LiveLine):
             self.end(1011, "internal error")
 
     def _step(self) -> None:
-        if self._outbound:
-            self._rtp.send(self._outbound.popleft())
-        else:
-            self._rtp.send(self._silence)
-            self._drained.set()
+        if not self._attached:  # nobody else sends: what play() queued, else silence
+            if self._played:
+                self._rtp.send(self._played.popleft())
+            else:
+                self._rtp.send(self._silence)
+                self._drained.set()
         if self._expect_rtp and time.monotonic() - self._rtp.last_packet > self._idle_timeout_s:
             self.end(1008, f"no RTP from the caller for {self._idle_timeout_s:g} s")
             return
         frame = self._rtp.playout.tick()
-        if self._listening:
+        if self._attached:
             pcm = np.frombuffer(frame[0], np.int16) if frame else np.zeros(FRAME, np.int16)
             self.put_audio(pcm)
 
-    def stop_listening(self) -> None:
-        """The call is over but the line stays up (a transfer, an apology): caller audio is
-        no longer queued for anyone, while RTP keeps flowing both ways."""
-        self._listening = False
+    def detach(self) -> None:
+        """The call session is done with the line, which stays up (a transfer, an apology):
+        from now on the clock sends the media (what ``play`` queued, else silence) and the
+        caller's audio is no longer queued for anyone."""
+        self._attached = False
 
     # --- LiveLine -------------------------------------------------------------------------
 
     async def _write_audio(self, frame: BotFrame) -> None:
-        self._queue(self._downsampler.process(frame.pcm))
-        while len(self._outbound) > MAX_QUEUED_FRAMES:
-            self._outbound.popleft()
+        """Sent at once: the session writes one frame per caller frame, so the stream is as
+        steady as the caller's, and a burst after a stall is the far end's jitter buffer's
+        to absorb, rather than a gap of silence we would insert mid-word."""
+        for payload in self._packets(self._downsampler.process(frame.pcm)):
+            self._rtp.send(payload)
 
     async def _write_clear(self) -> None:
-        self._outbound.clear()
         self._pending = np.zeros(0, np.int16)
         self._downsampler = StreamResampler(SAMPLE_RATE, RATE)  # drop the cut words' tail
 
-    def _queue(self, pcm: np.ndarray) -> None:
+    def _packets(self, pcm: np.ndarray, *, flush: bool = False) -> list[bytes]:
+        """8 kHz audio as G.711 payloads of one packet each (the remainder waits, or is
+        padded with silence when ``flush``)."""
         pcm = np.concatenate([self._pending, pcm])
+        if flush:
+            pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME, np.int16)])
         whole = len(pcm) // FRAME * FRAME
-        for start in range(0, whole, FRAME):
-            self._outbound.append(self._rtp.codec.encode(pcm[start : start + FRAME]))
         self._pending = pcm[whole:]
-        if self._outbound:
-            self._drained.clear()
+        return [self._rtp.codec.encode(pcm[i : i + FRAME]) for i in range(0, whole, FRAME)]
 
     async def play(self, pcm: np.ndarray) -> None:
-        """Queue a whole recording (16 kHz PCM16); the clock sends it in real time."""
-        self._queue(StreamResampler(SAMPLE_RATE, RATE).process(pcm, last=True))
+        """Queue a whole recording (16 kHz PCM16) for a detached line's clock to send."""
+        resampled = StreamResampler(SAMPLE_RATE, RATE).process(pcm, last=True)
+        self._played.extend(self._packets(resampled, flush=True))
+        self._drained.clear()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until everything queued has been sent (False: timed out or hung up)."""
@@ -654,14 +662,15 @@ class SipUserAgent:
         if data.strip() == b"":
             return False  # CRLF keep-alives (RFC 5626)
         is_request = not data.startswith(b"SIP/")  # a response is never answered
+        answerable = is_request and not data.startswith(b"ACK ")  # nor is an ACK
         if not self._is_trusted(addr[0]):
-            if is_request:
+            if answerable:
                 self._reply_raw(data, addr, 403, "Forbidden", "not from a trusted network")
             return False
         problem = malformed(data)
         if problem is not None:
             log.info("SIP: bad message from %s:%d: %s", *addr, problem)
-            if is_request:
+            if answerable:
                 self._reply_raw(data, addr, 400, "Bad Request", problem)
             return False
         if is_request:
