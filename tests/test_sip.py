@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiosipua import RegistrationState
 
 from tests import sip_peers
 from tests.conftest import silence
 from tests.servers import Server
 from voicebot.audio.pcm import alaw_encode, mulaw_decode, mulaw_encode
+from voicebot.errors import SipConfigError
 from voicebot.eval.normalize import normalize
 from voicebot.events import BotFrame, LineState
 from voicebot.server import ServerConfig, create_app
@@ -28,7 +30,6 @@ from voicebot.server.sip import SipService
 from voicebot.store import Store, StoreWriter
 from voicebot.transports.sip import (
     CODECS,
-    SipConfigError,
     SipLine,
     SipSettings,
     SipUserAgent,
@@ -219,10 +220,11 @@ def test_the_line_buffers_the_callers_rtp_ignores_strangers_and_always_sends():
             line.put_digit(key)
 
         _, rtp = await loop.create_datagram_endpoint(
-            lambda: _RtpStream(CODECS[0], 101, caller.getsockname(), on_key, lambda: None),
+            lambda: _RtpStream(CODECS[0], 101, caller.getsockname(), lambda: None),
             local_addr=("127.0.0.1", 0),
         )
         line = SipLine(_Agent(), _Call(), rtp, caller_id="+15551230001", idle_timeout_s=30)
+        rtp.on_digit = on_key  # what the line hears, and which keys reached the stream
 
         async def tick(frame=quiet):  # what a session does: a bot frame per caller frame
             heard = await line.receive()
@@ -340,7 +342,10 @@ def deployment(bot, tmp_path_factory):
     server = Server(app)
     try:
         wait_for(
-            lambda: sip.agent.registration and sip.agent.registration.state.value == "registered",
+            lambda: (
+                sip.agent.registration
+                and sip.agent.registration.state == RegistrationState.REGISTERED
+            ),
             "the bot to register with Kamailio",
         )
         yield Deployment(store, writer, server, sip, kamailio_port, queue_port)
@@ -425,6 +430,8 @@ def test_a_caller_through_the_proxy_is_answered_and_transferred_with_the_packet(
     stored = deployment.store.get_handoff(handoff_id)
     assert (stored["status"], stored["disposition"]) == ("closed", "transferred")
     assert stored["packet"]["transfer"]["outcome"] == "transferred"
+    registration = deployment.sip.agent.registration
+    assert registration.aor == f"sip:bot@127.0.0.1:{deployment.kamailio_port}"
     assert stored["packet"]["caller_id"] == "+15551230001"
 
     turns = record["turns"]
@@ -510,6 +517,27 @@ def test_a_transfer_the_queue_turns_down_is_apologized_for_on_the_line(
     words = transcribe(bot, sip_peers.heard(tmp_path)[0])
     assert said("connect you to one of our agents", words)
     assert said("put you through to an agent", words) and said("call you back", words)
+
+
+@pytest.mark.e2e
+def test_wrong_credentials_are_turned_down_by_the_registrar(deployment):
+    async def register():
+        settings = SipSettings(
+            listen=("127.0.0.1", 0),
+            register=f"sip:bot@127.0.0.1:{deployment.kamailio_port}",
+            registrar=("127.0.0.1", deployment.kamailio_port),
+            credentials=(SIP_USER, "not-the-password"),
+        )
+        agent = SipUserAgent(settings, lambda line: None)
+        await agent.start()
+        try:
+            while agent.registration.state == RegistrationState.REGISTERING:
+                await asyncio.sleep(0.05)
+            return agent.registration.state
+        finally:
+            await agent.stop()
+
+    assert asyncio.run(asyncio.wait_for(register(), WAIT_S)) == RegistrationState.FAILED
 
 
 @pytest.mark.e2e

@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from voicebot.audio.apm import AudioCleanup
     from voicebot.audio.io import check_writable
+    from voicebot.errors import SipConfigError
     from voicebot.handoff.cli import open_service
     from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
@@ -85,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.server.app import create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
-    from voicebot.transports.sip import SipConfigError, SipSettings, check_listen
+    from voicebot.transports.sip import SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")

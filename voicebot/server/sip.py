@@ -45,7 +45,9 @@ class SipService:
             self._admit,
             line_options=lambda: state.line_options(TRANSPORT),
             on_ignored_rtp=metrics.RTP_IGNORED.inc,
-            on_rejected=lambda status: metrics.PROTOCOL_ERRORS.labels(TRANSPORT, str(status)).inc(),
+            on_bad_input=lambda status: metrics.PROTOCOL_ERRORS.labels(
+                TRANSPORT, str(status)
+            ).inc(),
         )
         await self.agent.start()
         try:

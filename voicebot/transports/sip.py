@@ -55,6 +55,7 @@ from aiosipua import (
     DialogState,
     IncomingCall,
     Registration,
+    RegistrationState,
     SdpMessage,
     SipDigestAuth,
     SipMessage,
@@ -71,7 +72,7 @@ from aiosipua.transport import UdpSipTransport
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.pcm import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 from voicebot.audio.resample import StreamResampler
-from voicebot.errors import VoicebotError
+from voicebot.errors import SipConfigError
 from voicebot.events import BotFrame
 from voicebot.transports.line import LiveLine
 
@@ -84,12 +85,6 @@ USER_AGENT = "voicebot"
 HANDOFF_HEADER = "X-Voicebot-Handoff"
 T1_S, T2_S, TIMER_F_S = 0.5, 4.0, 32.0  # RFC 3261 retransmission timers (non-INVITE)
 _STALL_S = 1.0  # a clock this far behind resynchronizes instead of bursting packets
-
-
-class SipConfigError(VoicebotError):
-    """A SIP setting cannot be used (address, registrar URI, credentials, trust list)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -279,14 +274,14 @@ class TransferOutcome:
 
 class _RtpStream(asyncio.DatagramProtocol):
     """One call's RTP socket: packets from the caller's SDP address into the jitter buffer
-    (telephone-events to ``on_digit``); anything else is ignored and counted."""
+    (telephone-events to ``on_digit``, which the line sets); anything else is ignored and
+    counted."""
 
     def __init__(
         self,
         codec: G711,
         dtmf_payload_type: int | None,
         remote: tuple[str, int],
-        on_digit: Callable[[str], None],
         on_ignored: Callable[[], None],
     ) -> None:
         self.codec = codec
@@ -295,7 +290,8 @@ class _RtpStream(asyncio.DatagramProtocol):
         self.playout = aiortp.AdaptivePlayout(_PlayoutCodec(codec))
         self.ignored = 0
         self.last_packet = time.monotonic()
-        self._dtmf = aiortp.DtmfReceiver(lambda digit, _duration: on_digit(digit))
+        self.on_digit: Callable[[str], None] = lambda digit: None
+        self._dtmf = aiortp.DtmfReceiver(lambda digit, _duration: self.on_digit(digit))
         self._on_ignored = on_ignored
         self._ssrc: int | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -382,10 +378,10 @@ class SipLine(LiveLine):
         self.call_id = call.call_id  # the SIP Call-ID, for logs and the record's peers
         self.caller_id = caller_id
         self.codec = rtp.codec.name
-        self.transfer: TransferOutcome | None = None
         self._agent = agent
         self._call = call
         self._rtp = rtp
+        rtp.on_digit = self.put_digit
         self._downsampler = StreamResampler(SAMPLE_RATE, RATE)
         self._pending = np.zeros(0, np.int16)  # bot audio short of a whole packet
         self._played: collections.deque[bytes] = collections.deque()  # play()'s packets
@@ -396,10 +392,6 @@ class SipLine(LiveLine):
         self._notify_progress: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._silence = rtp.codec.encode(np.zeros(FRAME, np.int16))
         self._clock = asyncio.get_running_loop().create_task(self._run_clock())
-
-    @property
-    def ignored_packets(self) -> int:
-        return self._rtp.ignored
 
     # --- the clock: one caller frame in, and (detached) one packet out, every 20 ms -------
 
@@ -593,13 +585,13 @@ class SipUserAgent:
         *,
         line_options: Callable[[], dict[str, Any]] = dict,
         on_ignored_rtp: Callable[[], None] = lambda: None,
-        on_rejected: Callable[[int], None] = lambda status: None,
+        on_bad_input: Callable[[int], None] = lambda status: None,
     ) -> None:
         self.settings = settings
         self._on_call = on_call
         self._line_options = line_options
         self._on_ignored_rtp = on_ignored_rtp
-        self._on_rejected = on_rejected
+        self._on_bad_input = on_bad_input  # a request refused for what it is: 400, 403, 488
         self._socket = _Socket(settings.listen, self._screen)
         self.uac = SipUAC(self._socket)
         self.uas = SipUAS(self._socket, uac=self.uac, user_agent=USER_AGENT)
@@ -623,7 +615,12 @@ class SipUserAgent:
         await self.uas.start()
         if self.settings.register and self.settings.registrar:
             host, port = self.settings.registrar
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_DGRAM
+                )
+            except OSError as exc:
+                raise SipConfigError(f"cannot resolve the registrar {host}: {exc}") from exc
             registrar = (infos[0][4][0], port)
             self._trusted.append(ipaddress.ip_network(registrar[0]))  # calls come through it
             credentials = self.settings.credentials
@@ -643,10 +640,16 @@ class SipUserAgent:
             self.registration.register()
         log.info("SIP: listening on %s:%d (UDP)", *self.address)
 
-    async def stop(self) -> None:
-        for line in list(self.lines.values()):
-            await line.hang_up()
-        if self.registration is not None and self.registration.state.value == "registered":
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Hang up every call (BYE, in parallel, for at most ``timeout_s``), unregister."""
+        if self.lines:
+            hang_ups = [line.hang_up() for line in list(self.lines.values())]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*hang_ups), timeout_s)
+        if (
+            self.registration is not None
+            and self.registration.state == RegistrationState.REGISTERED
+        ):
             self.registration.unregister()
             await asyncio.sleep(0.05)  # let the datagram leave
         await self.uas.stop()
@@ -689,7 +692,7 @@ class SipUserAgent:
         self, data: bytes, addr: tuple[str, int], status: int, reason: str, detail: str
     ) -> None:
         """Answer a request we will not parse further, from its raw header lines."""
-        self._on_rejected(status)
+        self._on_bad_input(status)
         lines = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").splitlines()
         wanted = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
         copied = [h for h in lines[1:] if h.split(":", 1)[0].strip().lower() in wanted]
@@ -718,7 +721,8 @@ class SipUserAgent:
     ) -> None:
         """Answer ``request`` without touching its dialog (a refused re-INVITE leaves the
         call up); ``warning`` says why, in a Warning header; ``tag`` is our To tag."""
-        self._on_rejected(status)
+        if status != 486:  # at capacity is no fault of the caller's
+            self._on_bad_input(status)
         response = SipResponse(status_code=status, reason_phrase=reason)
         for via in request.headers.get("via"):
             response.headers.append("Via", via)
@@ -816,21 +820,14 @@ class SipUserAgent:
         if remote is None:
             self._reject(call, 488, "Not Acceptable Here", "the SDP's c= address does not resolve")
             return
-        loop = asyncio.get_running_loop()
-        dtmf = _telephone_event(offer)
-        holder: list[SipLine] = []
-        _, rtp = await loop.create_datagram_endpoint(
-            lambda: _RtpStream(
-                codec,
-                dtmf,
-                remote,
-                on_digit=lambda digit: holder[0].put_digit(digit) if holder else None,
-                on_ignored=self._on_ignored_rtp,
-            ),
+        _, rtp = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _RtpStream(codec, _telephone_event(offer), remote, self._on_ignored_rtp),
             local_addr=(self.address[0], 0),
         )
+        if call.dialog.state == DialogState.TERMINATED:  # CANCELled while we set up
+            rtp.close()
+            return
         line = SipLine(self, call, rtp, caller_id=_caller_id(call.invite), **self._line_options())
-        holder.append(line)
         serve = self._on_call(line)
         if serve is None:
             line.close()
