@@ -78,12 +78,23 @@ def kamailio(workdir: Path, port: int, user: str, password: str) -> Peer:
         workdir / "kamailio.log",
         workdir,
     )
+    ping = (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKp"
+        f"\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ping\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
     deadline = time.monotonic() + 30
-    while "ready to process" not in peer.output() and "INFO: <core>" not in peer.output():
-        assert peer.process.poll() is None, peer.output()
-        assert time.monotonic() < deadline, "kamailio did not start"
-        time.sleep(0.1)
-    return peer
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.5)
+        while True:  # up once it answers anything
+            assert peer.process.poll() is None, peer.output()
+            assert time.monotonic() < deadline, "kamailio did not start"
+            probe.sendto(ping, ("127.0.0.1", port))
+            try:
+                if probe.recv(4096).startswith(b"SIP/2.0 "):
+                    return peer
+            except TimeoutError:
+                continue
 
 
 def baresip(workdir: Path, wav: Path, dial: str, outbound: str | None = None) -> Peer:

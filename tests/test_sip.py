@@ -541,6 +541,30 @@ def test_wrong_credentials_are_turned_down_by_the_registrar(deployment):
 
 
 @pytest.mark.e2e
+def test_a_register_sent_before_the_registrar_is_up_is_sent_again(tmp_path):
+    port = sip_peers.free_port()
+
+    async def register():
+        settings = SipSettings(
+            listen=("127.0.0.1", 0),
+            register=f"sip:bot@127.0.0.1:{port}",
+            registrar=("127.0.0.1", port),
+            credentials=(SIP_USER, SIP_PASSWORD),
+        )
+        agent = SipUserAgent(settings, lambda line: None)
+        await agent.start()  # the first REGISTER goes nowhere
+        proxy = await asyncio.to_thread(sip_peers.kamailio, tmp_path, port, SIP_USER, SIP_PASSWORD)
+        try:
+            while agent.registration.state != RegistrationState.REGISTERED:
+                await asyncio.sleep(0.05)
+        finally:
+            await agent.stop()
+            proxy.stop()
+
+    asyncio.run(asyncio.wait_for(register(), WAIT_S))
+
+
+@pytest.mark.e2e
 def test_a_full_server_answers_486(deployment):
     calls = deployment.server.server.config.app.state.voicebot.calls
     slots = [calls.reserve() for _ in range(calls.max_calls)]

@@ -638,7 +638,24 @@ class SipUserAgent:
                 "SIP: registering %s failed: %d %s", r.aor, status, reason
             )
             self.registration.register()
+            self._spawn(self._keep_registered(self.registration))
         log.info("SIP: listening on %s:%d (UDP)", *self.address)
+
+    async def _keep_registered(self, registration: Registration) -> None:
+        """aiosipua sends each REGISTER once, and over UDP a lost one would leave the bot
+        unregistered for good: send again until the registrar answers (RFC 3261 timers),
+        and after a refusal or an expiry try again every minute."""
+        interval = T1_S
+        while True:
+            await asyncio.sleep(interval)
+            if registration.state == RegistrationState.REGISTERING:
+                registration.register()
+                interval = min(interval * 2, T2_S)
+            elif registration.state in (RegistrationState.FAILED, RegistrationState.EXPIRED):
+                interval = 60.0
+                registration.register()
+            else:
+                interval = T1_S
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Hang up every call (BYE, in parallel, for at most ``timeout_s``), unregister."""
