@@ -17,6 +17,7 @@ from typing import Any
 
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.server import metrics
+from voicebot.server.calls import CallSlot
 from voicebot.server.lines import call_on_line
 from voicebot.server.state import ServerState
 from voicebot.transports.sip import SipLine, SipSettings, SipUserAgent, TransferOutcome
@@ -64,7 +65,7 @@ class SipService:
             return None
         return self._serve(line, slot)
 
-    async def _serve(self, line: SipLine, slot: Any) -> None:
+    async def _serve(self, line: SipLine, slot: CallSlot) -> None:
         state = self._state
         assert state is not None
         try:
