@@ -74,6 +74,12 @@ class LineProtocolError(VoicebotError):
         self.reason = reason
 
 
+class SipConfigError(VoicebotError):
+    """A SIP setting cannot be used (address, port, registrar, credentials, trust list)."""
+
+    exit_code = 2
+
+
 class EvalInputError(VoicebotError):
     """An eval input (manifest, scenario, report) cannot be used; the message names the file,
     and the line where there is one."""

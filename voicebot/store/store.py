@@ -201,6 +201,25 @@ class Store:
             )
         return current
 
+    def record_transfer(self, handoff_id: str, transfer: dict[str, Any]) -> None:
+        """Keep how the call was sent on (``transfer["outcome"]``) in the packet. Transferred:
+        the handoff is closed with disposition ``transferred``, since the desk that answered
+        has the call; otherwise it stays queued here for an agent to call back."""
+        now = time.time()
+        where = handoffs.c.handoff_id == handoff_id
+        with self.engine.begin() as conn:
+            row = conn.execute(select(handoffs.c.packet).where(where)).scalar_one_or_none()
+            if row is None:
+                raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+            packet = dict(row) | {"transfer": transfer}
+            conn.execute(update(handoffs).where(where).values(packet=packet, updated_at=now))
+            if transfer.get("outcome") == "transferred":  # unless an agent took it meanwhile
+                conn.execute(
+                    update(handoffs)
+                    .where(where, handoffs.c.status == "queued")
+                    .values(status="closed", disposition="transferred", closed_at=now)
+                )
+
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
         with self.engine.begin() as conn:
