@@ -79,3 +79,10 @@ class EvalInputError(VoicebotError):
     and the line where there is one."""
 
     exit_code = 2
+
+
+class CallerAudioError(VoicebotError):
+    """Simulated caller audio cannot be made: an unknown caller voice or line condition, or
+    a speech engine that is missing (the message names the Debian package) or failed."""
+
+    exit_code = 2
