@@ -26,6 +26,7 @@ in the next. Without ``--realtime`` the call clock charges every model's compute
 """
 
 import asyncio
+import math
 import time
 import zlib
 from collections import Counter
@@ -122,16 +123,15 @@ def assign(names: list[str], options: CallOptions) -> dict[str, Assignment]:
         chosen = options.line or DEFAULT_LINE
         return {name: Assignment(voice.name, voice.family, chosen) for name in names}
     families, lines = list(FAMILIES), [options.line] if options.line else list(MATRIX_LINES)
-    cells = len(families) * len(lines)
     out = {}
     for index, name in enumerate(sorted(names)):
-        cell = index % cells
-        family = families[cell % len(families)]
+        family = families[index % len(families)]
+        visit = index // len(families)  # this family's turn: its line is the next one
         voices = FAMILIES[family]
-        # Visits of a family rotate its voices, shifted every full pass over the cells so
-        # that a voice does not always meet the same line.
-        visit = index // len(families) + index // cells
-        out[name] = Assignment(voices[visit % len(voices)], family, lines[cell // len(families)])
+        # Its voices rotate too; where the two cycles share a factor they would lock a voice
+        # to some lines, so each full cycle of both shifts the voices by one.
+        voice = (visit + visit // math.lcm(len(voices), len(lines))) % len(voices)
+        out[name] = Assignment(voices[voice], family, lines[visit % len(lines)])
     return out
 
 
@@ -142,7 +142,8 @@ class CallerAudio:
         self._renderer = renderer
 
     def turn(self, turn: ScenarioTurn, who: Assignment) -> np.ndarray:
-        """Raises ``AudioInputError`` (naming the file) for missing or unreadable audio."""
+        """Raises ``AudioInputError`` (naming the file) for missing or unreadable audio, and
+        ``CallerAudioError`` when the voice's engine is missing or fails."""
         condition = line(who.line)
         if turn.noise_snr is not None:  # this turn's own noise level (white if the line has none)
             condition = replace(condition, noise=condition.noise or "white", snr_db=turn.noise_snr)

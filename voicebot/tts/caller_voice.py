@@ -204,13 +204,16 @@ def _default_piper() -> TTS:
     return PiperTTS(deterministic=True)  # the same caller audio on every run
 
 
-def speak(text: str, voice: str = DEFAULT_VOICE, *, piper: TTS | None = None) -> np.ndarray:
-    """``text`` in ``voice`` as clean speech: 16 kHz mono float32, peak at 0.9.
+def speak(
+    text: str, voice: str | CallerVoice = DEFAULT_VOICE, *, piper: TTS | None = None
+) -> np.ndarray:
+    """``text`` in ``voice`` (a registry name, or a voice of one's own) as clean speech:
+    16 kHz mono float32, peak at 0.9.
 
     ``piper`` is the Piper TTS for the ``piper`` family (one is loaded on first use if not
     given; tests pass the one they already hold).
     """
-    spec = caller_voice(voice)
+    spec = caller_voice(voice) if isinstance(voice, str) else voice
     if spec.family == "piper":
         tts = piper or _default_piper()
         audio = np.concatenate([pcm16_to_float(c.pcm) for c in tts.synthesize(text)])
@@ -227,18 +230,18 @@ def speak(text: str, voice: str = DEFAULT_VOICE, *, piper: TTS | None = None) ->
     if spec.family != "piper":  # Piper's level is already its own: the bot's tests rely on it
         peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
         if peak == 0:
-            raise CallerAudioError(f"caller voice {voice} produced silence for {text!r}")
+            raise CallerAudioError(f"caller voice {spec.name} produced silence for {text!r}")
         audio = audio * np.float32(_PEAK / peak)
     return audio
 
 
 def _trim(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Engines pad speech with silence of their own length; keep 50 ms at each edge."""
+    """Engines pad speech with silence of their own length: make it 50 ms at each edge."""
     loud = np.flatnonzero(np.abs(audio) > _SILENT * max(float(np.max(np.abs(audio))), 1e-9))
     if not len(loud):
         return audio
-    keep = round(_EDGE_S * rate)
-    return audio[max(0, int(loud[0]) - keep) : int(loud[-1]) + keep]
+    edge = round(_EDGE_S * rate)
+    return np.pad(audio[int(loud[0]) : int(loud[-1]) + 1], edge)
 
 
 def render_caller(
