@@ -73,7 +73,7 @@ def main() -> None:
         page.evaluate(STAMP_CARDS)
         for _ in range(args.rounds):
             for expected, lines in CALLS.items():
-                segments = [CallerSegment(render_caller(voice, line)) for line in lines]
+                segments = [CallerSegment(render_caller(line, piper=voice)) for line in lines]
                 caller = SimulatedCaller(segments, realtime=True)
                 box: dict = {}
 

@@ -115,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tts = PiperTTS(deterministic=True)
-    lines = [render_caller(tts, text, voice="low", codec="mulaw") for text in LINES]
+    lines = [render_caller(text, voice="piper-low", line="mulaw", piper=tts) for text in LINES]
     port = free_port()
     server = start_server(port, args.asr, max(args.calls), args.workers)
     process = psutil.Process(server.pid)

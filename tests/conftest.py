@@ -38,15 +38,16 @@ def tts():
 
 @pytest.fixture(scope="session")
 def caller_audio(tts):
-    """Render caller speech: Piper voice shifted to sound different, through a phone line."""
+    """Render caller speech: a caller voice (default: the Piper voice shifted to sound
+    different) through a phone line (``voicebot.audio.telephone.line`` specs)."""
     from voicebot.tts.caller_voice import render_caller
 
     cache: dict[tuple, np.ndarray] = {}
 
-    def render(text: str, voice: str = "low", codec: str = "mulaw") -> np.ndarray:
-        key = (text, voice, codec)
+    def render(text: str, voice: str = "piper-low", line: str = "mulaw") -> np.ndarray:
+        key = (text, voice, line)
         if key not in cache:
-            cache[key] = render_caller(tts, text, voice=voice, codec=codec)
+            cache[key] = render_caller(text, voice=voice, line=line, piper=tts)
         return cache[key]
 
     return render

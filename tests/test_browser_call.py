@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, tmp_path):
     mic = tmp_path / "caller.wav"
-    speech = caller_audio("hi I lost my card yesterday", codec="none")
+    speech = caller_audio("hi I lost my card yesterday", line="linear")
     sf.write(mic, np.concatenate([silence(7.0), speech, silence(6.0)]), 16000, subtype="PCM_16")
     server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
     try:
