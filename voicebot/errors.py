@@ -96,6 +96,8 @@ class QaFormError(VoicebotError):
 
 class NoCallsError(VoicebotError):
     """A report or scoring run found no calls in the range it was given."""
+
+
 class CallerAudioError(VoicebotError):
     """Simulated caller audio cannot be made: an unknown caller voice or line condition, or
     a speech engine that is missing (the message names the Debian package) or failed."""
