@@ -17,6 +17,8 @@ from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
 from voicebot.pipeline.workers import PriorityWorkers
+from voicebot.privacy.call import CallPrivacy, ConsentDialog
+from voicebot.privacy.lockout import VerificationLockout
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
@@ -41,14 +43,22 @@ class Bot:
     """Loads the models of ``config`` (seconds) and runs calls with them."""
 
     def __init__(
-        self, config: BotConfig | None = None, *, handoffs: HandoffSink | None = None
+        self,
+        config: BotConfig | None = None,
+        *,
+        handoffs: HandoffSink | None = None,
+        lockout: VerificationLockout | None = None,
     ) -> None:
         """``handoffs`` receives handoff packets (``voicebot.handoff.service`` gives the
-        store's writer); without one, handoffs are only in the call record."""
+        store's writer); without one, handoffs are only in the call record. ``lockout``
+        counts failed verifications across calls (in the database when given one; this
+        process's memory by default)."""
         self.config = config or BotConfig()
         self.handoffs = handoffs
         make_vad(self.config.vad)  # fail at start-up, not in the first call
         self.pack = load_pack(self.config.pack)
+        limit = self.pack.privacy.verification_failures_per_day
+        self.lockout = lockout or VerificationLockout(max_failures=limit)
         self.asr = make_asr(self.config.asr)
         self.tts = make_tts(self.config.voice)
         self.classifier = IntentClassifier.for_pack(
@@ -93,19 +103,27 @@ class Bot:
             caller_id=caller_id,
             recording=recording,
         )
+        dialog = DialogManager(
+            self.pack,
+            self.classifier,
+            self.services,
+            caller_id=caller_id,
+            llm=self.llm,
+            lockout=self.lockout,
+        )
+        consent = self.pack.privacy.consent
         session = CallSession(
             asr=self.asr,
             tts=self.tts,
             vad=make_vad(self.config.vad),
-            dialog=DialogManager(
-                self.pack, self.classifier, self.services, caller_id=caller_id, llm=self.llm
-            ),
+            dialog=ConsentDialog(dialog, consent) if consent else dialog,
             scheduler=Scheduler(self._executor, realtime=realtime),
             record=record,
             config=self.config.call,
             sinks=sinks,
             observer=observer,
             handoffs=handoffs or self.handoffs,
+            privacy=CallPrivacy(record, self.pack.privacy),
         )
         return await session.run(transport)
 
