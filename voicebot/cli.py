@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
+    from voicebot.privacy.cli import register as register_privacy
     from voicebot.server.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
+    register_privacy(commands)
     register_serve(commands)
     return parser
 
@@ -132,6 +134,7 @@ def _run_call(args: argparse.Namespace) -> int:
             call=call_config,
         ),
         handoffs=service.writer if service else None,
+        lockout=service.lockout(args.pack) if service else None,
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
     sinks = [JsonFileSink(args.transcript)] if args.transcript else []

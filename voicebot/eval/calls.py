@@ -44,6 +44,7 @@ from voicebot.eval.scenarios import Scenario, ScenarioTurn, load_scenarios
 from voicebot.eval.wer import total, word_errors
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.pipeline.record import CallRecord, Turn
+from voicebot.privacy.lockout import VerificationLockout
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.tts.caller_voice import render_caller
@@ -149,6 +150,7 @@ def _run_scenario(
     segments.append(CallerSegment(np.zeros(0, np.float32), Cue.BOT_DONE, _HANG_UP_S))
     caller = SimulatedCaller(segments, realtime=options.realtime, tail_s=_HANG_UP_S)
     bot.services = DemoBank(bot.config.bank_db)  # every call starts from the seeded data
+    bot.lockout = VerificationLockout(max_failures=bot.lockout.max_failures)  # and no history
     started = time.perf_counter()
     record = asyncio.run(
         bot.run_call(caller, realtime=options.realtime, caller_id=scenario.caller_id)
