@@ -113,10 +113,10 @@ CLEAN = [
 
 def items(rng: random.Random) -> list[dict]:
     out: list[dict] = []
-    for k in range(45):
+    for k in range(36):
         number = card(rng)
         out.append({"type": "card", "say": rng.choice(CARD).format(spoken(number, STYLES[k % 5]))})
-    for k in range(40):
+    for k in range(30):
         code = digits(rng, 3 + k % 2)
         out.append(
             {"type": "security_code", "say": rng.choice(CODE).format(spoken(code, "digits"))}
@@ -126,36 +126,36 @@ def items(rng: random.Random) -> list[dict]:
         say = rng.choice(["{}", "it's {}", "uh {}"]).format(spoken(code, "digits"))
         ctx = {"kind": "digits", "slot": "pin", "sensitive": True}
         out.append({"type": "security_code", "say": say, "context": ctx})
-    for _ in range(40):
+    for _ in range(30):
         ssn = f"{rng.randint(100, 665)}{rng.randint(10, 99)}{rng.randint(1000, 9999)}"
         said = ", ".join(spoken(part, "digits") for part in (ssn[:3], ssn[3:5], ssn[5:]))
         out.append({"type": "ssn", "say": rng.choice(SSN).format(said)})
-    for k in range(40):
+    for k in range(30):
         number = phone(rng)
         said = f"{spoken(number[:3], 'digits')}, {spoken(number[3:6], STYLES[k % 5])}, " + spoken(
             number[6:], STYLES[k % 5]
         )
         out.append({"type": "phone", "say": rng.choice(PHONE).format(said)})
-    for _ in range(12):
+    for _ in range(8):
         zipcode = digits(rng, 5)
         out.append({"type": "verification", "say": rng.choice(ZIP).format(spoken(zipcode, "oh"))})
-    for k in range(12):  # the answer to "what's the ZIP code on your account?"
+    for k in range(8):  # the answer to "what's the ZIP code on your account?"
         zipcode = digits(rng, 5)
         ctx = {"kind": "digits", "slot": "verification", "sensitive": True}
         say = rng.choice(["{}", "it's {}", "sure, {}"]).format(spoken(zipcode, STYLES[k % 5]))
         out.append({"type": "verification", "say": say, "context": ctx})
     months = [m for m in MONTHS if len(m) > 4 and m != "sept"]
-    for _ in range(12):
+    for _ in range(8):
         day = rng.choice([o for o in ORDINALS if o not in ("hundredth", "thousandth", "millionth")])
         year = f"nineteen {TENS[rng.randint(5, 9)]} {WORDS[rng.randint(1, 9)]}"
         date = f"{rng.choice(months)} {day}, {year}"
         out.append({"type": "date_of_birth", "say": rng.choice(DOB).format(date)})
-    for _ in range(15):
+    for _ in range(10):
         domain, tld = rng.choice(DOMAINS)
         local = f"{rng.choice(NAMES)} dot {rng.choice(SURNAMES)}"
         address = f"{local} at {domain} dot {tld}"
         out.append({"type": "email", "say": rng.choice(EMAIL).format(address), "local": local})
-    for k in range(12):
+    for k in range(8):
         account = digits(rng, 8 + k % 5)
         out.append(
             {"type": "account", "say": rng.choice(ACCOUNT).format(spoken(account, "groups"))}
@@ -167,7 +167,7 @@ def items(rng: random.Random) -> list[dict]:
 def splits(rng: random.Random) -> list[dict]:
     """A card read over two turns (the caller paused after the first half)."""
     out = []
-    for k in range(10):
+    for k in range(8):
         number = card(rng)
         first, second = number[:8], number[8:]
         out.append(
@@ -225,22 +225,24 @@ def main() -> None:
     def hear(say: str) -> str:
         return asr.transcribe(render_caller(tts, say, voice="low", codec="mulaw")).text.strip()
 
-    lines = []
-    for item in tqdm(items(rng), desc="utterances"):
-        text = hear(item["say"])
-        entry = {"text": text, "pii": gold(item["type"], text, item), "said": item["say"]}
-        if "context" in item:
-            entry["context"] = item["context"]
-        lines.append(entry)
-    for item in tqdm(splits(rng), desc="split cards"):
-        texts = [hear(say) for say in item["turns"]]
-        pii = [g | {"turn": n} for n, t in enumerate(texts) for g in gold("card", t, item)]
-        lines.append({"turns": texts, "pii": pii, "said": item["turns"]})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    print(f"wrote {len(lines)} items to {args.out}")
+    count = 0
+    with args.out.open("w", encoding="utf-8") as fh:  # line by line: a long run keeps its work
+        for item in tqdm(items(rng), desc="utterances"):
+            text = hear(item["say"])
+            entry = {"text": text, "pii": gold(item["type"], text, item), "said": item["say"]}
+            if "context" in item:
+                entry["context"] = item["context"]
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.flush()
+            count += 1
+        for item in tqdm(splits(rng), desc="split cards"):
+            texts = [hear(say) for say in item["turns"]]
+            pii = [g | {"turn": n} for n, t in enumerate(texts) for g in gold("card", t, item)]
+            fh.write(json.dumps({"turns": texts, "pii": pii, "said": item["turns"]}) + "\n")
+            fh.flush()
+            count += 1
+    print(f"wrote {count} items to {args.out}")
 
 
 if __name__ == "__main__":

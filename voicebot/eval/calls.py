@@ -41,7 +41,7 @@ from voicebot.eval.report import (
     write_markdown,
 )
 from voicebot.eval.scenarios import Scenario, ScenarioTurn, load_scenarios
-from voicebot.eval.wer import total, word_errors
+from voicebot.eval.wer import Errors, total, word_errors
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.pipeline.record import CallRecord, Turn
 from voicebot.privacy.lockout import VerificationLockout
@@ -152,16 +152,33 @@ def _run_scenario(
     bot.services = DemoBank(bot.config.bank_db)  # every call starts from the seeded data
     bot.lockout = VerificationLockout(max_failures=bot.lockout.max_failures)  # and no history
     started = time.perf_counter()
+    heard: list[str] = []  # what the bot heard, in clear: the record keeps it masked
+
+    def observe(kind: str, event: object) -> None:
+        if kind == "final":
+            heard.append(getattr(event, "text", ""))
+
     record = asyncio.run(
-        bot.run_call(caller, realtime=options.realtime, caller_id=scenario.caller_id)
+        bot.run_call(
+            caller, realtime=options.realtime, caller_id=scenario.caller_id, observer=observe
+        )
     )
-    return score_call(scenario, record, caller.segment_starts, time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return score_call(scenario, record, caller.segment_starts, wall, heard)
 
 
 def score_call(
-    scenario: Scenario, record: CallRecord, segment_starts: list[float], wall_s: float
+    scenario: Scenario,
+    record: CallRecord,
+    segment_starts: list[float],
+    wall_s: float,
+    heard: list[str] | None = None,
 ) -> dict:
-    """Check the scenario's expectations against the call record (pure: no models)."""
+    """Check the scenario's expectations against the call record (pure: no models).
+    ``heard``: the final transcripts in clear, in order, for the WER of turns the record
+    masks (a ZIP code); the report itself shows the masked text."""
+    spoken = [t for t in record.turns if t.role == "caller" and t.kind != "dtmf"]
+    clear = {id(t): text for t, text in zip(spoken, heard or [], strict=False)}
     caller_turns = sorted((t for t in record.turns if t.role == "caller"), key=lambda t: t.start)
     # Window of each played turn: from its first frame to the next one's (half a frame early,
     # as recorded turn starts are rounded to the millisecond).
@@ -175,7 +192,7 @@ def score_call(
             if index < len(played)
             else None
         )
-        turns.append(_score_turn(index, turn, heard, failures))
+        turns.append(_score_turn(index, turn, heard, failures, clear))
         if heard is not None:
             turns[-1]["start"] = round(segment_starts[index], 3)
     handoff = record.ended_by == "handoff"
@@ -225,7 +242,11 @@ def score_call(
 
 
 def _score_turn(
-    index: int, turn: ScenarioTurn, heard: list[Turn] | None, failures: list[str]
+    index: int,
+    turn: ScenarioTurn,
+    heard: list[Turn] | None,
+    failures: list[str],
+    clear: dict[int, str],
 ) -> dict[str, Any]:
     label = f"turn {index + 1} (line {turn.line})"
     out: dict[str, Any] = {"caller": turn.caller, "line": turn.line, "played": heard is not None}
@@ -239,6 +260,10 @@ def _score_turn(
     last = answered[-1] if answered else None
     out.update(
         recognized=" ".join(t.text for t in heard if not t.dropped),
+        word_errors=word_errors(
+            normalize(turn.caller),
+            normalize(" ".join(clear.get(id(t), t.text) for t in heard if not t.dropped)),
+        ).to_dict(),
         dropped=[t.dropped for t in heard if t.dropped],
         intent=last.intent if last else None,
         confidence=last.confidence if last else None,
@@ -264,7 +289,7 @@ def summarize(items: list[dict]) -> dict:
     with_reason = [i for i in items if i["handoff"]["actual"] and i["handoff"]["expected_reason"]]
     latencies = [v for i in items for v in i["latency_ms"]]
     words = [
-        word_errors(normalize(t["caller"]), normalize(t["recognized"]))
+        Errors(**{k: v for k, v in t["word_errors"].items() if k != "rate"})
         for i in items
         for t in i["turns"]
         if t["played"]
