@@ -137,6 +137,10 @@ def _run_call(args: argparse.Namespace) -> int:
         lockout=service.lockout(args.pack) if service else None,
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
+    # Partial transcripts are for someone watching: the live printer of a real-time call.
+    # Otherwise nobody sees them, and they would take the CPU from the finals (on 2 cores a
+    # partial in flight delays the end-of-turn transcript by its whole run).
+    caller.shows_partials = args.realtime and not args.quiet
     sinks = [JsonFileSink(args.transcript)] if args.transcript else []
     if service is not None:
         sinks.append(service.writer)
