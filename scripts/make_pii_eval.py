@@ -12,6 +12,7 @@ it, found by the number words and numerals in it). Deterministic (seeded).
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 from stdnum import luhn
@@ -204,21 +205,48 @@ def gold(kind: str | None, text: str, item: dict) -> list[dict]:
         if not starts or not ends:
             return [{"type": kind, "text": None}]
         return [{"type": kind, "text": text[starts[0][1] : ends[-1][2]]}]
-    picks = [
-        t
-        for i, t in enumerate(tokens)
-        if _number_token(words, i)
-        or (kind == "date_of_birth" and (t[0] in MONTHS or t[0] in ORDINALS))
-    ]
-    if not picks:
+    numbers = {i for i in range(len(tokens)) if _number_token(words, i)}
+    if not numbers:
         return [{"type": kind, "text": None}]
-    return [{"type": kind, "text": text[picks[0][1] : picks[-1][2]]}]
+    first = last = max(numbers)  # the number said last, back over the words it is made of
+    if kind == "date_of_birth":
+        first = min(_date_start(words), last)
+    while first - 1 in numbers or (first - 2 in numbers and words[first - 1] in FILLERS):
+        first -= 1 if first - 1 in numbers else 2
+    return [{"type": kind, "text": text[tokens[first][1] : tokens[last][2]]}]
+
+
+FILLERS = frozenset({"uh", "um", "and"})
+
+
+def _date_start(words: list[str]) -> int:
+    return next((i for i, w in enumerate(words) if w in MONTHS or w in ORDINALS), len(words))
+
+
+def annotate(path: Path) -> None:
+    """Mark the spans of an existing manifest again (after a fix to ``gold``)."""
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for entry in lines:
+        kinds = [p["type"] for p in entry["pii"]]
+        if "turns" in entry:
+            entry["pii"] = [
+                g | {"turn": n} for n, t in enumerate(entry["turns"]) for g in gold("card", t, {})
+            ]
+        elif kinds:
+            local = re.search(r"(\w+ dot \w+) at", entry["said"])
+            item = {"local": local[1] if local else ""}
+            entry["pii"] = gold(kinds[0], entry["text"], item)
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("eval/pii/spoken.jsonl"))
+    parser.add_argument("--annotate", action="store_true", help="only mark the spans again")
     args = parser.parse_args()
+    if args.annotate:
+        annotate(args.out)
+        return
     rng = random.Random(14)
     tts, asr = PiperTTS(deterministic=True), make_asr("tiny.en")
 

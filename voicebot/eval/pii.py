@@ -91,7 +91,7 @@ def evaluate_pii(manifest: Path, report_path: Path) -> dict[str, Any]:
     }
     report["targets"] = TARGETS
     report["meets_targets"] = report["precision"] >= TARGETS["precision"] and all(
-        recall.get(kind, 1.0) >= target for kind, target in TARGETS.items() if kind in PII
+        recall.get(kind, 1.0) >= target for kind, target in TARGETS.items() if kind != "precision"
     )
     return finish(report_path, report, issues, items, _write_markdown)
 
@@ -113,7 +113,7 @@ def _parse(data: dict[str, Any]) -> tuple[list[str], Expectation, list[tuple]] |
     golds = []
     for span in data.get("pii", []):
         kind, turn, text = span.get("type"), span.get("turn", 0), span.get("text")
-        if kind not in PII.__members__.values():
+        if kind not in {k.value for k in PII}:
             return f"unknown PII type {kind!r} (one of: {', '.join(PII)})"
         if not isinstance(turn, int) or not 0 <= turn < len(turns):
             return f"turn {turn!r} out of range"

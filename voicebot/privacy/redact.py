@@ -102,9 +102,10 @@ class Redaction:
 _CUES: dict[PII, re.Pattern[str]] = {
     kind: re.compile(rf"\b(?:{pattern})\b")
     for kind, pattern in {
-        PII.SECURITY_CODE: r"security code|cvv ?2?|cvc|csc|cid|pin(?: number| code)?|passcode|"
-        r"pass code|access code|verification code|secret code|code on the back|"
-        r"(?:three|four|3|4) digit code",
+        # Whisper hears "CVV" as "CBB" and "PIN" as "pen" on a phone line.
+        PII.SECURITY_CODE: r"security code|cvv ?2?|cvc|csc|cid|cbb|cvb|cbv|c [vb] [vb]|"
+        r"(?:pin|pen)(?: number| code)?|passcode|pass code|access code|verification code|"
+        r"secret code|code on the back|(?:three|four|3|4) digit code|code",
         PII.VERIFICATION: r"zip(?: code)?|zipcode|postal code|post ?code",
         PII.SSN: r"social(?: security)?(?: number)?|ssn|s s n",
         PII.NATIONAL_ID: r"passport(?: number)?|driver'?s licen[cs]e(?: number)?|"
@@ -273,7 +274,7 @@ def _classify(
 ) -> tuple[PII, str] | None:
     """What a digit run is: (kind, last four to keep), or None to leave it."""
     n = len(digits)
-    if cue is PII.SECURITY_CODE and 3 <= n <= 8:
+    if cue is PII.SECURITY_CODE and 2 <= n <= 8:  # 2: a digit misheard ("too" for two)
         return PII.SECURITY_CODE, ""
     if cue in (PII.VERIFICATION, PII.SSN, PII.NATIONAL_ID) and n >= 3:
         return cue, ""
