@@ -190,3 +190,46 @@ def test_voicebot_call_leaves_no_card_number_in_any_file(caller_audio, tmp_path)
     assert CARD not in digits(done.stdout) and "94107" not in done.stdout
     for path in files:
         assert os.stat(path).st_mode & 0o077 == 0, path  # owner-only
+
+
+def test_a_caller_who_declines_recording_is_not_recorded(bot, caller_audio, tmp_path):
+    data = yaml.safe_load(load_pack("bank").path.read_text())
+    data["privacy"]["consent"]["opt_in"] = "Do you agree? Please say yes or no."
+    path = tmp_path / "bank.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines = ["no thanks", "what are your opening hours"]
+    caller = SimulatedCaller([CallerSegment(caller_audio(line)) for line in lines])
+    bank, bot.pack = bot.pack, load_pack(path)
+    try:
+        record = asyncio.run(
+            bot.run_call(caller, realtime=False, recording=str(tmp_path / "call.wav"))
+        )
+    finally:
+        bot.pack = bank
+    assert record.consent["state"] == "declined" and record.recording is None
+    bot_said = [t.text for t in record.turns if t.role == "bot"]
+    assert bot_said[0].endswith("Do you agree? Please say yes or no.")
+    assert bot_said[1].startswith("Okay, this call will not be recorded.")
+    assert record.muted == [{"start": 0.0, "end": record.duration_s, "reason": "consent"}]
+    assert not caller.stereo().any()  # the recording would be silence throughout
+
+
+def test_verification_locks_across_calls_and_hands_off(bot, caller_audio):
+    from voicebot.privacy.lockout import VerificationLockout
+
+    def call(lines):
+        caller = SimulatedCaller([CallerSegment(caller_audio(line)) for line in lines])
+        return asyncio.run(bot.run_call(caller, realtime=False, caller_id="+15551230001"))
+
+    kept, bot.lockout = bot.lockout, VerificationLockout(max_failures=3)
+    try:
+        first = call(["hi I lost my card", "one two three four five", "five four three two one"])
+        second = call(["hi I lost my card", "one one one one one"])
+        third = call(["hi I lost my card"])
+    finally:
+        bot.lockout = kept
+    assert first.handoff_reason == "repeated_failure"  # two tries in one call, as before
+    assert second.handoff_reason == "verification_locked"  # the third failure today
+    assert third.handoff_reason == "verification_locked"  # not asked again
+    asked = [t.text for t in third.turns if t.role == "bot"]
+    assert bot.pack.verification.prompt not in " ".join(asked)

@@ -1,6 +1,7 @@
 """Erasure and retention on a real SQLite file and a real PostgreSQL server: afterwards no
 table and no file under the data folder holds the caller's number or a phrase of the call."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -117,3 +118,18 @@ def test_purge_erases_calls_past_retention(url, tmp_path, capsys):
     assert traces(url, data, new)
     assert main([*args, "--older-than", "1d"]) == 0
     assert traces(url, data, new) == []
+
+
+def test_the_server_retention_job_purges_at_start(tmp_path):
+    from voicebot.privacy.retention import RetentionJob
+
+    url, data = f"sqlite:///{tmp_path}/var/voicebot.db", tmp_path / "var"
+    old = seed(url, data, CALLER, PHRASE, days_ago=400)
+    store = Store(url)
+    job = RetentionJob(store, [data]).start()
+    deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
+    while store.call_rows([old]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job.stop()
+    store.close()
+    assert traces(url, data, old, PHRASE) == []
