@@ -198,13 +198,12 @@ def gold(kind: str | None, text: str, item: dict) -> list[dict]:
         return []
     tokens = token_spans(text)
     words = [t[0] for t in tokens]
-    if kind == "email":
-        first_local = item["local"].split()[0]
-        starts = [t for t in tokens if t[0] == first_local]
+    if kind == "email":  # from the first word after "... is" / "... at" to the domain
+        start = next((i + 1 for i, w in enumerate(words) if w in ("is", "at")), None)
         ends = [t for t in tokens if t[0] in ("com", "net", "org")]
-        if not starts or not ends:
+        if start is None or start >= len(tokens) or not ends:
             return [{"type": kind, "text": None}]
-        return [{"type": kind, "text": text[starts[0][1] : ends[-1][2]]}]
+        return [{"type": kind, "text": text[tokens[start][1] : ends[-1][2]]}]
     numbers = {i for i in range(len(tokens)) if _number_token(words, i)}
     if not numbers:
         return [{"type": kind, "text": None}]

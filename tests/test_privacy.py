@@ -296,3 +296,40 @@ def test_verification_locks_per_caller_after_n_failures_a_day(lockout_store):
         with lockout_store.engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT subject FROM verification_failures").all()
         assert rows and not any("555" in r[0] for r in rows)
+
+
+def test_the_pii_eval_scores_misses_false_masks_and_bad_lines(tmp_path):
+    import json
+
+    from voicebot.eval.pii import evaluate_pii
+
+    manifest = tmp_path / "m.jsonl"
+    lines = [
+        {
+            "text": "my card is 4111 1111 1111 1111",
+            "pii": [{"type": "card", "text": "4111 1111 1111 1111"}],
+        },
+        {"text": "the code is uh never mind", "pii": [{"type": "security_code", "text": "never"}]},
+        {"text": "the reference is 7 3 1 9 4 2 8", "pii": []},
+        {"text": "block the card ending in 4567", "pii": []},
+        {"text": "x", "pii": [{"type": "card", "text": "not there"}]},
+    ]
+    manifest.write_text("\n".join(json.dumps(line) for line in lines))
+    report = evaluate_pii(manifest, tmp_path / "r.json")
+    assert report["recall"] == {"card": 1.0, "security_code": 0.0}
+    assert report["precision"] == 0.5 and report["clean_untouched"] == 0.5
+    assert report["failures"] == 1 and not report["meets_targets"]
+    written = (tmp_path / "r.json").read_text()
+    assert "4111" not in written  # reports keep masked text only
+
+
+def test_redaction_meets_the_issue_targets_on_whisper_output(tmp_path):
+    from pathlib import Path
+
+    from voicebot.eval.pii import TARGETS, evaluate_pii
+
+    report = evaluate_pii(Path("eval/pii/spoken.jsonl"), tmp_path / "r.json")
+    assert report["failures"] == 0 and report["n"] >= 200 and report["clean_n"] >= 40
+    for kind in ("card", "security_code", "ssn", "phone"):
+        assert report["recall"][kind] >= TARGETS[kind], kind
+    assert report["precision"] >= TARGETS["precision"] and report["clean_untouched"] == 1.0

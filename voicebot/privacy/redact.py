@@ -232,9 +232,10 @@ def _piece(words: list[str], i: int) -> tuple[str, int, bool] | None:
     word = words[i]
     if word in REPEATS and i + 1 < len(words):
         inner = _piece(words, i + 1)
-        if inner is not None and len(inner[0]) == 1:
-            return inner[0] * REPEATS[word], inner[1], False  # "double five"
-        return None
+        if inner is None:
+            return None
+        # "double five"; Whisper also writes "double 24" for "double two four".
+        return inner[0][0] * REPEATS[word] + inner[0][1:], inner[1], False
     if word[:1].isdigit() or (word[:1] in "$+" and word[1:2].isdigit()):
         digits = re.sub(r"[^0-9]", "", word)
         # "$40", "1,200", "3.5", "3rd", "5k": amounts and ordinals, never identifiers.
@@ -276,7 +277,7 @@ def _classify(
     n = len(digits)
     if cue is PII.SECURITY_CODE and 2 <= n <= 8:  # 2: a digit misheard ("too" for two)
         return PII.SECURITY_CODE, ""
-    if cue in (PII.VERIFICATION, PII.SSN, PII.NATIONAL_ID) and n >= 3:
+    if cue in (PII.VERIFICATION, PII.SSN, PII.NATIONAL_ID) and n >= 2:  # even cut short
         return cue, ""
     if cue is PII.DATE_OF_BIRTH:
         return PII.DATE_OF_BIRTH, ""
@@ -426,8 +427,13 @@ def _is_number_word(words: list[str], i: int) -> bool:
     )
 
 
+_EMAIL_CUE = re.compile(r"\b(?:e ?mail(?: address)?|email me|mail me)\b")
+_EMAIL_LEAD = frozenset({"is", "at", "it's", "its", "to", "uh", "um"})
+
+
 def _email_findings(text: _Text) -> list[Finding]:
     out = [Finding(PII.EMAIL, m.start(), m.end()) for m in _EMAIL.finditer(text.text)]
+    out += _cued_email(text)
     words = text.words
     for k, word in enumerate(words):
         if word != "at" or k == 0:
@@ -437,6 +443,28 @@ def _email_findings(text: _Text) -> list[Finding]:
             continue
         start = _local_start(text, k - 1)
         out.append(Finding(PII.EMAIL, *_span(text, start, end)))
+    return out
+
+
+def _cued_email(text: _Text) -> list[Finding]:
+    """After "my email is": up to a domain ("yahoo.com", "gmail dot com"), however Whisper
+    mangled the rest ("john.smithit. Yahoo.com" for "john dot smith at yahoo dot com")."""
+    words = text.words
+    out = []
+    for k in range(len(words)):
+        cue = _phrase_end(_EMAIL_CUE, words, k)
+        if cue is None:
+            continue
+        start = cue
+        while start < len(words) and words[start] in _EMAIL_LEAD:
+            start += 1
+        ends = [
+            j
+            for j in range(start + 1, min(start + 12, len(words)))
+            if words[j] in _TLDS and (_joined(text, j - 1) == j or words[j - 1] == "dot")
+        ]
+        if start < len(words) and ends:
+            out.append(Finding(PII.EMAIL, *_span(text, start, ends[0])))
     return out
 
 
