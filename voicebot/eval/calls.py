@@ -43,7 +43,7 @@ from voicebot.eval.report import (
 from voicebot.eval.scenarios import Scenario, ScenarioTurn, load_scenarios
 from voicebot.eval.wer import Errors, total, word_errors
 from voicebot.pipeline.bot import Bot, BotConfig
-from voicebot.pipeline.record import CallRecord, Turn
+from voicebot.pipeline.record import CallRecord, JsonFileSink, Turn
 from voicebot.privacy.lockout import VerificationLockout
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
@@ -62,6 +62,7 @@ class CallOptions:
     codec: str = "mulaw"
     noise_snr: float | None = None
     realtime: bool = False
+    records_dir: Path | None = None  # keep each call's record as DIR/<scenario name>.json
 
 
 class CallerAudio:
@@ -158,9 +159,18 @@ def _run_scenario(
         if kind == "final":
             heard.append(getattr(event, "text", ""))
 
+    sinks = (
+        []
+        if options.records_dir is None
+        else [JsonFileSink(options.records_dir / f"{scenario.name}.json")]
+    )
     record = asyncio.run(
         bot.run_call(
-            caller, realtime=options.realtime, caller_id=scenario.caller_id, observer=observe
+            caller,
+            realtime=options.realtime,
+            caller_id=scenario.caller_id,
+            sinks=sinks,
+            observer=observe,
         )
     )
     wall = time.perf_counter() - started

@@ -7,6 +7,7 @@ import numpy as np
 
 from voicebot.asr import make_asr
 from voicebot.audio.frames import SAMPLE_RATE
+from voicebot.dialog.base import Dialog
 from voicebot.dialog.embeddings import SentenceEmbedder
 from voicebot.dialog.intent_classifier import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMConfig
@@ -19,6 +20,8 @@ from voicebot.pipeline.session import CallConfig, CallSession, Observer
 from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.privacy.call import CallPrivacy, ConsentDialog
 from voicebot.privacy.lockout import VerificationLockout
+from voicebot.qa.form import load_qa
+from voicebot.qa.survey import SurveyDialog
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
@@ -36,6 +39,7 @@ class BotConfig:
     embeddings: str = "minilm"
     bank_db: str = ":memory:"  # the demo back office (SQLite); a path keeps changes
     workers: int = 2  # model-compute threads shared by all calls
+    qa: str | None = None  # the pack's QA file (form, survey); default intents/qa/<pack>.yaml
     call: CallConfig = field(default_factory=CallConfig)
 
 
@@ -59,6 +63,7 @@ class Bot:
         self.pack = load_pack(self.config.pack)
         limit = self.pack.privacy.verification_failures_per_day
         self.lockout = lockout or VerificationLockout(max_failures=limit)
+        self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
         self.tts = make_tts(self.config.voice)
         self.classifier = IntentClassifier.for_pack(
@@ -103,7 +108,7 @@ class Bot:
             caller_id=caller_id,
             recording=recording,
         )
-        dialog = DialogManager(
+        dialog: Dialog = DialogManager(
             self.pack,
             self.classifier,
             self.services,
@@ -111,12 +116,16 @@ class Bot:
             llm=self.llm,
             lockout=self.lockout,
         )
+        if self.qa is not None and self.qa.survey is not None:
+            dialog = SurveyDialog(dialog, self.qa.survey, record)
         consent = self.pack.privacy.consent
+        if consent is not None:  # asked first, before anything else is said
+            dialog = ConsentDialog(dialog, consent)
         session = CallSession(
             asr=self.asr,
             tts=self.tts,
             vad=make_vad(self.config.vad),
-            dialog=ConsentDialog(dialog, consent) if consent else dialog,
+            dialog=dialog,
             scheduler=Scheduler(self._executor, realtime=realtime),
             record=record,
             config=self.config.call,

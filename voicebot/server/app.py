@@ -4,11 +4,12 @@ metrics, over one process-wide ``Bot`` (models loaded once, shared by every call
 Persistence and extra features plug in without touching the routes: ``history`` is where
 finished calls are read back (``voicebot.store.Store``; in memory when None), ``sinks``
 receive every call record as it changes (the store's writer), and ``routers`` are mounted
-as they are (the agent desktop).
+as they are (the agent desktop); ``services`` run for the app's lifetime on its event
+loop (the SIP user agent: ``voicebot.server.sip.SipService.serving``).
 """
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
@@ -29,6 +30,7 @@ def create_app(
     history: CallHistory | None = None,
     sinks: Sequence[RecordSink] = (),
     routers: Sequence[APIRouter] = (),
+    services: Sequence[Callable[[ServerState], AbstractAsyncContextManager[object]]] = (),
 ) -> FastAPI:
     config = config or ServerConfig()
     record_sinks = list(sinks)
@@ -44,7 +46,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as running:
+            for service in services:
+                await running.enter_async_context(service(state))
+            yield
         if transcripts is not None:
             transcripts.close()
 

@@ -16,9 +16,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     serve = commands.add_parser(
         "serve",
-        help="serve Twilio and browser calls, the calls API and metrics",
+        help="serve Twilio, SIP and browser calls, the calls API and metrics",
         description="One process: Twilio Media Streams (/twilio/voice, /twilio/media), "
-        "browser calls (/call), /api/calls, /agent, /healthz and /metrics.",
+        "browser calls (/call), SIP calls (--sip-listen), /api/calls, /agent, /healthz and "
+        "/metrics.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=8080)
@@ -45,6 +46,26 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
     )
     serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
+    sip = serve.add_argument_group(
+        "SIP",
+        "answer SIP calls (G.711 RTP); credentials for --sip-register come from "
+        "--sip-credentials FILE or $VOICEBOT_SIP_USERNAME and $VOICEBOT_SIP_PASSWORD",
+    )
+    sip.add_argument("--sip-listen", metavar="IP:PORT", help="e.g. 127.0.0.1:5060 (UDP)")
+    sip.add_argument("--sip-register", metavar="URI", help="register this AOR, e.g. sip:bot@pbx")
+    sip.add_argument("--sip-credentials", type=Path, metavar="FILE", help="username:password")
+    sip.add_argument(
+        "--sip-trust",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="networks allowed to send SIP requests (required beyond loopback)",
+    )
+    sip.add_argument(
+        "--transfer-to",
+        metavar="URI",
+        help="the agents' queue: a handed-off SIP caller is transferred there by REFER",
+    )
     serve.add_argument("--echo-cancellation", action="store_true", help="speakerphone callers")
     serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
     serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
@@ -57,13 +78,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from voicebot.audio.apm import AudioCleanup
     from voicebot.audio.io import check_writable
+    from voicebot.errors import SipConfigError
     from voicebot.handoff.cli import open_service
     from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
     from voicebot.server.app import create_app
+    from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
+    from voicebot.transports.sip import SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
@@ -79,6 +103,18 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),
     )
+    sip = None
+    if args.sip_listen:
+        sip = SipSettings.resolve(
+            args.sip_listen,
+            register=args.sip_register,
+            credentials_file=args.sip_credentials,
+            trust=tuple(args.sip_trust),
+            transfer_to=args.transfer_to,
+        )
+        check_listen(sip.listen)
+    elif args.sip_register or args.transfer_to or args.sip_trust:
+        raise SipConfigError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
     service = open_service(args)  # fails fast on a bad database, before models load
     bot = Bot(
         BotConfig(
@@ -98,8 +134,12 @@ def _serve(args: argparse.Namespace) -> int:
     retention = RetentionJob(service.store if service else None, data).start()
     if bot.pack.privacy.consent is None and config.recordings_dir is not None:
         log.warning("pack %s seeks no recording consent: no call is recorded", bot.pack.name)
+    services = []
+    if sip is not None:
+        transfers = service.store.record_transfer if service else None
+        services.append(SipService(sip, transfers).serving)
     if service is None:
-        app = create_app(bot, config=config)
+        app = create_app(bot, config=config, services=services)
     else:
         service.start_webhooks()
         app = create_app(
@@ -108,8 +148,11 @@ def _serve(args: argparse.Namespace) -> int:
             history=service.store,
             sinks=[service.writer],
             routers=[desk_router(service.store)],
+            services=services,
         )
     print(f"voicebot: serving on http://{args.host}:{args.port} (browser calls: /call)")
+    if sip is not None:
+        print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
         uvicorn.run(
             app,

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from voicebot.audio.recorder import StereoRecorder
 from voicebot.errors import LineProtocolError
 from voicebot.pipeline.bot import Bot
-from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.session import Observer
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry, CallSlot
@@ -102,7 +102,9 @@ async def run_line(
                 await refuse()
             code, reason = 1013, f"at capacity: {calls.max_calls} calls in progress, try later"
         else:
-            record = await _call(line, bot, calls, slot, transport, observer, recordings_dir)
+            record = await call_on_line(
+                line, bot, calls, slot, transport, observer=observer, recordings_dir=recordings_dir
+            )
             reason = f"call ended by {record.ended_by}"
             if line.hangup is None and finish is not None:
                 await finish()  # e.g. let the goodbye play out before hanging up
@@ -117,15 +119,20 @@ async def run_line(
     return record
 
 
-async def _call(
+async def call_on_line(
     line: LiveLine,
     bot: Bot,
     calls: CallRegistry,
     slot: CallSlot,
     transport: str,
-    observer: Observer | None,
-    recordings_dir: Path | None,
+    *,
+    observer: Observer | None = None,
+    recordings_dir: Path | None = None,
+    after: Callable[[CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
 ) -> CallRecord:
+    """Run the bot's call on ``line`` in ``slot`` (released at the end, whatever happens).
+    ``after`` runs once the bot is done but before the slot is released, with the record's
+    sinks: what happens to the line next (a SIP transfer) is recorded on the same call."""
     call_id = uuid.uuid4().hex[:12]
     if recordings_dir is not None:
         line.recorder = StereoRecorder(recordings_dir / f"{call_id}.wav")
@@ -147,6 +154,8 @@ async def _call(
             call_id=call_id,
             recording=str(line.recorder.path) if line.recorder else None,
         )
+        if after is not None:
+            await after(record, calls.sinks(slot))
         return record
     finally:
         if line.recorder is not None:

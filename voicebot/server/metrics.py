@@ -34,6 +34,10 @@ PROTOCOL_ERRORS = Counter(
 LATE_FRAMES = Counter(
     "voicebot_late_frames", "Bot frames sent over 60 ms after their caller frame", ["transport"]
 )
+RTP_IGNORED = Counter(
+    "voicebot_rtp_ignored_packets", "RTP packets dropped: not from the caller's SDP address"
+)
+TRANSFERS = Counter("voicebot_transfers", "Handed-off calls sent on", ["transport", "outcome"])
 TURNS = Counter("voicebot_turns", "Turns recorded", ["role"])
 BARGE_INS = Counter("voicebot_barge_ins", "Bot turns cut off by the caller")
 HANDOFFS = Counter("voicebot_handoffs", "Calls handed to a person", ["reason"])

@@ -39,7 +39,7 @@ class ServerState:
         self.bot = bot
         self.config = config
         self.calls = calls
-        self._busy_audio: np.ndarray | None = None
+        self._spoken: dict[str, np.ndarray] = {}
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -66,9 +66,12 @@ class ServerState:
         )
 
     async def busy_audio(self) -> np.ndarray:
-        """The capacity apology as 16 kHz PCM16, synthesized once (in a worker thread)."""
-        if self._busy_audio is None:
-            text = self.config.busy_message
+        """The capacity apology as 16 kHz PCM16."""
+        return await self.spoken(self.config.busy_message)
+
+    async def spoken(self, text: str) -> np.ndarray:
+        """A fixed message as 16 kHz PCM16, synthesized once (in a worker thread)."""
+        if text not in self._spoken:
             chunks = await asyncio.to_thread(lambda: [c.pcm for c in self.bot.tts.synthesize(text)])
-            self._busy_audio = np.concatenate(chunks)
-        return self._busy_audio
+            self._spoken[text] = np.concatenate(chunks)
+        return self._spoken[text]

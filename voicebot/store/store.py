@@ -32,6 +32,7 @@ from voicebot.store.schema import (
     calls,
     handoffs,
     metadata,
+    qa_scores,
     turns,
     verification_failures,
     webhook_outbox,
@@ -217,6 +218,25 @@ class Store:
             )
         return current
 
+    def record_transfer(self, handoff_id: str, transfer: dict[str, Any]) -> None:
+        """Keep how the call was sent on (``transfer["outcome"]``) in the packet. Transferred:
+        the handoff is closed with disposition ``transferred``, since the desk that answered
+        has the call; otherwise it stays queued here for an agent to call back."""
+        now = time.time()
+        where = handoffs.c.handoff_id == handoff_id
+        with self.engine.begin() as conn:
+            row = conn.execute(select(handoffs.c.packet).where(where)).scalar_one_or_none()
+            if row is None:
+                raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+            packet = dict(row) | {"transfer": transfer}
+            conn.execute(update(handoffs).where(where).values(packet=packet, updated_at=now))
+            if transfer.get("outcome") == "transferred":  # unless an agent took it meanwhile
+                conn.execute(
+                    update(handoffs)
+                    .where(where, handoffs.c.status == "queued")
+                    .values(status="closed", disposition="transferred", closed_at=now)
+                )
+
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
         summary = redact_text(summary)
@@ -357,6 +377,59 @@ class Store:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    # --- QA scorecards (voicebot.qa) --------------------------------------------------------
+
+    def save_scorecard(self, card: dict[str, Any]) -> None:
+        """Store a call's scorecard (``voicebot.qa.Scorecard.to_dict()``), replacing an
+        earlier one of the same call (a re-run of ``voicebot qa run``)."""
+        scores = {p["part"]: p["score"] for p in card["parts"]}
+        row = {
+            "call_id": card["call_id"],
+            "pack": card["pack"],
+            "form": card["form"],
+            "started_at": card["started_at"],
+            "scored_at": card["scored_at"],
+            "bot_score": scores.get("bot"),
+            "agent_score": scores.get("agent"),
+            "passed": card["passed"],
+            "failed": card["failed"],
+            "scorecard": card,
+        }
+        with self.engine.begin() as conn:
+            self._upsert(conn, qa_scores, [row], ["call_id"])
+
+    def get_scorecard(self, call_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            query = select(qa_scores.c.scorecard).where(qa_scores.c.call_id == call_id)
+            return conn.execute(query).scalar_one_or_none()
+
+    def list_scorecards(
+        self, since: str | None = None, until: str | None = None, pack: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Scorecards of the calls started in [since, until), oldest first."""
+        query = _in_range(select(qa_scores.c.scorecard), qa_scores, since, until, pack)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.order_by(qa_scores.c.started_at)).scalars())
+
+    def calls_between(
+        self, since: str | None = None, until: str | None = None, pack: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of the finished calls started in [since, until) (ISO times), oldest
+        first: what QA runs and KPI reports read."""
+        query = _in_range(select(calls.c.record), calls, since, until, pack)
+        query = query.where(calls.c.ended_by.is_not(None)).order_by(calls.c.started_at)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def handoffs_of(self, call_ids: list[str]) -> list[dict[str, Any]]:
+        """The handoff rows of these calls (queue state, claim and close times)."""
+        if not call_ids:
+            return []
+        columns = [c for c in handoffs.c if c.name != "packet"]
+        with self.engine.connect() as conn:
+            query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     # --- helpers -------------------------------------------------------------------------
 
     def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -383,6 +456,18 @@ _CALL_COLUMNS = (
     "handoff_reason",
     "duration_s",
 )
+
+
+def _in_range(
+    query: Any, table: Any, since: str | None, until: str | None, pack: str | None
+) -> Any:
+    if since is not None:
+        query = query.where(table.c.started_at >= since)
+    if until is not None:
+        query = query.where(table.c.started_at < until)
+    if pack is not None:
+        query = query.where(table.c.pack == pack)
+    return query
 
 
 def _turn_row(call_id: str, idx: int, turn: dict[str, Any]) -> dict[str, Any]:
