@@ -58,6 +58,7 @@ eval: setup
 		--report build/eval/intents-bank.json
 	$(VENV)/bin/voicebot eval intents --manifest eval/intents/telecom.jsonl --pack telecom \
 		--report build/eval/intents-telecom.json
+	$(VENV)/bin/voicebot eval pii --manifest eval/pii/spoken.jsonl --report build/eval/pii.json
 	$(VENV)/bin/voicebot eval calls --scenarios eval/calls/bank eval/calls/telecom \
 		--report build/eval/calls.json
 	$(VENV)/bin/voicebot eval qa --labels eval/qa/labels.jsonl --report build/eval/qa.json

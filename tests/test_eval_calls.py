@@ -149,6 +149,7 @@ def item(name: str, expected: bool, actual: bool, passed: bool) -> dict:
             {
                 "caller": "yes",
                 "recognized": "yes",
+                "word_errors": {"substitutions": 0, "deletions": 0, "insertions": 0, "length": 1},
                 "played": True,
                 "expect_intent": "affirm",
                 "intent": "affirm" if passed else "deny",

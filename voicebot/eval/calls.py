@@ -56,10 +56,11 @@ from voicebot.eval.report import (
     write_markdown,
 )
 from voicebot.eval.scenarios import Scenario, ScenarioTurn, load_scenarios
-from voicebot.eval.wer import total, word_errors
+from voicebot.eval.wer import Errors, total, word_errors
 from voicebot.events import CallerTurn, Transcript
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.pipeline.record import CallRecord, JsonFileSink, Turn
+from voicebot.privacy.lockout import VerificationLockout
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.tts.caller_voice import (
@@ -304,16 +305,30 @@ def _run_scenario(
     segments.append(CallerSegment(np.zeros(0, np.float32), Cue.BOT_DONE, _HANG_UP_S))
     caller = SimulatedCaller(segments, realtime=options.realtime, tail_s=_HANG_UP_S)
     bot.services = DemoBank(bot.config.bank_db)  # every call starts from the seeded data
+    bot.lockout = VerificationLockout(max_failures=bot.lockout.max_failures)  # and no history
     started = time.perf_counter()
+    heard: list[str] = []  # what the bot heard, in clear: the record keeps it masked
+
+    def observe(kind: str, event: object) -> None:
+        if kind == "final":
+            heard.append(getattr(event, "text", ""))
+
     sinks = (
         []
         if options.records_dir is None
         else [JsonFileSink(options.records_dir / f"{scenario.name}.json")]
     )
     record = asyncio.run(
-        bot.run_call(caller, realtime=options.realtime, caller_id=scenario.caller_id, sinks=sinks)
+        bot.run_call(
+            caller,
+            realtime=options.realtime,
+            caller_id=scenario.caller_id,
+            sinks=sinks,
+            observer=observe,
+        )
     )
-    item = score_call(scenario, record, caller.segment_starts, time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    item = score_call(scenario, record, caller.segment_starts, wall, heard)
     return item | asdict(who)
 
 
@@ -322,13 +337,17 @@ def score_call(
     record: CallRecord,
     segment_starts: list[float],
     wall_s: float,
+    heard: list[str] | None = None,
     *,
     audio: bool = True,
 ) -> dict:
     """Check the scenario's expectations against the call record (pure: no models).
 
-    Without ``audio`` (a ``--text`` call) nobody talks over anybody: barge-ins are not
-    checked."""
+    ``heard``: the final transcripts in clear, in order, for the WER of turns the record
+    masks (a ZIP code); the report itself shows the masked text. Without ``audio`` (a
+    ``--text`` call) nobody talks over anybody: barge-ins are not checked."""
+    spoken = [t for t in record.turns if t.role == "caller" and t.kind != "dtmf"]
+    clear = {id(t): text for t, text in zip(spoken, heard or [], strict=False)}
     caller_turns = sorted((t for t in record.turns if t.role == "caller"), key=lambda t: t.start)
     # Window of each played turn: from its first frame to the next one's (half a frame early,
     # as recorded turn starts are rounded to the millisecond).
@@ -342,7 +361,7 @@ def score_call(
             if index < len(played)
             else None
         )
-        turns.append(_score_turn(index, turn, heard, failures))
+        turns.append(_score_turn(index, turn, heard, failures, clear))
         if heard is not None:
             turns[-1]["start"] = round(segment_starts[index], 3)
     handoff = record.ended_by == "handoff"
@@ -393,7 +412,11 @@ def score_call(
 
 
 def _score_turn(
-    index: int, turn: ScenarioTurn, heard: list[Turn] | None, failures: list[str]
+    index: int,
+    turn: ScenarioTurn,
+    heard: list[Turn] | None,
+    failures: list[str],
+    clear: dict[int, str],
 ) -> dict[str, Any]:
     label = f"turn {index + 1} (line {turn.line})"
     out: dict[str, Any] = {"caller": turn.caller, "line": turn.line, "played": heard is not None}
@@ -407,6 +430,10 @@ def _score_turn(
     last = answered[-1] if answered else None
     out.update(
         recognized=" ".join(t.text for t in heard if not t.dropped),
+        word_errors=word_errors(
+            normalize(turn.caller),
+            normalize(" ".join(clear.get(id(t), t.text) for t in heard if not t.dropped)),
+        ).to_dict(),
         dropped=[t.dropped for t in heard if t.dropped],
         intent=last.intent if last else None,
         confidence=last.confidence if last else None,
@@ -432,7 +459,7 @@ def summarize(items: list[dict]) -> dict:
     with_reason = [i for i in items if i["handoff"]["actual"] and i["handoff"]["expected_reason"]]
     latencies = [v for i in items for v in i["latency_ms"]]
     words = [
-        word_errors(normalize(t["caller"]), normalize(t["recognized"]))
+        Errors(**{k: v for k, v in t["word_errors"].items() if k != "rate"})
         for i in items
         for t in i["turns"]
         if t["played"]

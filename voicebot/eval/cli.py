@@ -66,6 +66,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calls.set_defaults(func=_calls)
 
+    pii = sub.add_parser("pii", help="PII redaction: recall per type, precision, clean set")
+    pii.add_argument("--manifest", type=Path, required=True, help="PII manifest (JSONL)")
+    pii.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    pii.set_defaults(func=_pii)
+
     qa = sub.add_parser("qa", help="QA scorer against a reviewer's labels, per criterion and form")
     qa.add_argument("--labels", type=Path, required=True, help="labelled calls (JSONL)")
     qa.add_argument("--report", type=Path, required=True, help="report JSON to write")
@@ -157,6 +162,21 @@ def _calls(args: argparse.Namespace) -> int:
     for item in report["items"]:
         if not item["passed"]:
             print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _pii(args: argparse.Namespace) -> int:
+    from voicebot.eval.pii import evaluate_pii
+
+    check_writable(args.report, "report")
+    report = evaluate_pii(args.manifest, args.report)
+    recall = ", ".join(f"{kind} {value:.3f}" for kind, value in report["recall"].items())
+    print(
+        f"{report['n']} lines: precision {report['precision']:.3f}, recall {recall}; clean "
+        f"lines untouched {report['clean_untouched']:.3f}; targets "
+        + ("met" if report["meets_targets"] else "NOT met")
+    )
     _print_issues_and_paths(report, args.report)
     return 0
 

@@ -57,6 +57,7 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "sentiment": packet.get("sentiment", {}),
         "transcript": packet.get("transcript", []),
         "recording": packet.get("recording"),
+        "consent": packet.get("consent"),  # recording consent: state and time
     }
 
 

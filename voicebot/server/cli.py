@@ -83,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
+    from voicebot.privacy.retention import RetentionJob
     from voicebot.server.app import create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
@@ -126,7 +127,13 @@ def _serve(args: argparse.Namespace) -> int:
             call=CallConfig(partial_interval_s=args.partial_interval_s),
         ),
         handoffs=service.writer if service else None,
+        lockout=service.lockout(args.pack) if service else None,
     )
+    # Calls past their retention are erased at start and then daily.
+    data = [Path("var"), *filter(None, (config.transcripts_dir, config.recordings_dir))]
+    retention = RetentionJob(service.store if service else None, data).start()
+    if bot.pack.privacy.consent is None and config.recordings_dir is not None:
+        log.warning("pack %s seeks no recording consent: no call is recorded", bot.pack.name)
     services = []
     if sip is not None:
         transfers = service.store.record_transfer if service else None
@@ -156,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
             proxy_headers=True,
         )
     finally:
+        retention.stop()
         bot.close()
         if service is not None:
             service.close()

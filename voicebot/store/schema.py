@@ -85,6 +85,16 @@ webhook_outbox = Table(
 )
 Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)
 
+# Failed verifications, for the per-caller lockout (``voicebot.privacy.lockout``). The
+# subject is a hash of the caller ID (or customer): no phone number is kept here.
+verification_failures = Table(
+    "verification_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, index=True),
+    Column("at", Float, nullable=False, index=True),
+)
+
 # --- QA scorecards (voicebot.qa) ---------------------------------------------------------
 # One row per scored call: the scorecard as JSON, with the figures reports filter and
 # aggregate on beside it. ``started_at`` is the call's, so a date range selects both.

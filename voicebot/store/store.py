@@ -6,6 +6,11 @@ worker threads only (see ``voicebot.store.sink``).
 
 Claiming is a conditional ``UPDATE ... WHERE status = 'queued'``: the database decides which
 of two agents clicking at once gets the call, on SQLite and PostgreSQL alike.
+
+Nothing is stored in clear that the redactor can see: records, packets, webhook bodies and
+summaries are masked once more on the way in (``voicebot.privacy.redact``). The SQLite file
+is the owner's only (0600) and overwrites deleted content (``secure_delete``), so an erased
+call leaves no trace in the file.
 """
 
 import json
@@ -15,13 +20,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
-from voicebot.store.schema import calls, handoffs, metadata, qa_scores, turns, webhook_outbox
+from voicebot.privacy.redact import redact_json, redact_text
+from voicebot.privacy.storage import create_private, private_dir
+from voicebot.store.schema import (
+    calls,
+    handoffs,
+    metadata,
+    qa_scores,
+    turns,
+    verification_failures,
+    webhook_outbox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +80,7 @@ class Store:
 
     def save_call(self, record: dict[str, Any], changed_turns: list[int] | None = None) -> None:
         """Upsert a call record and its turns (only ``changed_turns`` if given)."""
+        record = redact_json(record)
         row = {
             "call_id": record["call_id"],
             "started_at": record["started_at"],
@@ -104,6 +120,7 @@ class Store:
         """Store a handoff and queue its webhook deliveries in one transaction (idempotent:
         the same packet twice, e.g. from a spool flush after a timeout, is stored once)."""
         now = time.time()
+        packet = redact_json(packet)
         body = json.dumps(packet, ensure_ascii=False, sort_keys=True)
         with self.engine.begin() as conn:
             exists = conn.execute(
@@ -222,6 +239,7 @@ class Store:
 
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
+        summary = redact_text(summary)
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(handoffs.c.packet).where(handoffs.c.handoff_id == handoff_id)
@@ -283,6 +301,81 @@ class Store:
             conn.execute(
                 update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
             )
+
+    # --- privacy: lockout, erasure, retention --------------------------------------------
+
+    def add_failure(self, subjects: list[str], at: float) -> None:
+        """Note a failed verification for each subject (hashed ids, see schema)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(verification_failures), [{"subject": s, "at": at} for s in subjects]
+            )
+
+    def failures_since(self, subjects: list[str], since: float) -> int:
+        """The most failures any of ``subjects`` had since ``since``."""
+        query = (
+            select(func.count())
+            .select_from(verification_failures)
+            .where(verification_failures.c.at >= since)
+            .group_by(verification_failures.c.subject)
+            .where(verification_failures.c.subject.in_(subjects))
+        )
+        with self.engine.connect() as conn:
+            return max((int(n) for n in conn.execute(query).scalars()), default=0)
+
+    def calls_from(self, caller_ids: list[str]) -> list[dict[str, Any]]:
+        """Calls (id, caller, pack, start, recording) from any of ``caller_ids``."""
+        return self._call_rows(calls.c.caller_id.in_(caller_ids))
+
+    def calls_started_before(self, started_at: str) -> list[dict[str, Any]]:
+        return self._call_rows(calls.c.started_at < started_at)
+
+    def call_rows(self, call_ids: list[str]) -> list[dict[str, Any]]:
+        return self._call_rows(calls.c.call_id.in_(call_ids))
+
+    def _call_rows(self, condition: Any) -> list[dict[str, Any]]:
+        query = select(
+            calls.c.call_id, calls.c.caller_id, calls.c.pack, calls.c.started_at, calls.c.record
+        ).where(condition)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["recording"] = (row.pop("record") or {}).get("recording")
+        return rows
+
+    def handoff_ids(self, call_ids: list[str]) -> list[str]:
+        query = select(handoffs.c.handoff_id).where(handoffs.c.call_id.in_(call_ids))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def erase(
+        self, call_ids: list[str], subjects: list[str] = (), *, failures_before: float | None = None
+    ) -> dict[str, int]:
+        """Delete every row of these calls in every table (turns, handoffs, webhook bodies,
+        anything later tables key on a call or handoff id), and the lockout rows of
+        ``subjects``; then make the deletion physical. Returns rows deleted per table."""
+        handoff_ids = self.handoff_ids(call_ids) if call_ids else []
+        keys = {"call_id": call_ids, "handoff_id": handoff_ids, "subject": list(subjects)}
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):  # children before parents
+                if table.name in APPEND_ONLY_TABLES:
+                    continue
+                matches = [table.c[k].in_(v) for k, v in keys.items() if k in table.c and v]
+                if table is verification_failures and failures_before is not None:
+                    matches.append(table.c.at < failures_before)
+                if matches:
+                    count = conn.execute(delete(table).where(or_(*matches))).rowcount
+                    if count:
+                        deleted[table.name] = int(count)
+        self._compact()
+        return deleted
+
+    def _compact(self) -> None:
+        """SQLite: move the (zeroed) pages out of the write-ahead log and empty it."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- QA scorecards (voicebot.qa) --------------------------------------------------------
 
@@ -351,6 +444,9 @@ class Store:
         conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
 
+# Tables erasure leaves alone: the audit log keeps who did what (it holds no caller data).
+APPEND_ONLY_TABLES = frozenset({"audit_log"})
+
 _CALL_COLUMNS = (
     "call_id",
     "started_at",
@@ -397,7 +493,7 @@ def _engine(url: str, lock_timeout_s: float) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             folder = Path(parsed.database).parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                create_private(private_dir(folder) / Path(parsed.database).name)
             except OSError as exc:
                 raise StoreError(
                     f"cannot create the folder {folder} for the store {url}: {exc.strerror}"
@@ -409,6 +505,7 @@ def _engine(url: str, lock_timeout_s: float) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten
             cursor.close()
 
         return engine
