@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from voicebot.auth.cli import register as register_auth
     from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
     from voicebot.dialog.llm_server import register as register_llm
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_models(commands)
     register_handoffs(commands)
     register_serve(commands)
+    register_auth(commands)
     return parser
 
 
