@@ -74,9 +74,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 @contextmanager
 def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
     """The accounts in ``--db``, closed after the command."""
+    from voicebot.handoff.cli import db_url
     from voicebot.store.store import Store
 
-    store = Store(args.db)
+    store = Store(db_url(args))
     try:
         yield Accounts(store)
     finally:

@@ -308,9 +308,7 @@ def auth_router(accounts: Accounts | None, limits: Limits, public_url: str | Non
         if result is None:
             per_name.spend(body.name)
             refused("sign_in_failed")
-            await asyncio.to_thread(
-                audit, accounts.store, "anonymous", "sign_in_refused", "user", body.name
-            )
+            await asyncio.to_thread(_audit_refusal, accounts, body.name)
             raise HTTPException(401, "wrong name or password")
         who, cookie = result
         await asyncio.to_thread(audit, accounts.store, who, "signed_in", "user", who.name)
@@ -344,3 +342,10 @@ def auth_router(accounts: Accounts | None, limits: Limits, public_url: str | Non
         return {"signed_out": who.name}
 
     return router
+
+
+def _audit_refusal(accounts: Accounts, name: str) -> None:
+    """A failed sign-in names the account only if there is one: people type passwords
+    into the name field, and those must not land in the log."""
+    known = accounts.store.get_user(name) is not None
+    audit(accounts.store, "anonymous", "sign_in_refused", "user", name if known else "?")

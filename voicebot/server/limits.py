@@ -38,7 +38,7 @@ class Limits:
     waiting_sockets: int = 32  # WebSockets accepted but not yet past "start"
     event_streams: int = 64  # agent desktops following the handoff queue at once
     body_bytes: int = 64 * 1024  # any HTTP request body (Twilio's form posts are ~2 KB)
-    sign_in_per_client: Rate = field(default_factory=lambda: Rate(10, 60.0))
+    sign_in_per_client: Rate = field(default_factory=lambda: Rate(30, 60.0))  # a proxy: all
     sign_in_per_name: Rate = field(default_factory=lambda: Rate(5, 300.0))  # failures only
     calls_per_client: Rate = field(default_factory=lambda: Rate(6, 60.0))  # browser calls
 
