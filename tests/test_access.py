@@ -8,6 +8,7 @@ every route is called anonymously and must refuse."""
 import asyncio
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -320,8 +321,19 @@ def test_limits_refuse_with_a_reason_and_are_counted(sqlite_store):
 
         # One desktop may follow the queue; the second is refused until the first leaves.
         with sue.stream("GET", "/api/handoffs/stream") as first:
-            next(first.iter_lines())
-            assert sue.get("/api/handoffs/stream").status_code == 503
+            lines = first.iter_lines()  # kept: dropping it would close the stream
+            assert next(lines) == "event: snapshot"
+            refused_stream = sue.get("/api/handoffs/stream")
+            assert refused_stream.status_code == 503
+            assert "following the queue already" in refused_stream.json()["detail"]
+        # Once the server sees it gone (its next poll), its place is free again.
+        deadline = time.monotonic() + 60  # hang guard
+        while True:
+            with sue.stream("GET", "/api/handoffs/stream") as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the stream's place was never given back"
+            time.sleep(0.1)
         sue.close()
         after = {k: refusals(server, k) for k in before}
     finally:

@@ -26,14 +26,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from voicebot.errors import AuthError, StoreError
-from voicebot.store.store import Store
+
+if TYPE_CHECKING:  # the store pulls in the audio stack: commands that only list users skip it
+    from voicebot.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def _sha256(text: str) -> str:
 
 
 def audit(
-    store: Store,
+    store: "Store",
     actor: str | Principal,
     action: AuditAction,
     target_kind: TargetKind,
@@ -211,7 +213,7 @@ class Accounts:
     """Users, tokens and sessions over a ``Store`` (every method is blocking)."""
 
     def __init__(
-        self, store: Store, policy: SessionPolicy | None = None, *, clock=time.time
+        self, store: "Store", policy: SessionPolicy | None = None, *, clock=time.time
     ) -> None:
         self.store = store
         self.policy = policy or SessionPolicy()

@@ -15,7 +15,6 @@ shares the database, and costs one indexed query per open page every ``poll_s``.
 
 import asyncio
 import json
-import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -96,15 +95,11 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
         except BaseException:
             give_back()
             raise
-        response = StreamingResponse(
-            _events(store, request, poll_s, give_back),
+        return StreamingResponse(
+            _Body(_events(store, request, poll_s, give_back), give_back),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        # The stream gives its place back when it ends, or, if it never started (the client
-        # left first), when the response is dropped.
-        weakref.finalize(response, give_back)
-        return response
 
     @router.get("/api/handoffs/{handoff_id}")
     @allow(AGENTS)
@@ -130,6 +125,24 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
         return card(row)
 
     return router
+
+
+class _Body:
+    """An event stream's body. Its generator gives the stream's place back when it ends;
+    if it never starts (the client left before the first byte), dropping the body does."""
+
+    def __init__(self, events: AsyncIterator[str], give_back: Callable[[], None]) -> None:
+        self._events = events
+        self._give_back = give_back
+
+    def __aiter__(self) -> "_Body":
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._events.__anext__()
+
+    def __del__(self) -> None:
+        self._give_back()
 
 
 def _audit(

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -191,7 +191,7 @@ class Gate:
         return None
 
 
-def _refuse(websocket: bool, status: int, detail: str, kind: str) -> None:
+def _refuse(websocket: bool, status: int, detail: str, kind: str) -> NoReturn:
     refused(kind)
     if websocket:  # before the handshake completes: the client sees HTTP 403
         raise WebSocketException(1008, detail)
