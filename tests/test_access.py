@@ -159,6 +159,10 @@ def test_sign_in_roles_sessions_and_sign_out(store):
 
         ana, sue, root = (signed_in(server.url, n) for n in ("ana", "sue", "root"))
         assert ana.get("/auth/session").json()["name"] == "ana"
+        desk = ana.get("/agent")  # pages may not be framed, and run only their own scripts
+        assert desk.status_code == 200 and desk.headers["x-frame-options"] == "DENY"
+        policy = desk.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
         assert ana.get("/api/calls").status_code == 403  # agents see handed-off calls only
         assert sue.get("/api/calls").status_code == 200
         assert ana.get("/api/calls/nope").status_code == 404

@@ -368,7 +368,9 @@ def test_with_an_auth_token_only_signed_twilio_requests_get_through(bot):
     assert refused.value.response.status_code == 403
 
 
-def test_without_a_token_twilio_is_refused_and_unsigned_caller_ids_identify_nobody(bot, tmp_path):
+def test_without_a_token_twilio_is_refused_and_unsigned_caller_ids_identify_nobody(
+    bot, tmp_path, caplog
+):
     """No token: both Twilio routes refuse. ``--insecure-twilio``: calls are taken, but the
     caller ID an unsigned stream claims is not used (anyone could have sent it)."""
     closed = Server(create_app(bot, config=ServerConfig()))
@@ -406,3 +408,6 @@ def test_without_a_token_twilio_is_refused_and_unsigned_caller_ids_identify_nobo
         store.close()
     assert (peer.close_code, peer.close_reason) == (1000, "stream stopped")
     assert row["caller_id"] is None and row["ended_by"] == "caller"
+    # Each start said what was open: Twilio refused, then Twilio unchecked.
+    assert "Twilio calls are refused: set TWILIO_AUTH_TOKEN" in caplog.text
+    assert "--insecure-twilio: Twilio requests are NOT checked" in caplog.text

@@ -4,8 +4,12 @@ import argparse
 import ipaddress
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voicebot.errors import VoicebotError
+
+if TYPE_CHECKING:
+    from voicebot.auth import Accounts
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,10 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(
             bot, config=config, history=service.store, sinks=[service.writer], store=service.store
         )
-    print(f"voicebot: serving on http://{args.host}:{args.port} (browser calls: /call)")
+    print(
+        f"voicebot: serving on http://{args.host}:{args.port} "
+        "(sign in: /login; agent desktop: /agent; browser calls: /call)"
+    )
     try:
         uvicorn.run(
             app,
@@ -154,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_bind(host: str, accounts) -> None:  # accounts: voicebot.auth.Accounts | None
+def check_bind(host: str, accounts: "Accounts | None") -> None:
     """Refuse to listen beyond loopback unless someone can sign in: everything but
     ``/healthz`` and the signed Twilio routes is behind sign-in, but an empty user table
     usually means a server started before anyone thought about who may use it."""
