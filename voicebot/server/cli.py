@@ -1,11 +1,15 @@
 """``voicebot serve``: load the models once and serve calls until interrupted."""
 
 import argparse
+import ipaddress
 import logging
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voicebot.errors import VoicebotError
+
+if TYPE_CHECKING:
+    from voicebot.auth import Accounts
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,31 @@ def register(commands: argparse._SubParsersAction) -> None:
         "tell callers, e.g. in the pack's greeting, where the law requires it",
     )
     serve.add_argument(
-        "--twilio-auth-token",
-        default=os.environ.get("TWILIO_AUTH_TOKEN"),
-        help="validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
+        "--twilio-auth-token-file",
+        type=Path,
+        metavar="PATH",
+        help="Twilio's auth token, to check X-Twilio-Signature (default $TWILIO_AUTH_TOKEN "
+        "or $TWILIO_AUTH_TOKEN_FILE); without one the Twilio routes refuse every request",
+    )
+    serve.add_argument("--twilio-auth-token", help=argparse.SUPPRESS)  # inline: warned
+    serve.add_argument(
+        "--insecure-twilio",
+        action="store_true",
+        help="without a token, take unsigned Twilio requests (a test line only: anyone can "
+        "start calls; warned at every start)",
+    )
+    serve.add_argument(
+        "--public-call",
+        action="store_true",
+        help="let anyone use the browser call page /call without signing in (rate-limited; "
+        "the caller ID it sends is not trusted)",
+    )
+    serve.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        metavar="PATH",
+        help="a bearer token that may read /metrics only, for Prometheus (default "
+        "$VOICEBOT_METRICS_TOKEN or $VOICEBOT_METRICS_TOKEN_FILE)",
     )
     serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
     sip = serve.add_argument_group(
@@ -78,9 +104,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from voicebot.audio.apm import AudioCleanup
     from voicebot.audio.io import check_writable
+    from voicebot.auth import Accounts, read_secret
     from voicebot.errors import SipConfigError
     from voicebot.handoff.cli import open_service
-    from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
@@ -95,11 +121,22 @@ def _serve(args: argparse.Namespace) -> int:
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
     if args.recordings is not None:
         check_writable(args.recordings / "recording.wav", "recordings")
+    twilio_token = read_secret(
+        "--twilio-auth-token",
+        args.twilio_auth_token,
+        args.twilio_auth_token_file,
+        "TWILIO_AUTH_TOKEN",
+    )
     config = ServerConfig(
         max_calls=args.max_calls,
         transcripts_dir=args.transcripts or (Path("var/calls") if args.no_db else None),
         recordings_dir=args.recordings,
-        twilio_auth_token=args.twilio_auth_token or None,
+        twilio_auth_token=twilio_token,
+        insecure_twilio=args.insecure_twilio,
+        public_call=args.public_call,
+        metrics_token=read_secret(
+            "--metrics-token", None, args.metrics_token_file, "VOICEBOT_METRICS_TOKEN"
+        ),
         public_url=args.public_url,
         cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),
     )
@@ -116,6 +153,12 @@ def _serve(args: argparse.Namespace) -> int:
     elif args.sip_register or args.transfer_to or args.sip_trust:
         raise SipConfigError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
     service = open_service(args)  # fails fast on a bad database, before models load
+    try:
+        check_bind(args.host, Accounts(service.store) if service else None)
+    except VoicebotError:
+        if service is not None:
+            service.close()
+        raise
     bot = Bot(
         BotConfig(
             pack=args.pack,
@@ -147,10 +190,13 @@ def _serve(args: argparse.Namespace) -> int:
             config=config,
             history=service.store,
             sinks=[service.writer],
-            routers=[desk_router(service.store)],
+            store=service.store,
             services=services,
         )
-    print(f"voicebot: serving on http://{args.host}:{args.port} (browser calls: /call)")
+    print(
+        f"voicebot: serving on http://{args.host}:{args.port} "
+        "(sign in: /login; agent desktop: /agent; browser calls: /call)"
+    )
     if sip is not None:
         print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
@@ -168,3 +214,20 @@ def _serve(args: argparse.Namespace) -> int:
         if service is not None:
             service.close()
     return 0
+
+
+def check_bind(host: str, accounts: "Accounts | None") -> None:
+    """Refuse to listen beyond loopback unless someone can sign in: everything but
+    ``/healthz`` and the signed Twilio routes is behind sign-in, but an empty user table
+    usually means a server started before anyone thought about who may use it."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        loopback = False
+    if loopback or (accounts is not None and accounts.configured()):
+        return
+    why = "it runs --no-db" if accounts is None else "no user or token exists yet"
+    raise VoicebotError(
+        f"refusing to listen on {host} without sign-in ({why}): add one with "
+        "`voicebot users add NAME --role admin`, or listen on 127.0.0.1"
+    )

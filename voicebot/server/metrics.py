@@ -28,6 +28,11 @@ _RTF_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 CALLS_ACTIVE = Gauge("voicebot_calls_active", "Calls in progress", ["transport"])
 CALLS = Counter("voicebot_calls", "Finished calls", ["transport", "ended_by"])
 CALLS_REFUSED = Counter("voicebot_calls_refused", "Calls refused at capacity", ["transport"])
+REFUSED = Counter(
+    "voicebot_refused",
+    "Requests and connections refused by a limit or a failed check, by kind",
+    ["kind"],
+)
 PROTOCOL_ERRORS = Counter(
     "voicebot_protocol_errors", "Lines closed for bad input", ["transport", "code"]
 )
@@ -88,9 +93,13 @@ class MeteredTTS:
 
 
 def metrics_router() -> APIRouter:
+    """``GET /metrics`` for admins and the scrape token (``--metrics-token-file``)."""
+    from voicebot.server.access import METRICS, allow  # here: access imports this module
+
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False)
+    @allow(METRICS)
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

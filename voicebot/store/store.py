@@ -29,11 +29,15 @@ from voicebot.errors import HandoffError, StoreError
 from voicebot.privacy.redact import redact_json, redact_text
 from voicebot.privacy.storage import create_private, private_dir
 from voicebot.store.schema import (
+    api_tokens,
+    audit_log,
     calls,
     handoffs,
     metadata,
     qa_scores,
+    sessions,
     turns,
+    users,
     verification_failures,
     webhook_outbox,
 )
@@ -429,6 +433,130 @@ class Store:
         with self.engine.connect() as conn:
             query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- sign-in and audit (voicebot.auth owns the rules; these are its rows) ----------------
+
+    def add_user(self, name: str, role: str, password_hash: str) -> None:
+        now = time.time()
+        row = {"name": name, "role": role, "password_hash": password_hash, "disabled": False}
+        with self.engine.begin() as conn:
+            conn.execute(insert(users).values(**row, created_at=now, updated_at=now))
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        query = select(users.c.name, users.c.role, users.c.disabled, users.c.created_at)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(users.c.name))]
+
+    def update_user(self, name: str, **values: Any) -> bool:
+        """Change a user (``password_hash``, ``role``, ``disabled``) and end their sessions,
+        in one transaction: a new password or a disabled account signs them out everywhere."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(users).where(users.c.name == name).values(**values, updated_at=time.time())
+            ).rowcount
+            conn.execute(delete(sessions).where(sessions.c.user_name == name))
+        return bool(done)
+
+    def add_token(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(api_tokens).values(**row))
+
+    def get_token(self, token_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        query = select(api_tokens).order_by(api_tokens.c.created_at)
+        with self.engine.connect() as conn:
+            return [
+                {k: v for k, v in r._mapping.items() if k != "secret_hash"}
+                for r in conn.execute(query)
+            ]
+
+    def revoke_tokens(self, token_id_or_name: str, now: float) -> int:
+        """Revoke the token with this id, or every live token with this name: how many."""
+        key = token_id_or_name
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(api_tokens)
+                .where(
+                    or_(api_tokens.c.token_id == key, api_tokens.c.name == key),
+                    api_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+        return int(result.rowcount)
+
+    def count_principals(self, now: float) -> int:
+        """Enabled users plus live tokens: zero means nobody can sign in."""
+        live = or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > now)
+        with self.engine.connect() as conn:
+            people = conn.execute(
+                select(func.count()).select_from(users).where(users.c.disabled.is_(False))
+            ).scalar_one()
+            machines = conn.execute(
+                select(func.count())
+                .select_from(api_tokens)
+                .where(api_tokens.c.revoked_at.is_(None), live)
+            ).scalar_one()
+        return int(people) + int(machines)
+
+    def add_session(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(sessions).where(sessions.c.expires_at <= row["created_at"]))
+            conn.execute(insert(sessions).values(**row))
+
+    def get_session(self, session_hash: str) -> dict[str, Any] | None:
+        """The session joined with its user's role and state (None: no such session)."""
+        query = (
+            select(sessions, users.c.role, users.c.disabled)
+            .join(users, users.c.name == sessions.c.user_name)
+            .where(sessions.c.session_hash == session_hash)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def touch_session(self, session_hash: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.session_hash == session_hash)
+                .values(last_seen_at=now)
+            )
+
+    def delete_session(self, session_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(sessions).where(sessions.c.session_hash == session_hash))
+
+    def add_audit(self, row: dict[str, Any]) -> None:
+        """Append one audit entry (there is no method to change or remove one)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_log).values(**row))
+
+    def list_audit(
+        self, *, since: float | None = None, call_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries, oldest first (a listing reads in order)."""
+        query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        if call_id is not None:
+            query = query.where(audit_log.c.call_id == call_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)][::-1]
+
+    def has_handoff(self, call_id: str) -> bool:
+        """Whether the call was handed to the agents (who may then open it)."""
+        query = select(handoffs.c.handoff_id).where(handoffs.c.call_id == call_id).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     # --- helpers -------------------------------------------------------------------------
 
