@@ -64,20 +64,25 @@ def seed(url: str, data: Path, caller: str, phrase: str, *, days_ago: float = 0.
     return record.call_id
 
 
-def traces(url: str, data: Path, *needles: str) -> list[str]:
-    """Where any needle still is: table rows, and files under ``data`` (the SQLite file
-    and its write-ahead log included)."""
+def traces(url: str, data: Path, *needles: str, calls: tuple[str, ...] = ()) -> list[str]:
+    """Where any needle (a number, a phrase) or any of ``calls`` (call ids) still is: table
+    rows, and the bytes of every file under ``data`` (the SQLite file and its write-ahead log
+    included). Call ids are looked for outside the audit log only, which keeps the ids of
+    what was erased (checked in the tests) and nothing about the caller."""
     found = []
     store = Store(url)
     with store.engine.connect() as conn:
         for table in metadata.sorted_tables:
+            wanted = needles if table.name == "audit_log" else needles + calls
             for row in conn.execute(select(table)):
-                found += [f"{table.name}: {row}" for n in needles if n in str(tuple(row))]
+                found += [f"{table.name}: {row}" for n in wanted if n in str(tuple(row))]
     store.close()
     for path in data.rglob("*"):
         if path.is_file():
             content = path.read_bytes()
-            found += [f"{path}" for n in needles if n.encode() in content]
+            database = path.name.endswith((".db", ".db-wal", ".db-journal"))
+            wanted = needles if database else needles + calls
+            found += [f"{path}" for n in wanted if n.encode() in content]
     return found
 
 
@@ -92,9 +97,16 @@ def test_erasing_a_caller_leaves_no_trace_and_spares_the_others(url, tmp_path, c
     out = capsys.readouterr().out
     assert out.startswith("erased 2 call(s)") and "turns 4" in out and "webhook_outbox 2" in out
     assert traces(url, data, CALLER, CALLER[2:], PHRASE, "second call about") == []
-    assert traces(url, data, kept) and traces(url, data, "someone else entirely")
+    assert traces(url, data, calls=(kept,)) and traces(url, data, "someone else entirely")
     assert main([*args, "--call", kept]) == 0
-    assert traces(url, data, kept, OTHER, "someone else") == []
+    assert traces(url, data, OTHER, "someone else", calls=(kept,)) == []
+    # Each erasure is in the audit log, by call id and who did it, naming no caller.
+    store = Store(url)
+    erased = [e for e in store.list_audit(limit=10) if e["action"] == "erased"]
+    store.close()
+    assert len(erased) == 3 and all(e["actor"].startswith("cli:") for e in erased)
+    assert kept in {e["call_id"] for e in erased}
+    assert not any(n in str(e) for e in erased for n in (CALLER, CALLER[2:], PHRASE, OTHER))
 
 
 def test_erasing_an_unknown_caller_says_so_and_fails(url, tmp_path, capsys):
@@ -113,11 +125,11 @@ def test_purge_erases_calls_past_retention(url, tmp_path, capsys):
     args = ["privacy", "purge", "--db", url, "--data-dir", str(data)]
     assert main([*args, "--older-than", "90d"]) == 0
     assert capsys.readouterr().out.startswith("purged 1 call(s)")
-    assert traces(url, data, old, PHRASE) == [] and traces(url, data, new)
+    assert traces(url, data, PHRASE, calls=(old,)) == [] and traces(url, data, calls=(new,))
     assert main(args) == 0  # the bank pack keeps calls 90 days: the new one stays
-    assert traces(url, data, new)
+    assert traces(url, data, calls=(new,))
     assert main([*args, "--older-than", "1d"]) == 0
-    assert traces(url, data, new) == []
+    assert traces(url, data, calls=(new,)) == []
 
 
 def test_the_server_retention_job_purges_at_start(tmp_path):
@@ -132,4 +144,4 @@ def test_the_server_retention_job_purges_at_start(tmp_path):
         time.sleep(0.1)
     job.stop()
     store.close()
-    assert traces(url, data, old, PHRASE) == []
+    assert traces(url, data, PHRASE, calls=(old,)) == []

@@ -47,15 +47,16 @@ def _open(args: argparse.Namespace):  # -> Store | None
 
 
 def _erase(args: argparse.Namespace) -> int:
+    from voicebot.auth import cli_actor
     from voicebot.privacy.retention import erase_call, erase_caller
 
     store = _open(args)
     folders = args.data_dir or [Path("var")]
     try:
         if args.caller:
-            erasure = erase_caller(store, args.caller, folders)
+            erasure = erase_caller(store, args.caller, folders, actor=cli_actor())
         else:
-            erasure = erase_call(store, args.call, folders)
+            erasure = erase_call(store, args.call, folders, actor=cli_actor())
     finally:
         if store is not None:
             store.close()
@@ -64,12 +65,13 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
+    from voicebot.auth import cli_actor
     from voicebot.privacy.retention import parse_age, purge
 
     older_than = parse_age(args.older_than) if args.older_than else None
     store = _open(args)
     try:
-        erasure = purge(store, args.data_dir or [Path("var")], older_than)
+        erasure = purge(store, args.data_dir or [Path("var")], older_than, actor=cli_actor())
     finally:
         if store is not None:
             store.close()

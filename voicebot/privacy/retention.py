@@ -24,6 +24,7 @@ from typing import Any
 
 import phonenumbers
 
+from voicebot.auth import audit
 from voicebot.errors import VoicebotError
 from voicebot.privacy.config import DEFAULT_RETENTION_DAYS
 from voicebot.privacy.lockout import LOCK_WINDOW_S, subjects_of
@@ -100,8 +101,11 @@ def caller_variants(number: str) -> list[str]:
     return sorted(v for v in variants if v and v != "+")
 
 
-def erase_caller(store: Store | None, number: str, folders: list[Path]) -> Erasure:
-    """Erase every call from ``number`` (its caller ID field), in the store and the folders."""
+def erase_caller(
+    store: Store | None, number: str, folders: list[Path], *, actor: str = "system"
+) -> Erasure:
+    """Erase every call from ``number`` (its caller ID field), in the store and the folders.
+    Each erased call is written to the audit log as erased by ``actor``."""
     variants = caller_variants(number)
     rows = store.calls_from(variants) if store else []
     found = _scan(folders, lambda data: data.get("caller_id") in variants)
@@ -110,19 +114,27 @@ def erase_caller(store: Store | None, number: str, folders: list[Path]) -> Erasu
     if not call_ids:
         raise NothingToEraseError(f"no calls from {number} in {where}")
     subjects = [s for v in variants for s in subjects_of(v, None)]
-    return _erase(store, call_ids, rows, folders, found, subjects)
+    return _erase(store, call_ids, rows, folders, found, subjects, actor=actor, why="caller")
 
 
-def erase_call(store: Store | None, call_id: str, folders: list[Path]) -> Erasure:
+def erase_call(
+    store: Store | None, call_id: str, folders: list[Path], *, actor: str = "system"
+) -> Erasure:
     """Erase one call: its rows, its recording, its transcripts and spooled copies."""
     rows = store.call_rows([call_id]) if store else []
     found = _scan(folders, lambda data: data.get("call_id") == call_id)
     if not rows and not found and not _named(folders, {call_id}):
         raise NothingToEraseError(f"no call {call_id!r} in {_where(store, folders)}")
-    return _erase(store, [call_id], rows, folders, found, [])
+    return _erase(store, [call_id], rows, folders, found, [], actor=actor, why="call")
 
 
-def purge(store: Store | None, folders: list[Path], older_than: timedelta | None = None) -> Erasure:
+def purge(
+    store: Store | None,
+    folders: list[Path],
+    older_than: timedelta | None = None,
+    *,
+    actor: str = "system",
+) -> Erasure:
     """Erase what is older than its retention (``older_than`` for every call, if given)."""
     now = datetime.now(UTC)
     days: dict[str | None, int] = {}
@@ -139,7 +151,9 @@ def purge(store: Store | None, folders: list[Path], older_than: timedelta | None
     rows = [r for r in rows if expired(r["pack"], r["started_at"])]
     found = _scan(folders, lambda d: expired(d.get("pack"), str(d.get("started_at", "9999"))))
     call_ids = sorted({r["call_id"] for r in rows} | set(found))
-    erasure = _erase(store, call_ids, rows, folders, found, [], purge_failures=True)
+    erasure = _erase(
+        store, call_ids, rows, folders, found, [], purge_failures=True, actor=actor, why="retention"
+    )
     # Recordings whose call is in no store any more: by age.
     cutoff = (now - (older_than or timedelta(days=retention_days()))).timestamp()
     for path in _files(folders):
@@ -157,8 +171,12 @@ def _erase(
     found: dict[str, list[Path]],
     subjects: list[str],
     *,
+    actor: str,
+    why: str,
     purge_failures: bool = False,
 ) -> Erasure:
+    """Remove the calls' rows and files, then say so in the audit log (by call id only: the
+    log outlives the erasure, so it names no caller)."""
     erasure = Erasure(calls=call_ids)
     names = set(call_ids)
     if store is not None:
@@ -171,6 +189,9 @@ def _erase(
         if path.is_file():
             path.unlink()
             erasure.files.append(path)
+    if store is not None:
+        for call_id in call_ids:
+            audit(store, actor, "erased", "call", call_id, {"why": why})
     return erasure
 
 
