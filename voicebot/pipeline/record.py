@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.audio.io import write_text_atomic
+from voicebot.pipeline.endpoint import EndpointDecision
 from voicebot.privacy.redact import redact_json
 
 
@@ -34,6 +35,7 @@ class Turn:
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     policy: dict[str, Any] | None = None  # caller: the escalation decision and its signals
+    endpoint: EndpointDecision | None = None  # caller: how the turn was ended (expected, seen)
 
 
 @dataclass

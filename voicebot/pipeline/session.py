@@ -9,11 +9,13 @@ Turn-taking policy, in one place:
 - partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time),
   on lines that show them (``Transport.shows_partials``: a browser page, not a phone);
 - a speculative final after a short pause, reused when the silence timeout confirms the turn
-  ended, so the recognizer works while we wait to be sure;
+  ended, so the recognizer works while we wait to be sure; checked against what the dialog
+  expects, it also sets how long that pause must last (``voicebot.pipeline.endpoint``);
 - barge-in: caller speech while the bot talks (or is about to) pauses the bot at once; once
-  the speech has lasted ``barge_in_confirm_ms`` the bot's turn is dropped and the transcript
-  keeps only what the caller heard; a cough or click that ends sooner resumes the bot where
-  it stopped;
+  it is known to be an interruption (words that are not a backchannel, or
+  ``barge_in_sustained_ms`` of speech) the bot's turn is dropped and the transcript keeps
+  only what the caller heard; a cough, a click or an "mm-hm" resumes the bot where it
+  stopped;
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call;
 - one dialog request at a time: a turn that comes while the dialog is busy waits for it, and
   a request the dialog has started counts (its reply is recorded even if the caller talked
@@ -37,6 +39,7 @@ from voicebot.events import (
     AudioFrame,
     BotFrame,
     CallerTurn,
+    Expectation,
     LineState,
     Reply,
     SpeechChunk,
@@ -47,6 +50,7 @@ from voicebot.events import (
 )
 from voicebot.handoff.base import HandoffSink
 from voicebot.handoff.packet import build_packet
+from voicebot.pipeline.endpoint import EndpointDecision, TurnEnd, interrupts, is_backchannel
 from voicebot.pipeline.playout import BotUtterance, Playout
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.pipeline.scheduler import Completion, Job, Scheduler
@@ -69,6 +73,9 @@ class CallConfig:
     partial_interval_s: float = 1.0  # 0 disables partial transcripts
     preroll_s: float = 0.3  # audio kept from before the detected speech start
     barge_in_confirm_ms: int = 300  # voiced speech that turns a pause into an interruption
+    # Speech over the bot that interrupts it whatever its words; shorter speech interrupts
+    # only once a transcript shows words that are not a backchannel ("okay", "mm-hm").
+    barge_in_sustained_ms: int = 900
     no_input_timeout_s: float = 6.0
     max_call_s: float = 900.0
 
@@ -100,6 +107,8 @@ class _Hearing:
     superseded: bool = False  # the caller spoke again before this turn was answered
     paused_bot_at: float | None = None  # this speech paused the bot at that call time
     confirmed: bool = False  # long enough to be a real turn (interrupts, supersedes)
+    heard: str | None = None  # the latest transcript of it so far (is it a backchannel?)
+    endpointing: EndpointDecision | None = None  # how the turn was ended
 
     def samples(self, until: float) -> np.ndarray:
         pcm = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
@@ -139,6 +148,8 @@ class CallSession:
         self._sinks = sinks or []
         self._observer = observer or (lambda kind, event: None)
         self._endpointer = Endpointer(self.config.endpointer)
+        self._turn_end = TurnEnd(self._endpointer)
+        self._expects = Expectation()  # what the bot's latest reply asks the caller for
         self._playout = Playout()
         ep = self.config.endpointer
         self._recent: deque[np.ndarray] = deque(
@@ -211,12 +222,8 @@ class CallSession:
         elif isinstance(event, SpeechEnded):
             await self._on_speech_ended(event)
         hearing = self._hearing
-        if (
-            hearing is not None
-            and not hearing.confirmed
-            and self._endpointer.voiced_s * 1000 >= self.config.barge_in_confirm_ms
-        ):
-            await self._confirm(hearing)
+        if hearing is not None and not hearing.confirmed and self._interrupting(hearing):
+            self._confirm(hearing)
         self._maybe_partial()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
@@ -229,7 +236,17 @@ class CallSession:
             self._hearing.paused_bot_at = self._now
             await self._transport.interrupt()
 
-    async def _confirm(self, hearing: _Hearing) -> None:
+    def _interrupting(self, hearing: _Hearing) -> bool:
+        """Whether the speech being heard is a real turn yet: ``barge_in_confirm_ms`` of it,
+        and over the bot, not a backchannel (``voicebot.pipeline.endpoint.interrupts``)."""
+        voiced_ms = self._endpointer.voiced_s * 1000
+        if voiced_ms < self.config.barge_in_confirm_ms:
+            return False
+        if hearing.paused_bot_at is None:
+            return True
+        return interrupts(voiced_ms, hearing.heard, self.config.barge_in_sustained_ms)
+
+    def _confirm(self, hearing: _Hearing) -> None:
         """The caller is really talking: earlier unanswered words join this turn, and a
         paused bot turn is dropped (recorded with the words the caller heard)."""
         hearing.confirmed = True
@@ -290,11 +307,16 @@ class CallSession:
         else:
             hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
         hearing.speculative_end = event.end
+        self._turn_end.paused(self._expects)
+        if hearing.speculative.result is not None:
+            self._turn_end.heard(hearing.speculative.result[0])
 
     async def _on_speech_ended(self, event: SpeechEnded) -> None:
         hearing, self._hearing = self._hearing, None
+        decision = self._turn_end.decision(event, self._now)
         if hearing is None:
             return
+        hearing.endpointing = decision
         speculation_holds = hearing.speculative is not None and hearing.speculative_end == event.end
         for recognition in (hearing.partial, hearing.speculative):
             if recognition is not None and not (
@@ -307,8 +329,8 @@ class CallSession:
             self._observer("noise", event)
             self._resume(hearing)
             return
-        if not hearing.confirmed:
-            await self._confirm(hearing)
+        if not hearing.confirmed and hearing.paused_bot_at is None:
+            self._confirm(hearing)  # over the bot, the final transcript decides (_on_final)
         hearing.speech_end, hearing.endpoint = event.end, self._now
         self._awaiting.append(hearing)
         if not speculation_holds:
@@ -377,9 +399,19 @@ class CallSession:
             value = Transcript("", 0.0, 1.0, 0.0, 0.0, dropped="asr_error")
         if isinstance(tag, _Recognition):
             tag.result = (value, completion.ready)
+            hearing = tag.hearing
             if kind == "partial":
                 self._observer("partial", value)
-            if tag is tag.hearing.final:
+            if not value.dropped:
+                hearing.heard = value.text
+            if (
+                tag is hearing.speculative
+                and hearing is self._hearing
+                and self._endpointer.paused
+                and hearing.speculative_end == self._endpointer.last_voiced_end
+            ):
+                self._turn_end.heard(value)  # the pause it was made in is still going on
+            if tag is hearing.final:
                 self._on_final(tag.hearing, value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
             self._dialog_busy = False
@@ -393,6 +425,9 @@ class CallSession:
     def _on_final(self, hearing: _Hearing, transcript: Transcript, ready: float) -> None:
         self._awaiting.remove(hearing)
         assert hearing.speech_end is not None and hearing.endpoint is not None
+        dropped = transcript.dropped
+        if not hearing.confirmed and not dropped and is_backchannel(transcript.text):
+            dropped = "backchannel"  # said over the bot: it goes on, nobody answers
         turn = Turn(
             role="caller",
             text=transcript.text,
@@ -404,7 +439,8 @@ class CallSession:
                 "rtf": round(transcript.rtf, 4),
                 "raw_text": transcript.raw_text,
             },
-            dropped=transcript.dropped,
+            dropped=dropped,
+            endpoint=hearing.endpointing,
             timings={
                 "speech_start": round(hearing.speech_start, 3),
                 "speech_end": round(hearing.speech_end, 3),
@@ -416,8 +452,11 @@ class CallSession:
         self.record.turns.append(turn)
         self._persist()
         self._observer("final", transcript)
-        if transcript.dropped:
+        if dropped:
+            self._resume(hearing)  # if it paused the bot, the bot carries on
             return
+        if not hearing.confirmed:
+            self._confirm(hearing)
         text = f"{self._carry_text} {transcript.text}".strip()
         if hearing.superseded:
             self._carry_text = text  # the caller went on talking: answer the whole thing
@@ -452,6 +491,7 @@ class CallSession:
     def _on_reply(self, utterance: BotUtterance, reply: Reply, ready: float) -> None:
         reply = self._privacy.reply(reply, utterance.caller, ready)
         utterance.reply = reply
+        self._expects = reply.expects
         if utterance.caller is not None:
             if reply.intent is not None:
                 utterance.caller.intent = reply.intent.intent
