@@ -61,17 +61,22 @@ class EndpointDecision:
     seen: str
     timeout_ms: int
     waited_ms: float
+    earlier: tuple[Assessment, ...] = ()  # verdicts at the pauses the caller spoke on after
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 # Words after which nobody has finished: conjunctions, articles, prepositions, fillers.
-_TRAILING = frozenset(
-    "and or but so because um uh er erm hmm the a an my your our is are was to of for with "
-    "from at in on by like plus then if that than it's its".split()
+_TRAILING = _words(
+    "and or but so because um uh er erm hmm the a an my your our is are was to of for "
+    "with from at in on by like plus then if that than it's its"
 )
 # Words that say "go on" without taking the turn.
-_BACKCHANNEL = frozenset(
-    "mm mhm hmm hm mm-hmm uh-huh huh uh um ah oh okay ok yeah yep yes yup right sure alright "
-    "all got it i see cool great fine gotcha".split()
+_BACKCHANNEL = _words(
+    "mm mhm hmm hm mm-hmm uh-huh huh uh um ah oh okay ok yeah yep yes yup right sure "
+    "alright all got it i see cool great fine gotcha"
 )
 _BACKCHANNEL_MAX_WORDS = 4
 _NUMBER_CUES = frozenset({"is", "number", "code", "zip", "pin", "digits"})
@@ -197,11 +202,14 @@ class TurnEnd:
         self._config = endpointer.config
         self._expects = Expectation()
         self._assessment: Assessment | None = None
+        self._earlier: list[Assessment] = []
         self._timeout_ms = self._config.silence_timeout_ms
 
     def paused(self, expects: Expectation) -> None:
         """A pause began: wait for the speculative transcript's verdict (up to the longest
         wait), unless endpointing is fixed or the expectation is one it has no rule for."""
+        if self._assessment is not None:
+            self._earlier.append(self._assessment)  # the caller spoke on after that one
         self._expects, self._assessment = expects, None
         self._timeout_ms = self._config.silence_timeout_ms
         if not self._config.dialog_aware:
@@ -247,6 +255,7 @@ class TurnEnd:
             seen=seen,
             timeout_ms=self._timeout_ms,
             waited_ms=round((now - ended.end) * 1000, 1),
+            earlier=tuple(self._earlier),
         )
-        self._assessment = None
+        self._assessment, self._earlier = None, []
         return decision
