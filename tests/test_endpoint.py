@@ -37,6 +37,8 @@ ZIP = Expectation(Expect.DIGITS, 5, "verification")
         ("9-4-1-0-7.", ZIP, Verdict.COMPLETE, "5 of 5 digits"),
         ("It's 94107", ZIP, Verdict.COMPLETE, "5 of 5 digits"),
         ("I don't have it", ZIP, Verdict.UNSURE, "no digits for digits"),
+        ("nine four one", Expectation(Expect.DIGITS), Verdict.INCOMPLETE, "inside a digit"),
+        ("nine four one zero seven", Expectation(Expect.DIGITS), Verdict.UNSURE, "no rule"),
         ("My card number is four five", Expectation(), Verdict.INCOMPLETE, "inside a digit"),
         ("The code is seven", Expectation(), Verdict.INCOMPLETE, "inside a digit string (1"),
         ("I lost my card and", Expectation(), Verdict.INCOMPLETE, "trailing 'and'"),

@@ -79,6 +79,7 @@ _BACKCHANNEL = _words(
     "alright all got it i see cool great fine gotcha"
 )
 _BACKCHANNEL_MAX_WORDS = 4
+_SHORTEST_NUMBER = 4  # digits asked for are never fewer: PINs, card endings, ZIP codes
 _NUMBER_CUES = frozenset({"is", "number", "code", "zip", "pin", "digits"})
 
 
@@ -140,9 +141,13 @@ def _date(words: list[str], expects: Expectation) -> Assessment:
 
 
 def _open(words: list[str], expects: Expectation) -> Assessment:
-    """Any answer: a number being read out is not finished; else nothing decides it."""
+    """Any answer: a number being read out is not finished; else nothing decides it.
+
+    Without an expected length, fewer than ``_SHORTEST_NUMBER`` trailing digits are a
+    number being read ("my card number is four five"); more may be all of it.
+    """
     run = _trailing_digits(words)
-    if run >= 2 or (run == 1 and len(words) > 1 and words[-2] in _NUMBER_CUES):
+    if 2 <= run < _SHORTEST_NUMBER or (run == 1 and len(words) > 1 and words[-2] in _NUMBER_CUES):
         return Assessment(Verdict.INCOMPLETE, f"inside a digit string ({run} digits)")
     return Assessment(Verdict.UNSURE, f"no rule for {expects.kind}")
 

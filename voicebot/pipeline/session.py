@@ -149,7 +149,6 @@ class CallSession:
         self._observer = observer or (lambda kind, event: None)
         self._endpointer = Endpointer(self.config.endpointer)
         self._turn_end = TurnEnd(self._endpointer)
-        self._expects = Expectation()  # what the bot's latest reply asks the caller for
         self._playout = Playout()
         ep = self.config.endpointer
         self._recent: deque[np.ndarray] = deque(
@@ -163,6 +162,7 @@ class CallSession:
         self._dialog_queue: deque[tuple[str, Callable[[], Reply], BotUtterance]] = deque()
         self._dialog_busy = False
         self._listening_since: float | None = None
+        self._expects = Expectation()  # what the question the caller last heard asks for
         self._ended = False
         self._now = 0.0
 
@@ -491,7 +491,6 @@ class CallSession:
     def _on_reply(self, utterance: BotUtterance, reply: Reply, ready: float) -> None:
         reply = self._privacy.reply(reply, utterance.caller, ready)
         utterance.reply = reply
-        self._expects = reply.expects
         if utterance.caller is not None:
             if reply.intent is not None:
                 utterance.caller.intent = reply.intent.intent
@@ -554,6 +553,7 @@ class CallSession:
     async def _send_bot_frame(self, t: float) -> None:
         tick = self._playout.next_frame(t)
         for utterance in tick.started:
+            self._expects = utterance.reply.expects  # the caller now hears this question
             self._on_first_audio(utterance)
         for utterance in tick.finished:
             self._close_bot_turn(utterance)
