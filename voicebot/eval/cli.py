@@ -66,6 +66,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calls.set_defaults(func=_calls)
 
+    turns = sub.add_parser(
+        "turns", help="endpointing cut-offs and latency (fixed baseline, dialog-aware), barge-in"
+    )
+    turns.add_argument("--manifest", type=Path, required=True, help="turn manifest (JSONL)")
+    turns.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    turns.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    turns.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    turns.add_argument(
+        "--asr-ms",
+        type=float,
+        metavar="MS",
+        help="also score every policy charging each recognition MS of call time instead "
+        "of its measured compute time (takes the machine's load out of the comparison)",
+    )
+    turns.set_defaults(func=_turns)
+
     pii = sub.add_parser("pii", help="PII redaction: recall per type, precision, clean set")
     pii.add_argument("--manifest", type=Path, required=True, help="PII manifest (JSONL)")
     pii.add_argument("--report", type=Path, required=True, help="report JSON to write")
@@ -162,6 +178,41 @@ def _calls(args: argparse.Namespace) -> int:
     for item in report["items"]:
         if not item["passed"]:
             print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _turns(args: argparse.Namespace) -> int:
+    from voicebot.eval.turns import evaluate_turns
+
+    check_writable(args.report, "report")
+    report = evaluate_turns(
+        args.manifest, args.report, model=args.asr, vad=args.vad, asr_ms=args.asr_ms
+    )
+    policy, base = report["policy"], report["baseline"]
+    for name, scores in (
+        (f"fixed {base['silence_timeout_ms']} ms", base),
+        (
+            f"dialog-aware {policy['complete_ms']}/{policy['silence_timeout_ms']}/"
+            f"{policy['incomplete_ms']} ms",
+            report,
+        ),
+    ):
+        latency = scores["endpoint_latency_ms"]
+        print(
+            f"{name}: false cut-offs {scores['false_cutoff_rate']:.3f} (pause set), "
+            f"{scores['digit_cutoffs']} inside digit strings; endpoint latency p50 "
+            f"{latency['p50']:.0f} ms p95 {latency['p95']:.0f} ms; final p50 "
+            f"{scores['final_latency_ms']['p50']:.0f} ms"
+        )
+    for rule in ("before", "now"):
+        b = report["barge_in"][rule]
+        print(
+            f"barge-in {rule}: false barge-ins {b['false_barge_in_rate']:.3f} of "
+            f"{b['backchannels']} backchannels, missed {b['missed_rate']:.3f} of "
+            f"{b['interruptions']} interruptions, bot silenced p50 {b['silenced_ms']['p50']:.0f} "
+            f"ms, confirmed p50 {b['confirmed_ms']['p50']:.0f} ms"
+        )
     _print_issues_and_paths(report, args.report)
     return 0
 
