@@ -356,7 +356,10 @@ def _suite(items: list[_Item]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     }
     call = CallConfig()
     rules = {
-        rule: [barge_in_item(i, call, words_matter=rule == "now") for i in barge]
+        rule: [
+            barge_in_item(i, call, words_matter=rule == "now")
+            for i in tqdm(barge, desc=f"turns: barge-in, {rule}", unit="item", leave=False)
+        ]
         for rule in ("now", "before")
     }
     report["barge_in"] = {"sustained_ms": call.barge_in_sustained_ms}
