@@ -2,6 +2,7 @@
 
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,3 +27,33 @@ class Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers from a script of behaviours."""
+
+    def __init__(self, script, port=0):
+        self.script, self.received = list(script), []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                action = receiver.script.pop(0) if receiver.script else 200
+                if action == "slow":
+                    time.sleep(1.5)
+                    action = 200
+                receiver.received.append((dict(self.headers), body, action))
+                self.send_response(action)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
