@@ -1,9 +1,16 @@
 """Servers the tests start: always on 127.0.0.1, always stopped by the test that started them."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -57,3 +64,93 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+ROOT = Path(__file__).parent.parent
+HAPROXY = "/usr/sbin/haproxy"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Process:
+    """A program the test runs, its output in ``log``; ``stop()`` ends it (SIGTERM, then
+    SIGKILL), ``kill()`` kills it at once (a crash)."""
+
+    def __init__(self, command: list[str], folder: Path, env: dict[str, str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "output.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                command, cwd=folder, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Worker(Process):
+    """A real ``voicebot serve`` on 127.0.0.1 (models and all), in its own folder."""
+
+    def __init__(self, folder: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "voicebot", "serve", "--port", str(self.port), *options]
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        super().__init__(command, folder, {"PYTHONPATH": path, **(env or {})})
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Until ``/readyz`` answers 200 (loading the models takes a while)."""
+        deadline = time.monotonic() + timeout  # hang guard
+        while True:
+            assert self.process.poll() is None, f"worker exited:\n{self.output()}"
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"worker not ready:\n{self.output()}"
+            time.sleep(0.5)
+
+
+class Balancer(Process):
+    """Debian's HAProxy running ``deploy/haproxy.cfg`` in front of two workers."""
+
+    def __init__(self, folder: Path, workers: list[Worker]) -> None:
+        assert Path(HAPROXY).exists(), f"{HAPROXY} is missing: run scripts/provision.sh"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        env = {"VOICEBOT_LISTEN": f"127.0.0.1:{self.port}"}
+        env |= {f"VOICEBOT_WORKER{i + 1}": f"127.0.0.1:{w.port}" for i, w in enumerate(workers)}
+        super().__init__([HAPROXY, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")], folder, env)
+
+    def wait_up(self, servers: set[str], timeout: float = 120.0) -> None:
+        """Until requests through the balancer have reached every one of ``servers``."""
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout  # hang guard
+        while seen != servers:
+            assert self.process.poll() is None, f"haproxy exited:\n{self.output()}"
+            assert time.monotonic() < deadline, f"only {seen} came up:\n{self.output()}"
+            try:
+                answer = httpx.get(f"{self.url}/readyz", timeout=5, headers={"Connection": "close"})
+                if answer.status_code == 200:
+                    seen.add(answer.headers["X-Voicebot-Worker"])
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.browsers import WAIT_MS, launch
+from tests.browsers import WAIT_MS
 from tests.fakes import NoCalls
 from tests.servers import Receiver, Server
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
@@ -242,16 +242,6 @@ def test_the_board_follows_calls_and_handoffs_written_by_other_workers(store):
 
 
 # --- the page and its API on a real server --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = launch(p)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

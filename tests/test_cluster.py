@@ -1,0 +1,164 @@
+"""Several servers, one center: two real ``voicebot serve`` workers (models and all) on
+loopback behind Debian's HAProxy running ``deploy/haproxy.cfg``, sharing a real PostgreSQL.
+
+A Twilio caller (the faithful peer) calls through the balancer and lands on one worker; the
+supervisor page served by the other worker shows the call live, the agent desks on both get
+the handoff, two agents on different workers claim it at once and the database picks one,
+the other desk shows who; sign-in sessions hold on whichever worker a request lands."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.browsers import WAIT_MS
+from tests.servers import Balancer, Worker
+from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
+from voicebot.server.twilio_peer import TwilioPeer
+from voicebot.store import Store
+from voicebot.store.schema import metadata
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def center(pg_url, tmp_path_factory):
+    """Two workers on one PostgreSQL (fresh tables) behind HAProxy; users to sign in."""
+    store = Store(pg_url)
+    metadata.drop_all(store.engine)
+    metadata.create_all(store.engine)
+    for name, role in (("sue", "supervisor"), ("ana", "agent"), ("bob", "agent")):
+        add_user(store, name, role)
+    folder = tmp_path_factory.mktemp("center")
+    options = ("--db", pg_url, "--alert-queue-wait-s", "2")
+    env = {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOICEBOT_DB_URL": pg_url}
+    workers = [Worker(folder / name, *options, env=env) for name in ("w1", "w2")]
+    balancer = None
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        balancer = Balancer(folder / "haproxy", workers)
+        balancer.wait_up({"w1", "w2"})
+        yield store, workers, balancer
+    finally:
+        for process in (balancer, *workers):
+            if process is not None:
+                process.stop()
+        store.close()
+
+
+def test_sessions_hold_on_whichever_worker_a_request_lands(center):
+    _, workers, balancer = center
+    sue = signed_in(balancer.url, "sue")  # the session is made by one worker...
+    served = set()
+    for _ in range(8):  # ...and used on both: the balancer spreads the requests
+        answer = sue.get("/auth/session", headers={"Connection": "close"})
+        assert answer.status_code == 200 and answer.json()["name"] == "sue"
+        served.add(answer.headers["X-Voicebot-Worker"])
+    assert served == {"w1", "w2"}
+    cookies = dict(sue.cookies)
+    for worker in workers:  # straight to each worker, too
+        assert httpx.get(f"{worker.url}/api/calls", cookies=cookies).status_code == 200
+    assert sue.post("/auth/logout").status_code == 200  # signed out on one: on all
+    for worker in workers:
+        assert httpx.get(f"{worker.url}/api/calls", cookies=cookies).status_code == 401
+    sue.close()
+
+
+def test_a_call_on_one_worker_is_seen_and_handed_off_on_the_other(center, browser, caller_audio):
+    store, workers, balancer = center
+    supervisor = browser.new_context()
+    sign_in_page(supervisor.new_page(), balancer.url, "sue", "/supervisor")
+    boards = [supervisor.new_page() for _ in workers]  # one supervisor page per worker
+    desks = []
+    for name, worker in zip(("ana", "bob"), workers, strict=True):  # ana on w1, bob on w2
+        page = browser.new_context().new_page()
+        sign_in_page(page, balancer.url, name)
+        page.goto(f"{worker.url}/agent")
+        desks.append(page)
+    for page, worker in zip(boards, workers, strict=True):
+        page.goto(f"{worker.url}/supervisor")
+    for page in (*boards, *desks):
+        page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+
+    heard_first = threading.Event()
+    go_on = threading.Event()
+    closed: list[str] = []
+
+    async def phone_call():
+        """Through the balancer: a request, then (once seen) a demand for a person."""
+        url = f"{balancer.ws_url}/twilio/media"
+        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
+            await peer.wait_bot_done()  # the greeting
+            first = peer.say(caller_audio("I lost my card yesterday"))
+            await peer.wait_bot_done(after=first.last_voiced)
+            heard_first.set()
+            await asyncio.to_thread(go_on.wait, 120)
+            peer.say(caller_audio("I want to talk to a real person please"))
+            await peer.wait_closed(timeout=60)
+            closed.append(peer.close_reason)
+
+    call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
+    call.start()
+    try:
+        assert heard_first.wait(180)
+        busy = [httpx.get(f"{w.url}/healthz").json()["active_calls"] for w in workers]
+        assert sorted(busy) == [0, 1]  # the call is on one worker
+        here, other = (0, 1) if busy[0] else (1, 0)
+        row = boards[other].locator("#board tr[data-state=bot]")  # seen on the other
+        row.wait_for(timeout=WAIT_MS)
+        call_id = row.get_attribute("data-call")
+        boards[here].locator(f"#board tr[data-call='{call_id}']").wait_for(timeout=WAIT_MS)
+        assert "lost" in row.inner_text().lower()  # the intent, or the caller's words
+        viewer = signed_in(workers[other].url, "sue")
+        listed = {c["call_id"]: c for c in viewer.get("/api/calls").json()}
+        viewer.close()
+        assert listed[call_id]["active"] is True  # the other worker lists it as live
+    finally:
+        go_on.set()
+    call.join(90)
+    assert closed == ["call ended by handoff"]
+
+    # Every desk gets the handoff, whichever worker serves it.
+    for page in desks:
+        page.locator("article[data-status=queued]", has_text="+15551230001").wait_for(
+            timeout=WAIT_MS
+        )
+    [handoff] = store.list_handoffs("queued")
+    assert handoff["call_id"] == call_id
+    # Both workers sweep the queue: the long wait is one alert, shown by both boards.
+    for page in boards:
+        page.locator("#alerts li[data-kind=long_queue_wait]", has_text=call_id).wait_for(
+            timeout=WAIT_MS
+        )
+    waits = [a for a in store.list_alerts() if a["kind"] == "long_queue_wait"]
+    assert [a["call_id"] for a in waits] == [call_id]
+
+    # ana (on w1) and bob (on w2) claim at the same moment: the database picks one.
+    agents = [signed_in(w.url, name) for name, w in zip(("ana", "bob"), workers, strict=True)]
+    start = threading.Barrier(2)
+
+    def claim(client):
+        start.wait()
+        return client.post(f"/api/handoffs/{handoff['handoff_id']}/claim")
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(claim, agents))
+    for client in agents:
+        client.close()
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    winner = next(a.json()["agent"] for a in answers if a.status_code == 200)
+    [refusal] = [a.json()["detail"] for a in answers if a.status_code == 409]
+    assert refusal.endswith(f"already claimed by {winner}")
+    loser = desks[1] if winner == "ana" else desks[0]
+    taken = loser.locator("article[data-status=claimed]", has_text=f"claimed by {winner}")
+    taken.wait_for(timeout=WAIT_MS)
+    assert taken.locator("button.claim").count() == 0
+    for page in boards:
+        page.locator(
+            f"#board tr[data-call='{call_id}'][data-state=with_agent]", has_text=winner
+        ).wait_for(timeout=WAIT_MS)
+    for context in {p.context for p in (*boards, *desks)}:
+        context.close()
