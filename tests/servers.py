@@ -1,5 +1,7 @@
-"""Servers the tests start: always on 127.0.0.1, always stopped by the test that started them."""
+"""Servers the tests start: always on 127.0.0.1, always stopped by the test that started them;
+and a phone caller to call them."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,8 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import numpy as np
 import uvicorn
 from fastapi import FastAPI
+
+from voicebot.server.twilio_peer import TwilioPeer
 
 
 class Server:
@@ -154,3 +159,35 @@ class Balancer(Process):
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+
+
+class PhoneCall:
+    """A Twilio caller (the faithful peer) in a thread: after the greeting it says ``first``,
+    sets ``heard_first`` once the bot has answered, and says ``second`` when ``go_on()`` is
+    called (the test has looked at the call meanwhile); ``closed`` gets the close reason."""
+
+    def __init__(self, url: str, first: np.ndarray, second: np.ndarray, *, auth_token: str) -> None:
+        self.heard_first = threading.Event()
+        self.closed: list[str] = []
+        self._go = threading.Event()
+        call = self._call(url, first, second, auth_token)
+        self.thread = threading.Thread(target=asyncio.run, args=(call,), daemon=True)
+        self.thread.start()
+
+    async def _call(self, url: str, first: np.ndarray, second: np.ndarray, token: str) -> None:
+        async with TwilioPeer(url, caller_id="+15551230001", auth_token=token) as peer:
+            await peer.wait_bot_done()  # the greeting
+            said = peer.say(first)
+            await peer.wait_bot_done(after=said.last_voiced)
+            self.heard_first.set()
+            await asyncio.to_thread(self._go.wait, 120)
+            peer.say(second)
+            await peer.wait_closed(timeout=60)  # e.g. after the transfer message
+            self.closed.append(peer.close_reason)
+
+    def go_on(self) -> None:
+        self._go.set()
+
+    def join(self, timeout: float = 90.0) -> list[str]:
+        self.thread.join(timeout)
+        return self.closed

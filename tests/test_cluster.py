@@ -6,7 +6,6 @@ supervisor page served by the other worker shows the call live, the agent desks 
 the handoff, two agents on different workers claim it at once and the database picks one,
 the other desk shows who; sign-in sessions hold on whichever worker a request lands."""
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,9 +13,8 @@ import httpx
 import pytest
 
 from tests.browsers import WAIT_MS
-from tests.servers import Balancer, Worker
+from tests.servers import Balancer, PhoneCall, Worker
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
-from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store
 from voicebot.store.schema import metadata
 
@@ -83,27 +81,14 @@ def test_a_call_on_one_worker_is_seen_and_handed_off_on_the_other(center, browse
     for page in (*boards, *desks):
         page.wait_for_selector("#conn.live", timeout=WAIT_MS)
 
-    heard_first = threading.Event()
-    go_on = threading.Event()
-    closed: list[str] = []
-
-    async def phone_call():
-        """Through the balancer: a request, then (once seen) a demand for a person."""
-        url = f"{balancer.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
-            await peer.wait_bot_done()  # the greeting
-            first = peer.say(caller_audio("I lost my card yesterday"))
-            await peer.wait_bot_done(after=first.last_voiced)
-            heard_first.set()
-            await asyncio.to_thread(go_on.wait, 120)
-            peer.say(caller_audio("I want to talk to a real person please"))
-            await peer.wait_closed(timeout=60)
-            closed.append(peer.close_reason)
-
-    call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
-    call.start()
+    call = PhoneCall(  # through the balancer: a request, then (once seen) a person, please
+        f"{balancer.ws_url}/twilio/media",
+        caller_audio("I lost my card yesterday"),
+        caller_audio("I want to talk to a real person please"),
+        auth_token=TWILIO_TOKEN,
+    )
     try:
-        assert heard_first.wait(180)
+        assert call.heard_first.wait(180)
         busy = [httpx.get(f"{w.url}/healthz").json()["active_calls"] for w in workers]
         assert sorted(busy) == [0, 1]  # the call is on one worker
         here, other = (0, 1) if busy[0] else (1, 0)
@@ -117,9 +102,8 @@ def test_a_call_on_one_worker_is_seen_and_handed_off_on_the_other(center, browse
         viewer.close()
         assert listed[call_id]["active"] is True  # the other worker lists it as live
     finally:
-        go_on.set()
-    call.join(90)
-    assert closed == ["call ended by handoff"]
+        call.go_on()
+    assert call.join() == ["call ended by handoff"]
 
     # Every desk gets the handoff, whichever worker serves it.
     for page in desks:

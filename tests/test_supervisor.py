@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import socket
-import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.browsers import WAIT_MS
 from tests.fakes import NoCalls
-from tests.servers import Receiver, Server
+from tests.servers import PhoneCall, Receiver, Server
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
 from voicebot.handoff.service import HandoffConfig, HandoffService
 from voicebot.handoff.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, verify
@@ -38,7 +37,6 @@ from voicebot.qa.kpis import call_intent, kpi_report
 from voicebot.qa.scorecard import score_call
 from voicebot.server import ServerConfig, create_app
 from voicebot.server.supervisor import LiveBoard
-from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store
 from voicebot.store.schema import alert_outbox
 
@@ -365,27 +363,14 @@ def test_a_phone_call_on_the_board_its_alerts_and_its_scorecard(
     assert page.locator("#qa tbody tr").count() == seeded
     assert page.inner_text("#board") == "No calls in progress."
 
-    said: list[str] = []
-    heard_first = threading.Event()
-    go_on = threading.Event()
-
-    async def phone_call():
-        """A Twilio caller: a request, then (once the board shows it) an angry demand."""
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
-            await peer.wait_bot_done()  # the greeting
-            first = peer.say(caller_audio("I was charged twice at a restaurant"))
-            await peer.wait_bot_done(after=first.last_voiced)
-            heard_first.set()
-            await asyncio.to_thread(go_on.wait, 120)
-            peer.say(caller_audio("this is useless, get me a real person"))
-            await peer.wait_closed(timeout=60)  # after the transfer message
-            said.append(peer.close_reason)
-
-    call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
-    call.start()
+    call = PhoneCall(
+        f"{server.ws_url}/twilio/media",
+        caller_audio("I was charged twice at a restaurant"),
+        caller_audio("this is useless, get me a real person"),
+        auth_token=TWILIO_TOKEN,
+    )
     try:
-        assert heard_first.wait(180)
+        assert call.heard_first.wait(180)
         row = page.locator("#board tr[data-state=bot]")
         row.wait_for(timeout=WAIT_MS)
         call_id = row.get_attribute("data-call")
@@ -400,14 +385,13 @@ def test_a_phone_call_on_the_board_its_alerts_and_its_scorecard(
         sue.close()
         assert listed["active"] is True
     finally:
-        go_on.set()
+        call.go_on()
     angry = page.locator("#alerts li[data-kind=angry_caller]", has_text=f"call {call_id}")
     angry.wait_for(timeout=WAIT_MS)
     assert "“useless”" in angry.inner_text()
     queued = page.locator(f"#board tr[data-call='{call_id}'][data-state=queued]")
     queued.wait_for(timeout=WAIT_MS)
-    call.join(60)
-    assert said == ["call ended by handoff"]
+    assert call.join() == ["call ended by handoff"]
     assert "in queue" in queued.inner_text() and "“useless”" in queued.inner_text()
     waiting = page.locator("#alerts li[data-kind=long_queue_wait]", has_text=f"call {call_id}")
     waiting.wait_for(timeout=WAIT_MS)
