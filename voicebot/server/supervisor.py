@@ -34,12 +34,12 @@ from voicebot.errors import NoCallsError, StoreError, VoicebotError
 from voicebot.qa.cli import parse_when
 from voicebot.qa.kpis import call_intent, kpi_report
 from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
+from voicebot.server.api import SUPERVISORS
 from voicebot.server.limits import Budget
 from voicebot.server.streams import follow, open_stream, sse
 from voicebot.store.store import Store
 
 STATIC = Path(__file__).parent / "static"
-SUPERVISORS = signed_in("supervisor")
 LOOKBACK_S = 2.0  # rows are read again this long back: workers' clocks and commits differ
 ALERTS_SHOWN = 100  # the alerts a page opens with (those of the last ALERTS_SINCE_S)
 ALERTS_SINCE_S = 24 * 3600.0
