@@ -295,6 +295,25 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def take_delivery(
+        self, item: dict[str, Any], until: float, *, outbox: Table = webhook_outbox
+    ) -> bool:
+        """Lease a due delivery (a row ``due_deliveries`` returned) to this process until
+        ``until``: when several workers poll one outbox, the database gives each attempt to
+        one of them (a conditional update on the due time they both read), and a worker that
+        dies mid-attempt leaves the delivery due again at ``until``."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == item["id"],
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.next_attempt_at == item["next_attempt_at"],
+                )
+                .values(next_attempt_at=until)
+            )
+        return result.rowcount == 1
+
     def deliveries(self, handoff_id: str) -> list[dict[str, Any]]:
         query = select(webhook_outbox).where(webhook_outbox.c.handoff_id == handoff_id)
         with self.engine.connect() as conn:
