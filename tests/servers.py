@@ -1,5 +1,5 @@
 """Servers the tests start: always on 127.0.0.1, always stopped by the test that started them;
-and a phone caller to call them."""
+a phone caller to call them, and ``wait_for`` to see what they do in the background."""
 
 import asyncio
 import os
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +19,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from voicebot.server.twilio_peer import TwilioPeer
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 120.0) -> bool:
+    """Poll until ``condition()`` holds; False after ``timeout`` (a hang guard, not a bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 class Server:

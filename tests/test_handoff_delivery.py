@@ -10,13 +10,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import Receiver
+from tests.servers import Receiver, wait_for
 from voicebot.handoff.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, verify
 from voicebot.pipeline.record import CallRecord, Turn
 from voicebot.store import Store, StoreWriter
@@ -33,15 +31,6 @@ def packet(handoff_id="h1"):
         "summary": "Wants: dispute a wrong charge.",
         "transcript": [{"role": "caller", "text": "this is ridiculous", "start": 1.0}],
     }
-
-
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- the writer: transcripts as they happen, the spool when the database fails -----------
@@ -198,27 +187,3 @@ def test_an_operator_retries_deliveries_that_gave_up(store, tmp_path):
     assert "retrying 1 delivery(ies)" in result.stderr and "delivered 1 webhook(s)" in result.stderr
     [delivery] = store.deliveries("h1")
     assert delivery["delivered_at"] and not delivery["dead"] and delivery["attempts"] == 3
-
-
-def test_two_workers_polling_one_outbox_send_each_delivery_once(store):
-    other = Store(store.url)  # a second worker on the same database
-    receiver = Receiver([])
-    try:
-        for n in range(6):
-            store.add_handoff(packet(f"h{n}"), webhooks=(receiver.url,))
-        dispatchers = [WebhookDispatcher(s, SECRET) for s in (store, other)]
-        start = threading.Barrier(2)
-
-        def poll(dispatcher):
-            start.wait()  # both read the same due rows at the same moment
-            return dispatcher.deliver_due()
-
-        with ThreadPoolExecutor(2) as pool:
-            delivered = list(pool.map(poll, dispatchers))
-    finally:
-        receiver.close()
-        other.close()
-    assert sum(delivered) == 6
-    sent = sorted(json.loads(body)["handoff_id"] for _, body, _ in receiver.received)
-    assert sent == [f"h{n}" for n in range(6)]  # each once
-    assert all(d["attempts"] == 1 for n in range(6) for d in store.deliveries(f"h{n}"))

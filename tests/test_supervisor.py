@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.browsers import WAIT_MS
 from tests.fakes import NoCalls
-from tests.servers import PhoneCall, Receiver, Server
+from tests.servers import PhoneCall, Receiver, Server, wait_for
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
 from voicebot.handoff.service import HandoffConfig, HandoffService
 from voicebot.handoff.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, verify
@@ -51,15 +51,6 @@ def eval_call(name: str) -> dict:
 def live(record: dict, call_id: str, turns: int) -> dict:
     """The call as it was ``turns`` turns in: still going."""
     return record | {"call_id": call_id, "ended_by": None, "turns": record["turns"][:turns]}
-
-
-def wait_for(condition, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout  # hang guard
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- the alert rules ---------------------------------------------------------------------
