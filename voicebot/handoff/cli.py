@@ -58,7 +58,6 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
         webhook_secret(args),
         tuple(getattr(args, "alert_webhook", ())),
         AlertConfig(queue_wait_s=wait) if wait is not None else None,
-        getattr(args, "call_heartbeat_s", None),
     )
     llm_config = LLMConfig.from_env()
     client = LLMClient(llm_config) if llm_config else None

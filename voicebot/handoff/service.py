@@ -23,7 +23,7 @@ from voicebot.qa.kpis import record_kpis
 from voicebot.qa.scorecard import LLMJudge, QaScorer, Scorecard
 from voicebot.store.schema import alert_outbox
 from voicebot.store.store import Store, default_url
-from voicebot.store.writer import HEARTBEAT_S, StoreWriter, Summarizer
+from voicebot.store.writer import StoreWriter, Summarizer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ class HandoffConfig:
     spool_dir: str = "var/spool"
     alert_webhooks: tuple[str, ...] = ()
     alerts: AlertConfig = field(default_factory=AlertConfig)
-    heartbeat_s: float = HEARTBEAT_S  # live calls' heartbeat (``StoreWriter``)
 
     @classmethod
     def resolve(
@@ -46,7 +45,6 @@ class HandoffConfig:
         webhook_secret: str | None = None,
         alert_webhooks: tuple[str, ...] = (),
         alerts: AlertConfig | None = None,
-        heartbeat_s: float | None = None,
     ) -> "HandoffConfig":
         """Flags win over the environment; webhooks without a secret are refused."""
         urls = webhooks or _urls("VOICEBOT_WEBHOOK_URLS")
@@ -59,16 +57,8 @@ class HandoffConfig:
             raise VoicebotError(
                 "webhooks need a signing secret: set VOICEBOT_WEBHOOK_SECRET or --webhook-secret"
             )
-        if heartbeat_s is not None and heartbeat_s <= 0:
-            raise VoicebotError(f"--call-heartbeat-s must be positive (got {heartbeat_s:g})")
-        return cls(
-            db_url or default_url(),
-            urls,
-            secret,
-            alert_webhooks=alert_urls,
-            alerts=alerts or AlertConfig(),
-            heartbeat_s=heartbeat_s or HEARTBEAT_S,
-        )
+        config = alerts or AlertConfig()
+        return cls(db_url or default_url(), urls, secret, alert_webhooks=alert_urls, alerts=config)
 
 
 def _urls(variable: str) -> tuple[str, ...]:
@@ -97,7 +87,6 @@ class HandoffService:
             summarizer=summarizer,
             on_finished=self.qa.submit,
             on_saved=self.alerts.on_saved,
-            heartbeat_s=config.heartbeat_s,
         )
         secret = config.webhook_secret
         self.dispatcher = WebhookDispatcher(self.store, secret) if config.webhooks else None

@@ -8,11 +8,8 @@ receiver that is slow, down or answering 500 only delays a packet. Each POST car
 
 Receivers recompute the HMAC over the raw body and reject stale timestamps (replays); see
 ``verify`` for the reference check. Delivery is at least once: receivers dedupe on
-``handoff_id``. Every worker of a center runs a dispatcher on the shared outbox; each
-attempt is leased to one of them in the database (``Store.take_delivery``), so workers do
-not send the same delivery twice at once. Supervisor alerts (``voicebot.qa.alerts``)
-travel the same way from their own outbox (``outbox=alert_outbox``), deduped on
-``alert_id``.
+``handoff_id``. Supervisor alerts (``voicebot.qa.alerts``) travel the same way from their
+own outbox (``outbox=alert_outbox``), deduped on ``alert_id``.
 """
 
 import hashlib
@@ -32,7 +29,6 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Voicebot-Signature"
 TIMESTAMP_HEADER = "X-Voicebot-Timestamp"
-LEASE_TIMEOUTS = 4  # an attempt is leased for this many request timeouts (connect + send)
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -79,9 +75,7 @@ class WebhookDispatcher:
         delivered = 0
         with httpx.Client(timeout=self._timeout) as client:
             for item in self.store.due_deliveries(time.time(), outbox=self._outbox):
-                lease = time.time() + LEASE_TIMEOUTS * self._timeout  # another worker may have it
-                if self.store.take_delivery(item, lease, outbox=self._outbox):
-                    delivered += self._deliver(client, item)
+                delivered += self._deliver(client, item)
         return delivered
 
     def run(self, poll_s: float = 0.5) -> None:

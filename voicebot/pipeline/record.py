@@ -15,9 +15,6 @@ from typing import Any, Protocol
 from voicebot.audio.io import write_text_atomic
 from voicebot.privacy.redact import redact_json
 
-INTERRUPTED = "interrupted"  # ``ended_by`` of a call whose worker died (``voicebot.store``)
-UNFINISHED = ("error", "timeout", INTERRUPTED)  # endings that never got to a close
-
 
 @dataclass
 class Turn:
@@ -49,7 +46,7 @@ class CallRecord:
     caller_audio: str | None = None
     caller_id: str | None = None
     duration_s: float = 0.0
-    ended_by: str | None = None  # bot | handoff | caller | timeout | error | interrupted
+    ended_by: str | None = None  # bot | handoff | caller | timeout | error
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
     handoff: dict[str, Any] | None = None  # id, reason, explanation, signals, summary
     recording: str | None = None  # where the call audio is kept (path or URL)

@@ -103,16 +103,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="S",
         help="alert supervisors once a handed-off caller has waited this long for an agent",
     )
-    serve.add_argument(
-        "--call-heartbeat-s",
-        type=float,
-        default=None,
-        metavar="S",
-        # default and beats: HEARTBEAT_S, STALE_BEATS of voicebot.store.writer (not imported
-        # here: the CLI starts without the store)
-        help="say this worker's calls are live every S s (default 30); a worker silent for 4 "
-        "beats died: any worker ends its calls as interrupted (the same S on every worker)",
-    )
     serve.set_defaults(func=_serve)
 
 

@@ -37,7 +37,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
-from voicebot.pipeline.record import INTERRUPTED
 from voicebot.privacy.redact import redact_json, redact_text
 from voicebot.privacy.storage import create_private, private_dir
 from voicebot.store.schema import (
@@ -121,33 +120,6 @@ class Store:
             self._upsert(conn, calls, [row], ["call_id"])
             if turn_rows:
                 self._upsert(conn, turns, turn_rows, ["call_id", "idx"])
-
-    def touch_calls(self, call_ids: list[str]) -> None:
-        """A worker's heartbeat for its live calls (``StoreWriter``): they are not stale."""
-        live = calls.c.call_id.in_(call_ids) & calls.c.ended_by.is_(None)
-        with self.engine.begin() as conn:
-            conn.execute(update(calls).where(live).values(updated_at=time.time()))
-
-    def interrupt_stale_calls(self, before: float) -> list[dict[str, Any]]:
-        """Finalize the calls still live but not written or touched since ``before``: their
-        worker died mid-call. Each is ended by ``interrupted`` (row and record) with a
-        conditional update, so of several workers sweeping, one finalizes it and a live
-        worker that writes meanwhile keeps its call. Returns the records finalized."""
-        stale = (calls.c.ended_by.is_(None)) & (calls.c.updated_at < before)
-        with self.engine.connect() as conn:
-            found = conn.execute(select(calls.c.call_id, calls.c.record).where(stale)).all()
-        finalized = []
-        for call_id, record in found:
-            record = record | {"ended_by": INTERRUPTED}
-            with self.engine.begin() as conn:
-                result = conn.execute(
-                    update(calls)
-                    .where(calls.c.call_id == call_id, stale)
-                    .values(ended_by=INTERRUPTED, record=record, updated_at=time.time())
-                )
-            if result.rowcount == 1:
-                finalized.append(record)
-        return finalized
 
     def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
         query = select(calls.c[*_CALL_COLUMNS]).order_by(calls.c.started_at.desc()).limit(limit)
@@ -322,25 +294,6 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-
-    def take_delivery(
-        self, item: dict[str, Any], until: float, *, outbox: Table = webhook_outbox
-    ) -> bool:
-        """Lease a due delivery (a row ``due_deliveries`` returned) to this process until
-        ``until``: when several workers poll one outbox, the database gives each attempt to
-        one of them (a conditional update on the due time they both read), and a worker that
-        dies mid-attempt leaves the delivery due again at ``until``."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(outbox)
-                .where(
-                    outbox.c.id == item["id"],
-                    outbox.c.delivered_at.is_(None),
-                    outbox.c.next_attempt_at == item["next_attempt_at"],
-                )
-                .values(next_attempt_at=until)
-            )
-        return result.rowcount == 1
 
     def deliveries(self, handoff_id: str) -> list[dict[str, Any]]:
         query = select(webhook_outbox).where(webhook_outbox.c.handoff_id == handoff_id)

@@ -8,11 +8,7 @@ and its ``HandoffSink`` (packets, committed before the transfer message plays):
   the turns that changed);
 - a handoff is committed synchronously by the worker thread that asks for it;
 - when the database is down mid-call, both go to a disk spool and are flushed once it
-  answers again, so nothing recorded is lost; the call itself carries on;
-- every ``heartbeat_s`` the thread touches this process's live calls in the store and
-  finalizes the calls of any worker that has been silent ``STALE_BEATS`` heartbeats (it
-  died mid-call) as ``interrupted``, so a call is never left live forever on a shared
-  database.
+  answers again, so nothing recorded is lost; the call itself carries on.
 """
 
 import hashlib
@@ -35,8 +31,6 @@ log = logging.getLogger(__name__)
 
 Summarizer = Callable[[list[str]], str]
 Finished = Callable[[dict[str, Any]], None]
-HEARTBEAT_S = 30.0  # how often a worker says its live calls are still live
-STALE_BEATS = 4  # a live call unwritten for this many heartbeats: its worker is gone
 
 
 class StoreWriter:
@@ -50,14 +44,12 @@ class StoreWriter:
         retry_s: float = 2.0,
         on_finished: Finished | None = None,
         on_saved: Finished | None = None,
-        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         """``on_finished`` gets each finished call's record once it is stored (again when
         turns are added to it later), on the writer thread: it must only queue work (QA
         scoring, ``voicebot.qa.scorecard.QaScorer.submit``). ``on_saved`` gets the same and
         every record of a live call it stores, on the same terms (supervisor alerts,
-        ``voicebot.qa.alerts.AlertMonitor.on_saved``). Every worker sharing a database
-        must run the same ``heartbeat_s``: it sets when another's silence means death."""
+        ``voicebot.qa.alerts.AlertMonitor.on_saved``)."""
         self.store = store
         self.spool = Spool(spool_dir)
         self.webhooks = webhooks
@@ -66,8 +58,6 @@ class StoreWriter:
         self._on_finished = on_finished
         self._on_saved = on_saved
         self._finished: set[str] = set()  # calls already passed to on_finished
-        self._live: set[str] = set()  # calls written here and not ended yet
-        self._heartbeat_s = heartbeat_s
         self._pending: dict[str, dict[str, Any]] = {}
         self._written: dict[str, dict[int, str]] = {}  # call id -> turn index -> hash
         self._lock = threading.Condition()
@@ -136,12 +126,10 @@ class StoreWriter:
 
     def _run(self) -> None:
         healthy = self._flush_spool()
-        beat = time.monotonic()  # the last heartbeat
         while True:
             with self._lock:
                 if not self._pending and not self._closed:
-                    due = beat + self._heartbeat_s - time.monotonic()
-                    self._lock.wait(timeout=max(0.0, due if healthy else self._retry_s))
+                    self._lock.wait(timeout=None if healthy else self._retry_s)
                 if self._closed and not self._pending:
                     return
                 batch, self._pending = self._pending, {}
@@ -150,9 +138,6 @@ class StoreWriter:
                 for snapshot in batch.values():
                     self._write(snapshot)
                 healthy = self._flush_spool() if batch or not healthy else healthy
-                if time.monotonic() - beat >= self._heartbeat_s:
-                    beat = time.monotonic()
-                    self._heartbeat()
             finally:
                 with self._lock:
                     self._busy = False
@@ -171,10 +156,6 @@ class StoreWriter:
             log.error("store unavailable, call %s spooled: %s", call_id, exc)
             return
         self._written[call_id] = hashes
-        if snapshot.get("ended_by") is None:
-            self._live.add(call_id)
-        else:
-            self._live.discard(call_id)
         self.spool.remove("call", call_id)  # an older spooled snapshot must not come back
         if changed or call_id not in self._finished:
             self._finish(snapshot)
@@ -193,23 +174,6 @@ class StoreWriter:
                 hook(snapshot)
             except Exception:  # whatever it does, the writer goes on writing
                 log.exception("%s failed for call %s", name, snapshot["call_id"])
-
-    def _heartbeat(self) -> None:
-        """Touch this process's live calls; finalize those of workers gone silent (their
-        records then go to the hooks like any finished call's: QA, alerts)."""
-        try:
-            if self._live:
-                self.store.touch_calls(sorted(self._live))
-            stale = time.time() - STALE_BEATS * self._heartbeat_s
-            finalized = self.store.interrupt_stale_calls(stale)
-        except SQLAlchemyError as exc:  # the store is down: the next beat tries again
-            log.warning("call heartbeat failed: %s", exc)
-            return
-        for record in finalized:
-            log.warning(
-                "call %s: its worker stopped mid-call; ended as interrupted", record["call_id"]
-            )
-            self._finish(record)
 
     def _flush_spool(self) -> bool:
         """Move spooled handoffs and calls into the store; False while it still fails."""
