@@ -2,7 +2,9 @@
 a phone caller to call them, and ``wait_for`` to see what they do in the background."""
 
 import asyncio
+import multiprocessing
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -126,6 +128,7 @@ class Worker(Process):
     def __init__(self, folder: Path, *options: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "voicebot", "serve", "--port", str(self.port), *options]
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         super().__init__(command, folder, {"PYTHONPATH": path, **(env or {})})
@@ -173,32 +176,50 @@ class Balancer(Process):
 
 
 class PhoneCall:
-    """A Twilio caller (the faithful peer) in a thread: after the greeting it says ``first``,
-    sets ``heard_first`` once the bot has answered, and says ``second`` when ``go_on()`` is
-    called (the test has looked at the call meanwhile); ``closed`` gets the close reason."""
+    """A Twilio caller (the faithful peer) in a process of its own, so that it keeps real time
+    however busy the test's process is (a caller that stalls 5 s is a dead line to the
+    server): after the greeting it says ``first``, sets ``heard_first`` once the bot has
+    answered, and says ``second`` when ``go_on()`` is called (the test has looked at the
+    call meanwhile); ``join()`` gives the close reason."""
 
     def __init__(self, url: str, first: np.ndarray, second: np.ndarray, *, auth_token: str) -> None:
-        self.heard_first = threading.Event()
-        self.closed: list[str] = []
-        self._go = threading.Event()
-        call = self._call(url, first, second, auth_token)
-        self.thread = threading.Thread(target=asyncio.run, args=(call,), daemon=True)
-        self.thread.start()
-
-    async def _call(self, url: str, first: np.ndarray, second: np.ndarray, token: str) -> None:
-        async with TwilioPeer(url, caller_id="+15551230001", auth_token=token) as peer:
-            await peer.wait_bot_done()  # the greeting
-            said = peer.say(first)
-            await peer.wait_bot_done(after=said.last_voiced)
-            self.heard_first.set()
-            await asyncio.to_thread(self._go.wait, 120)
-            peer.say(second)
-            await peer.wait_closed(timeout=60)  # e.g. after the transfer message
-            self.closed.append(peer.close_reason)
+        context = multiprocessing.get_context("spawn")
+        self.heard_first = context.Event()
+        self._go = context.Event()
+        self._closed = context.Queue()
+        events = (self.heard_first, self._go, self._closed)
+        self.process = context.Process(
+            target=_phone_call, args=(url, first, second, auth_token, *events), daemon=True
+        )
+        self.process.start()
 
     def go_on(self) -> None:
         self._go.set()
 
     def join(self, timeout: float = 90.0) -> list[str]:
-        self.thread.join(timeout)
-        return self.closed
+        """The close reason (empty if the caller failed: its error is in the output)."""
+        try:
+            closed = [self._closed.get(timeout=timeout)]
+        except queue.Empty:
+            closed = []
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+        return closed
+
+
+def _phone_call(url, first, second, token, heard_first, go, closed) -> None:
+    """``PhoneCall``'s process."""
+
+    async def call() -> None:
+        async with TwilioPeer(url, caller_id="+15551230001", auth_token=token) as peer:
+            await peer.wait_bot_done()  # the greeting
+            said = peer.say(first)
+            await peer.wait_bot_done(after=said.last_voiced)
+            heard_first.set()
+            await asyncio.to_thread(go.wait, 120)
+            peer.say(second)
+            await peer.wait_closed(timeout=60)  # e.g. after the transfer message
+            closed.put(peer.close_reason)
+
+    asyncio.run(call())

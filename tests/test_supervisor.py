@@ -1,10 +1,10 @@
 """The supervisor view: alerts from real call records and scorecards (the labelled QA calls,
 ``eval/qa/calls``), the live board following the database of several workers (SQLite and
 PostgreSQL), alert webhooks through the outbox to a real receiver, the API's ranges, and
-headless Chromium on a real server signed in for real, while a real Twilio call (the
-faithful peer, real models) comes in, gets angry and waits in the queue.
+headless Chromium on a real ``voicebot serve`` signed in for real, while a real Twilio call
+(the faithful peer, real models) comes in, gets angry and waits in the queue.
 
-Set ``VOICEBOT_SCREENSHOTS=docs/img`` to keep the page's screenshots (docs/supervisor.md)."""
+Set ``VOICEBOT_SCREENSHOTS=$PWD/docs/img`` to keep the page's screenshots (docs/deployment.md)."""
 
 import asyncio
 import json
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.browsers import WAIT_MS
 from tests.fakes import NoCalls
-from tests.servers import PhoneCall, Receiver, Server, wait_for
+from tests.servers import PhoneCall, Receiver, Server, Worker, wait_for
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
 from voicebot.handoff.service import HandoffConfig, HandoffService
 from voicebot.handoff.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, verify
@@ -35,7 +35,7 @@ from voicebot.qa.alerts import (
 from voicebot.qa.form import load_qa
 from voicebot.qa.kpis import call_intent, kpi_report
 from voicebot.qa.scorecard import score_call
-from voicebot.server import ServerConfig, create_app
+from voicebot.server import create_app
 from voicebot.server.supervisor import LiveBoard
 from voicebot.store import Store
 from voicebot.store.schema import alert_outbox
@@ -294,34 +294,29 @@ def seed_history(service: HandoffService, days: int = 6) -> int:
 
 
 @pytest.fixture
-def center(bot, tmp_path):
-    """What ``voicebot serve`` runs, with last week's calls in its database and alerts
-    posted to a real receiver; a caller waits in the queue 2 s before it is an alert."""
+def center(tmp_path):
+    """A real ``voicebot serve`` (its own process, models and all) on a database holding last
+    week's calls, posting alerts to a real receiver; a caller waits in the queue 2 s before
+    it is an alert. (In a process of its own, the server's calls keep real time on a busy
+    machine: the test's browser driver and caller do not share its interpreter.)"""
     receiver = Receiver([])
-    config = HandoffConfig.resolve(
-        f"sqlite:///{tmp_path}/calls.db",
-        webhook_secret=SECRET,
-        alert_webhooks=(receiver.url,),
-        alerts=AlertConfig(queue_wait_s=2, sweep_s=0.2),
-    )
+    url = f"sqlite:///{tmp_path}/calls.db"
+    config = HandoffConfig.resolve(url, webhook_secret=SECRET, alert_webhooks=(receiver.url,))
     service = HandoffService(replace(config, spool_dir=str(tmp_path / "spool")))
     add_user(service.store, "sue", "supervisor")
     seeded = seed_history(service)
-    service.start_webhooks()
-    bot.handoffs = service.writer  # the shared test bot; restored below
-    app = create_app(
-        bot,
-        config=ServerConfig(twilio_auth_token=TWILIO_TOKEN),
-        history=service.store,
-        sinks=[service.writer],
-        store=service.store,
-    )
-    server = Server(app)
-    yield service, server, receiver, seeded
-    server.stop()
-    bot.handoffs = None
     service.close()
-    receiver.close()
+    store = Store(url)
+    options = ("--db", url, "--alert-webhook", receiver.url, "--alert-queue-wait-s", "2")
+    env = {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOICEBOT_WEBHOOK_SECRET": SECRET}
+    server = Worker(tmp_path / "serve", *options, env=env)
+    try:
+        server.wait_ready()
+        yield store, server, receiver, seeded
+    finally:
+        server.stop()
+        store.close()
+        receiver.close()
 
 
 def screenshot(target, name: str, tmp_path: Path) -> None:
@@ -336,8 +331,7 @@ def screenshot(target, name: str, tmp_path: Path) -> None:
 def test_a_phone_call_on_the_board_its_alerts_and_its_scorecard(
     center, browser, caller_audio, tmp_path
 ):
-    service, server, receiver, seeded = center
-    store = service.store
+    store, server, receiver, seeded = center
     week = kpi_report(store, datetime.now(UTC) - timedelta(days=7), datetime.now(UTC))
     assert week.total.calls == seeded
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
