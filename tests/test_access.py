@@ -32,7 +32,7 @@ from voicebot.store.schema import audit_log
 SCRAPE = "test-scrape-token"
 # Every route open without sign-in, on purpose. A new one must be added here, with its
 # reason in its ``public(...)`` rule: that is the review this list forces.
-PUBLIC = {"/healthz", "/login", "/login.js", "/auth/login"}
+PUBLIC = {"/healthz", "/readyz", "/login", "/login.js", "/auth/login"}
 TWILIO = {"/twilio/voice", "/twilio/media"}
 WRONG = {"detail": "wrong name or password"}
 INVALID = {"detail": "invalid credentials"}

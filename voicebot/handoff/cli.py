@@ -31,6 +31,13 @@ def add_store_options(parser: argparse.ArgumentParser, *, webhooks: bool = False
             help="POST handoff packets here (repeatable; default $VOICEBOT_WEBHOOK_URLS)",
         )
         parser.add_argument(
+            "--alert-webhook",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="POST supervisor alerts here (repeatable; default $VOICEBOT_ALERT_WEBHOOK_URLS)",
+        )
+        parser.add_argument(
             "--webhook-secret", help="HMAC signing key (default $VOICEBOT_WEBHOOK_SECRET)"
         )
 
@@ -41,10 +48,16 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
         return None
     from voicebot.dialog.llm import LLMClient, LLMConfig
     from voicebot.handoff.service import HandoffConfig, HandoffService
+    from voicebot.qa.alerts import AlertConfig
     from voicebot.qa.scorecard import LLMJudge
 
+    wait = getattr(args, "alert_queue_wait_s", None)
     config = HandoffConfig.resolve(
-        db_url(args), tuple(getattr(args, "webhook", ())), webhook_secret(args)
+        db_url(args),
+        tuple(getattr(args, "webhook", ())),
+        webhook_secret(args),
+        tuple(getattr(args, "alert_webhook", ())),
+        AlertConfig(queue_wait_s=wait) if wait is not None else None,
     )
     llm_config = LLMConfig.from_env()
     client = LLMClient(llm_config) if llm_config else None

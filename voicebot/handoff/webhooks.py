@@ -8,7 +8,8 @@ receiver that is slow, down or answering 500 only delays a packet. Each POST car
 
 Receivers recompute the HMAC over the raw body and reject stale timestamps (replays); see
 ``verify`` for the reference check. Delivery is at least once: receivers dedupe on
-``handoff_id``.
+``handoff_id``. Supervisor alerts (``voicebot.qa.alerts``) travel the same way from their
+own outbox (``outbox=alert_outbox``), deduped on ``alert_id``.
 """
 
 import hashlib
@@ -19,7 +20,9 @@ import threading
 import time
 
 import httpx
+from sqlalchemy import Table
 
+from voicebot.store.schema import webhook_outbox
 from voicebot.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class WebhookDispatcher:
         base_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         max_attempts: int = 12,
+        outbox: Table = webhook_outbox,
     ) -> None:
         if not secret:
             raise ValueError("a webhook secret is required to sign deliveries")
@@ -63,13 +67,14 @@ class WebhookDispatcher:
         self._secret = secret
         self._timeout = timeout_s
         self._base, self._max_delay, self._max_attempts = base_delay_s, max_delay_s, max_attempts
+        self._outbox = outbox
         self._stop = threading.Event()
 
     def deliver_due(self) -> int:
         """Try every delivery that is due now; returns how many succeeded."""
         delivered = 0
         with httpx.Client(timeout=self._timeout) as client:
-            for item in self.store.due_deliveries(time.time()):
+            for item in self.store.due_deliveries(time.time(), outbox=self._outbox):
                 delivered += self._deliver(client, item)
         return delivered
 
@@ -97,7 +102,7 @@ class WebhookDispatcher:
         try:
             response = client.post(item["url"], content=body, headers=headers)
             if 200 <= response.status_code < 300:
-                self.store.delivery_done(item["id"], attempts)
+                self.store.delivery_done(item["id"], attempts, outbox=self._outbox)
                 return True
             error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
@@ -106,6 +111,6 @@ class WebhookDispatcher:
         if attempts < self._max_attempts:
             delay = min(self._base * 2 ** (attempts - 1), self._max_delay)
             retry_at = time.time() + delay * random.uniform(0.8, 1.2)  # jitter: no herd
-        self.store.delivery_failed(item["id"], attempts, error, retry_at)
+        self.store.delivery_failed(item["id"], attempts, error, retry_at, outbox=self._outbox)
         log.warning("webhook %s attempt %d failed (%s)", item["url"], attempts, error)
         return False

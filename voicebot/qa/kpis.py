@@ -109,7 +109,7 @@ def call_facts(
         call_id=record["call_id"],
         started_at=_parse_time(record["started_at"]),
         pack=record.get("pack") or "",
-        intent=_intent(record),
+        intent=call_intent(record),
         caller_id=record.get("caller_id"),
         contained=not handed_off,
         handoff_reason=reason if reason else ("transfer" if agent else None),
@@ -125,7 +125,8 @@ def call_facts(
     )
 
 
-def _intent(record: dict[str, Any]) -> str:
+def call_intent(record: dict[str, Any]) -> str:
+    """The first request the caller made (``none`` without one): what the call is about."""
     for turn in record.get("turns") or []:
         if turn.get("role") != "caller" or turn.get("dropped"):
             continue

@@ -6,8 +6,8 @@ finished calls are read back (``voicebot.store.Store``; in memory when None), ``
 receive every call record as it changes (the store's writer), and ``routers`` are mounted
 as they are; ``services`` run for the app's lifetime on its event loop (the SIP user agent:
 ``voicebot.server.sip.SipService.serving``). ``store`` holds the users, tokens, sessions and
-audit log, and brings the agent desktop; without one nobody can sign in, so every protected
-route refuses.
+audit log, and brings the agent desktop and the supervisor view; without one nobody can
+sign in, so every protected route refuses.
 
 Every route declares who may call it (``voicebot.server.access``); the app-wide ``Gate``
 enforces it, and request bodies are capped (``Limits.body_bytes``).
@@ -30,6 +30,7 @@ from voicebot.server.browser import browser_router
 from voicebot.server.calls import CallHistory, CallRegistry, MemoryHistory, TranscriptDir
 from voicebot.server.metrics import MeteredTTS, metrics_router
 from voicebot.server.state import ServerConfig, ServerState
+from voicebot.server.supervisor import supervisor_router
 from voicebot.server.twilio import twilio_router
 from voicebot.store.store import Store
 
@@ -80,7 +81,14 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
-    desk = [desk_router(store, streams=state.event_streams)] if store is not None else []
+    desk = (
+        [
+            desk_router(store, streams=state.event_streams),
+            supervisor_router(store, streams=state.event_streams),
+        ]
+        if store is not None
+        else []
+    )
     for router in (
         auth_router(accounts, config.limits, config.public_url),
         twilio_router(state),

@@ -96,6 +96,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
     serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
     add_store_options(serve, webhooks=True)
+    serve.add_argument(
+        "--alert-queue-wait-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="alert supervisors once a handed-off caller has waited this long for an agent",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -117,6 +124,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
+    if args.alert_queue_wait_s is not None and args.alert_queue_wait_s <= 0:
+        raise VoicebotError(
+            f"--alert-queue-wait-s must be positive (got {args.alert_queue_wait_s:g})"
+        )
     if args.public_url and not args.public_url.startswith(("http://", "https://")):
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
     if args.recordings is not None:

@@ -36,7 +36,7 @@ class Limits:
     """The server's limits (``ServerConfig.limits``)."""
 
     waiting_sockets: int = 32  # WebSockets accepted but not yet past "start"
-    event_streams: int = 64  # agent desktops following the handoff queue at once
+    event_streams: int = 64  # live pages (agent desktops, supervisor views) at once
     body_bytes: int = 64 * 1024  # any HTTP request body (Twilio's form posts are ~2 KB)
     sign_in_per_client: Rate = field(default_factory=lambda: Rate(30, 60.0))  # a proxy: all
     sign_in_per_name: Rate = field(default_factory=lambda: Rate(5, 300.0))  # failures only

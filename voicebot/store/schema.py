@@ -36,6 +36,8 @@ calls = Table(
     Column("record", JSON, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+# The supervisor's live board follows changed calls (``voicebot.server.supervisor``).
+Index("ix_calls_updated", calls.c.updated_at)
 
 turns = Table(
     "turns",
@@ -114,6 +116,33 @@ qa_scores = Table(
     Column("failed", JSON, nullable=False),  # ["bot:greeting", ...]
     Column("scorecard", JSON, nullable=False),
 )
+# --- supervisor alerts (voicebot.qa.alerts) ----------------------------------------------
+# One row per alert (``alert_id`` names what it is about, so every worker that sees the same
+# angry turn or long wait raises it once), and its webhook deliveries: the same outbox
+# pattern as handoffs, written in the alert's transaction.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(128), primary_key=True),  # e.g. "angry_caller:<call_id>"
+    Column("kind", String(32), nullable=False),
+    Column("call_id", String(64), index=True),
+    Column("handoff_id", String(64)),
+    Column("pack", String(64)),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("message", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(128), ForeignKey("alerts.alert_id"), nullable=False),
+    Column("call_id", String(64), index=True),  # erasure finds a call's deliveries by it
+    # the delivery state, column for column as handoffs' (copies: a column has one table)
+    *(c._copy() for c in webhook_outbox.c if c.name not in ("id", "handoff_id")),
+)
+Index("ix_alert_outbox_due", alert_outbox.c.delivered_at, alert_outbox.c.next_attempt_at)
+
 # --- sign-in and audit (voicebot.auth) --------------------------------------------------
 # Users, machine tokens and desktop sessions; secrets are stored only as hashes (argon2 for
 # passwords; SHA-256 for tokens and session ids, which are random and long). The audit log

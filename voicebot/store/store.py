@@ -20,15 +20,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
 from voicebot.privacy.redact import redact_json, redact_text
 from voicebot.privacy.storage import create_private, private_dir
 from voicebot.store.schema import (
+    alert_outbox,
+    alerts,
     api_tokens,
     audit_log,
     calls,
@@ -79,6 +92,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness checks); raises when it is down."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     # --- calls and turns -----------------------------------------------------------------
 
@@ -259,15 +277,19 @@ class Store:
 
     # --- webhook outbox ------------------------------------------------------------------
 
-    def due_deliveries(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
+    # ``outbox``: the handoffs' (``webhook_outbox``) or the alerts' (``alert_outbox``).
+
+    def due_deliveries(
+        self, now: float, limit: int = 20, *, outbox: Table = webhook_outbox
+    ) -> list[dict[str, Any]]:
         query = (
-            select(webhook_outbox)
+            select(outbox)
             .where(
-                webhook_outbox.c.delivered_at.is_(None),
-                webhook_outbox.c.dead.is_(False),
-                webhook_outbox.c.next_attempt_at <= now,
+                outbox.c.delivered_at.is_(None),
+                outbox.c.dead.is_(False),
+                outbox.c.next_attempt_at <= now,
             )
-            .order_by(webhook_outbox.c.next_attempt_at)
+            .order_by(outbox.c.next_attempt_at)
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -278,16 +300,24 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def delivery_done(self, delivery_id: int, attempts: int) -> None:
-        self._update_delivery(delivery_id, attempts=attempts, delivered_at=time.time())
+    def delivery_done(
+        self, delivery_id: int, attempts: int, *, outbox: Table = webhook_outbox
+    ) -> None:
+        self._update_delivery(outbox, delivery_id, attempts=attempts, delivered_at=time.time())
 
     def delivery_failed(
-        self, delivery_id: int, attempts: int, error: str, retry_at: float | None
+        self,
+        delivery_id: int,
+        attempts: int,
+        error: str,
+        retry_at: float | None,
+        *,
+        outbox: Table = webhook_outbox,
     ) -> None:
         """Record a failed attempt; ``retry_at=None`` gives up (kept, marked dead)."""
         values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
         values |= {"dead": True} if retry_at is None else {"next_attempt_at": retry_at}
-        self._update_delivery(delivery_id, **values)
+        self._update_delivery(outbox, delivery_id, **values)
 
     def revive_dead_deliveries(self, now: float) -> int:
         """Deliveries that gave up are due again (an operator fixed the receiver): returns
@@ -300,11 +330,9 @@ class Store:
             )
         return int(result.rowcount)
 
-    def _update_delivery(self, delivery_id: int, **values: Any) -> None:
+    def _update_delivery(self, outbox: Table, delivery_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
-            )
+            conn.execute(update(outbox).where(outbox.c.id == delivery_id).values(**values))
 
     # --- privacy: lockout, erasure, retention --------------------------------------------
 
@@ -432,6 +460,69 @@ class Store:
         columns = [c for c in handoffs.c if c.name != "packet"]
         with self.engine.connect() as conn:
             query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def list_qa(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        pack: str | None = None,
+        *,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The scored calls started in [since, until), newest first: their figures, not
+        the scorecards (``get_scorecard`` has those)."""
+        columns = [c for c in qa_scores.c if c.name != "scorecard"]
+        query = _in_range(select(*columns), qa_scores, since, until, pack)
+        query = query.order_by(qa_scores.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- the supervisor's board and alerts (voicebot.server.supervisor, voicebot.qa.alerts) --
+
+    def calls_changed(self, since: float | None = None) -> list[dict[str, Any]]:
+        """``call_id``, ``ended_by``, ``updated_at`` and ``record`` of the calls written
+        after ``since`` (an ``updated_at``), on any worker; without it, the calls still in
+        progress. The board reads the first once, then follows with the second."""
+        query = select(calls.c.call_id, calls.c.ended_by, calls.c.updated_at, calls.c.record)
+        if since is None:
+            query = query.where(calls.c.ended_by.is_(None))
+        else:
+            query = query.where(calls.c.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(calls.c.updated_at))]
+
+    def add_alert(self, alert: dict[str, Any], webhooks: tuple[str, ...] = ()) -> bool:
+        """Store an alert and queue its webhook deliveries in one transaction; False (and
+        nothing written) when an alert of that ``alert_id`` exists, e.g. raised by another
+        worker a moment before: the database settles it."""
+        alert = redact_json(alert)
+        body = json.dumps({"event": "alert", **alert}, ensure_ascii=False, sort_keys=True)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(alerts).values(**alert))
+                for url in webhooks:
+                    conn.execute(
+                        insert(alert_outbox).values(
+                            alert_id=alert["alert_id"],
+                            call_id=alert.get("call_id"),
+                            url=url,
+                            body=body,
+                            attempts=0,
+                            next_attempt_at=time.time(),
+                            dead=False,
+                        )
+                    )
+        except IntegrityError:
+            return False
+        return True
+
+    def list_alerts(self, since: float | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Alerts raised after ``since`` (epoch seconds), newest first."""
+        query = select(alerts).order_by(alerts.c.created_at.desc()).limit(limit)
+        if since is not None:
+            query = query.where(alerts.c.created_at > since)
+        with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     # --- sign-in and audit (voicebot.auth owns the rules; these are its rows) ----------------

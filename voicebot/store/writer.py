@@ -43,16 +43,20 @@ class StoreWriter:
         summarizer: Summarizer | None = None,
         retry_s: float = 2.0,
         on_finished: Finished | None = None,
+        on_saved: Finished | None = None,
     ) -> None:
         """``on_finished`` gets each finished call's record once it is stored (again when
         turns are added to it later), on the writer thread: it must only queue work (QA
-        scoring, ``voicebot.qa.scorecard.QaScorer.submit``)."""
+        scoring, ``voicebot.qa.scorecard.QaScorer.submit``). ``on_saved`` gets the same and
+        every record of a live call it stores, on the same terms (supervisor alerts,
+        ``voicebot.qa.alerts.AlertMonitor.on_saved``)."""
         self.store = store
         self.spool = Spool(spool_dir)
         self.webhooks = webhooks
         self._summarizer = summarizer
         self._retry_s = retry_s
         self._on_finished = on_finished
+        self._on_saved = on_saved
         self._finished: set[str] = set()  # calls already passed to on_finished
         self._pending: dict[str, dict[str, Any]] = {}
         self._written: dict[str, dict[int, str]] = {}  # call id -> turn index -> hash
@@ -157,13 +161,19 @@ class StoreWriter:
             self._finish(snapshot)
 
     def _finish(self, snapshot: dict[str, Any]) -> None:
-        if self._on_finished is None or snapshot.get("ended_by") is None:
-            return
-        self._finished.add(snapshot["call_id"])
-        try:
-            self._on_finished(snapshot)
-        except Exception:  # whatever it does, the writer goes on writing
-            log.exception("on_finished failed for call %s", snapshot["call_id"])
+        """Pass a stored snapshot to the hooks: ``on_saved`` always, ``on_finished`` once
+        the call has ended."""
+        hooks = [("on_saved", self._on_saved)]
+        if snapshot.get("ended_by") is not None and self._on_finished is not None:
+            self._finished.add(snapshot["call_id"])
+            hooks.append(("on_finished", self._on_finished))
+        for name, hook in hooks:
+            if hook is None:
+                continue
+            try:
+                hook(snapshot)
+            except Exception:  # whatever it does, the writer goes on writing
+                log.exception("%s failed for call %s", name, snapshot["call_id"])
 
     def _flush_spool(self) -> bool:
         """Move spooled handoffs and calls into the store; False while it still fails."""
