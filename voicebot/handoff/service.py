@@ -1,4 +1,5 @@
-"""One process's handoff machinery: the store, its writer and the webhook dispatcher.
+"""One process's handoff machinery: the store, its writer, its worker lease and the webhook
+dispatcher.
 
 Built once per process (``voicebot serve`` or ``voicebot call``) from flags or environment:
 
@@ -16,6 +17,7 @@ from voicebot.errors import VoicebotError
 from voicebot.handoff.webhooks import WebhookDispatcher
 from voicebot.qa.kpis import record_kpis
 from voicebot.qa.scorecard import LLMJudge, QaScorer
+from voicebot.store.lease import WorkerLease
 from voicebot.store.store import Store, default_url
 from voicebot.store.writer import StoreWriter, Summarizer
 
@@ -52,7 +54,9 @@ class HandoffConfig:
 
 
 class HandoffService:
-    """Opens the store (``StoreError`` if it can't) and runs webhook delivery if configured."""
+    """Opens the store (``StoreError`` if it can't), takes this process's worker lease (and
+    marks the calls dead processes left live ``interrupted``: ``voicebot.store.lease``), and
+    runs webhook delivery if configured."""
 
     def __init__(
         self,
@@ -62,6 +66,8 @@ class HandoffService:
     ) -> None:
         self.config = config
         self.store = Store(config.db_url)
+        self.lease = WorkerLease(self.store)
+        self.lease.renew()  # held before this process writes any call
         # Every finished call is QA-scored (its pack's form, intents/qa/) in its own thread.
         self.qa = QaScorer(self.store, judge, observe=record_kpis)
         self.writer = StoreWriter(
@@ -70,7 +76,10 @@ class HandoffService:
             webhooks=config.webhooks,
             summarizer=summarizer,
             on_finished=self.qa.submit,
+            worker_id=self.lease.worker_id,
         )
+        self.writer.flush()  # what an earlier process spooled is stored before recovery
+        self.recovered = self.lease.start()
         self.dispatcher = (
             WebhookDispatcher(self.store, config.webhook_secret) if config.webhooks else None
         )
@@ -103,5 +112,6 @@ class HandoffService:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.writer.close()
+        self.lease.stop()
         self.qa.close()
         self.store.close()
