@@ -84,8 +84,9 @@ class WebhookDispatcher:
                     return delivered
                 for item in fresh:
                     seen.add(item["id"])
-                    if self.store.claim_delivery(item["id"], time.time(), self._claim_s):
-                        delivered += self._deliver(client, item)
+                    claimed = self.store.claim_delivery(item["id"], time.time(), self._claim_s)
+                    if claimed is not None:  # as it is now: another process may have tried
+                        delivered += self._deliver(client, claimed)
 
     def run(self, poll_s: float = 0.5) -> None:
         """Deliver until ``stop``; a database hiccup is logged and retried, never fatal."""

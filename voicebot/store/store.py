@@ -404,11 +404,12 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def claim_delivery(self, delivery_id: int, now: float, hold_s: float) -> bool:
-        """Claim a delivery for an attempt of at most ``hold_s``: False if it is delivered,
-        given up, or claimed by someone else. A conditional UPDATE, so of two processes
-        claiming at once exactly one gets it; the claim ends with ``delivery_done`` or
-        ``delivery_failed``, or runs out (the process died mid-attempt: it is retried)."""
+    def claim_delivery(self, delivery_id: int, now: float, hold_s: float) -> dict[str, Any] | None:
+        """Claim a delivery for an attempt of at most ``hold_s``: the row as it is now (its
+        attempts so far), or None if it is delivered, given up, or claimed by someone
+        else. A conditional UPDATE, so of two processes claiming at once exactly one gets
+        it; the claim ends with ``delivery_done`` or ``delivery_failed``, or runs out (the
+        process died mid-attempt: it is retried)."""
         with self.engine.begin() as conn:
             won = conn.execute(
                 update(webhook_outbox)
@@ -420,7 +421,10 @@ class Store:
                 )
                 .values(claimed_until=now + hold_s)
             ).rowcount
-        return bool(won)
+            if not won:
+                return None
+            row = conn.execute(select(webhook_outbox).where(webhook_outbox.c.id == delivery_id))
+            return dict(row.one()._mapping)
 
     def deliveries(self, handoff_id: str) -> list[dict[str, Any]]:
         query = select(webhook_outbox).where(webhook_outbox.c.handoff_id == handoff_id)
