@@ -59,7 +59,7 @@ def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, 
         store.close()
     assert "lost my car" in caller.lower()
     assert intent.startswith("report_lost_or_stolen_card")
-    assert replies[0].startswith("Bot: Thank you for calling")
+    assert replies[0].startswith("Bot: This call may be recorded. Thank you for calling")
     assert "ZIP code" in replies[1]
     assert heard["botSamples"] > 16000 * 5 and heard["botPeak"] > 3000  # greeting + answer
     words = [e for e in heard["events"] if e["type"] in ("partial", "final")]

@@ -1,8 +1,6 @@
 """QA scorecards and KPIs through the real store (SQLite and PostgreSQL), the writer's hook,
 ``voicebot qa run|show`` and ``voicebot report kpis`` as an operator runs them, and /metrics."""
 
-
-
 import json
 import urllib.request
 from datetime import UTC, datetime

@@ -24,7 +24,6 @@ from importlib import resources
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import butter, sosfilt
 
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.pcm import (
@@ -82,8 +81,7 @@ class LineCondition:
         if self.noise is not None and self.snr_db is not None:
             narrow = add_noise(narrow, self.noise, self.snr_db, rng)
         if self.muffle_hz is not None:
-            sos = butter(4, self.muffle_hz, btype="low", fs=NARROW_RATE, output="sos")
-            narrow = sosfilt(sos, narrow).astype(np.float32)
+            narrow = _filtered(narrow, 4, self.muffle_hz, "low").astype(np.float32)
         if self.clip is not None:
             peak = float(np.max(np.abs(narrow))) if len(narrow) else 0.0
             limit = self.clip * peak
@@ -205,14 +203,14 @@ def _street(n: int, rng: np.random.Generator) -> np.ndarray:
     of tyres and wind."""
     t = np.arange(n) / NARROW_RATE
     brown = np.cumsum(rng.normal(0.0, 1.0, n))
-    rumble = sosfilt(butter(2, [30, 600], btype="band", fs=NARROW_RATE, output="sos"), brown)
+    rumble = _filtered(brown, 2, [30, 600], "band")
     rumble /= np.std(rumble) or 1.0
     swell = np.full(n, 0.3)
     duration = n / NARROW_RATE
     for _ in range(max(1, round(duration / 2.5))):  # a car passing every 2.5 s or so
         centre, width = rng.uniform(0, duration), rng.uniform(0.4, 1.2)
         swell += rng.uniform(0.6, 1.5) * np.exp(-0.5 * ((t - centre) / width) ** 2)
-    hiss = sosfilt(butter(1, 1200, btype="low", fs=NARROW_RATE, output="sos"), rng.normal(0, 1, n))
+    hiss = _filtered(rng.normal(0, 1, n), 1, 1200, "low")
     hiss /= np.std(hiss) or 1.0
     return (rumble * swell + 0.4 * hiss).astype(np.float32)
 
@@ -343,3 +341,11 @@ def _cycle(history: np.ndarray, span: int, phase: int, n: int) -> np.ndarray:
     """``n`` samples of the last ``span`` samples of ``history`` played in a loop from ``phase``."""
     loop = history[-span:]
     return loop[(phase + np.arange(n)) % span].astype(np.float32)
+
+
+def _filtered(x: np.ndarray, order: int, cutoff: float | list[float], kind: str) -> np.ndarray:
+    """A Butterworth filter at the narrowband rate. scipy.signal is imported here: it takes
+    about 2 s, which every command that imports this module would otherwise pay."""
+    from scipy.signal import butter, sosfilt
+
+    return sosfilt(butter(order, cutoff, btype=kind, fs=NARROW_RATE, output="sos"), x)

@@ -135,7 +135,9 @@ _TLDS = frozenset(
     {"com", "net", "org", "edu", "gov", "io", "co", "us", "uk", "ca", "de", "fr", "info", "biz",
      "me", "mail", "ai", "app", "dev", "email", "online"}
 )  # fmt: skip
-_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+# A written address ends in a top-level domain of letters ("jo@x.com"): "queue@127.0.0.1" is
+# a host, and "sip:queue@pbx.example.com" the SIP address of a queue, not a person's mail.
+_EMAIL = re.compile(r"(?<![\w.:-])(?<!sips:)(?<!sip:)[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 # Identifiers the system itself makes (call and handoff ids, hashes) are not PII.
 _SYSTEM_ID = re.compile(r"^(?:[0-9a-f]{12}|[0-9a-f]{32}|[0-9a-f]{64})$")
 _DATE_WORDS = frozenset({"of", "the"})
@@ -674,6 +676,7 @@ KEEP_KEYS = frozenset(
     {
         "call_id", "handoff_id", "caller_id", "customer_id", "started_at", "created_at",
         "recording", "caller_audio", "pack", "asr_model", "tts_voice", "at", "url",
+        "transfer",  # the outcome of our own transfer signalling: queue address, SIP status
     }
 )  # fmt: skip
 
