@@ -291,7 +291,8 @@ def probe_junk(serve: Serve, lines, base, base_texts, count: int) -> dict:
 
 
 def probe_idle(serve: Serve, lines, base, base_texts, count: int) -> dict:
-    worker, out = start_junk("idle", serve.media, count)
+    headers = {"X-Twilio-Signature": signature(TWILIO_TOKEN, serve.media, [])}
+    worker, out = start_junk("idle", serve.media, count, headers)  # accepted, then silent
     time.sleep(2.0)
     call = asyncio.run(legit_call(serve, lines))
     results = out.get(timeout=120)

@@ -13,9 +13,11 @@ Everything else is here, once:
 - **Dead peers.** No caller audio for ``idle_timeout_s`` ends the call (a peer that neither
   streams nor hangs up); a peer that stops reading (a send blocked for ``send_timeout_s``)
   ends it too, so a stuck client never holds a call slot.
-- **Real time.** Caller audio that arrives faster than the wall clock allows (over
-  ``MAX_AHEAD_S`` ahead of it) is no live line: it is closed. Audio that piles up unread
-  (``MAX_BACKLOG_FRAMES``) from a peer that keeps real time means the server fell behind.
+- **Real time.** Caller audio that arrives faster than the wall clock allows (more than
+  ``MAX_AHEAD_S`` over the time since the line opened) is no live line: it is closed. Audio
+  that piles up unread (``MAX_BACKLOG_FRAMES``) means the server fell behind (a stall, a
+  swamped CPU): the oldest is dropped so that the call catches up, and only a server that
+  keeps falling behind (``MAX_DROPPED_S`` dropped) ends the call, as ``overload``.
 - **Why it ended.** ``Hangup.by`` says whose doing it was, as the record's ``ended_by``:
   the caller (hung up, went dead), the peer breaking its protocol, or the server
   (overloaded, shutting down, an internal error).
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 LATE_S = 0.06  # three frames: more than a typical far-end jitter buffer absorbs
 MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting unread: the server fell behind
+MAX_DROPPED_S = 30.0  # caller audio dropped to catch up, in all, before the call is no use
+_UNHEARD_FRAMES = 25  # caller audio kept until a call reads the line (0.5 s)
 MAX_AHEAD_S = 1.0  # caller audio this far ahead of the wall clock: not a live line
 _PROOF_SLACK_S = 0.1  # a line proving real-time pace may be this far ahead (jitter)
 DIGIT_GAP_S = 1.5
@@ -105,8 +109,10 @@ class LiveLine:
         self.caller_id: str | None = None  # the calling number, when the peer says
         self.recorder: StereoRecorder | None = None
         self._heard = np.zeros(0, np.int16)  # this tick's caller frame, for the recorder
+        self._opened_at = time.monotonic()  # no live peer sent more audio than time since
         self._frames_in = 0  # caller frames received, and when the first one came
         self._first_audio_at: float | None = None
+        self.dropped_frames = 0  # caller frames dropped because the server fell behind
         self._audio_came = asyncio.Event()
 
     # --- the protocol module's side ------------------------------------------------------
@@ -129,17 +135,33 @@ class LiveLine:
         self._audio_came.set()
         if self._first_audio_at is None:
             self._first_audio_at = now
-        received, wall = self._frames_in * FRAME_S, now - self._first_audio_at
+        # Against the time since the line opened, not since the first audio was read: a
+        # server that stalls reads a real-time peer's backlog at once.
+        received, wall = self._frames_in * FRAME_S, now - self._opened_at
         if self._max_ahead_s is not None and received - wall > self._max_ahead_s:
             self.end(
                 1008,
                 f"caller audio faster than real time ({received:.1f} s of it in {wall:.1f} s)",
                 by="protocol",
             )
-        while self._inbound.qsize() > MAX_BACKLOG_FRAMES and not self._tick:
-            self._inbound.get_nowait()  # no call reads this line (yet, or it was refused)
-        if self._inbound.qsize() > MAX_BACKLOG_FRAMES:
-            self.end(1013, "the server fell 5 s behind the caller's audio", by="overload")
+        if not self._tick:
+            while self._inbound.qsize() > _UNHEARD_FRAMES:
+                self._inbound.get_nowait()  # no call reads this line (yet, or it was refused)
+        elif self._inbound.qsize() > MAX_BACKLOG_FRAMES:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """The call fell ``MAX_BACKLOG_FRAMES`` behind the caller: drop the older half, so
+        that it hears the caller in step again (what was said then is lost, and counted);
+        past ``MAX_DROPPED_S`` in all, the server cannot carry this call: it ends."""
+        while self._inbound.qsize() > MAX_BACKLOG_FRAMES // 2:
+            self._inbound.get_nowait()
+            self.dropped_frames += 1
+        dropped_s = self.dropped_frames * FRAME_S
+        log.warning("server behind a call's audio: %.1f s of caller audio dropped", dropped_s)
+        if dropped_s > MAX_DROPPED_S:
+            reason = f"the server fell behind the caller's audio ({dropped_s:.0f} s dropped)"
+            self.end(1013, reason, by="overload")
 
     def put_digit(self, digit: str) -> None:
         """One key press; ``#`` submits what was typed, other non-digits are ignored."""
