@@ -238,7 +238,7 @@ def verdict(name: str, ok: bool, summary: str, data: dict) -> dict:
 
 
 def compare(call: dict, base: dict, base_texts: list[str], texts: list[str]) -> tuple[bool, str]:
-    if "p95_s" not in call:
+    if "p95_s" not in call or "p95_s" not in base:
         return False, f"{call.get('answers', 0)}/{call['of']} answers ({call.get('error')})"
     slower = call["p95_s"] / base["p95_s"] - 1
     ok = call["answers"] == call["of"] and texts == base_texts and slower <= P95_TOLERANCE
