@@ -86,6 +86,8 @@ class Serve:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Serve":
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("voicebot serve is already running")
         command = [
             sys.executable, "-m", "voicebot", "serve", "--port", str(self.port),
             "--max-calls", str(self.max_calls), "--public-call", "--db", self.db,
@@ -274,6 +276,9 @@ def probe_flood(serve: Serve, lines, base, base_texts, flooders: int) -> dict:
 
 def probe_junk(serve: Serve, lines, base, base_texts, count: int) -> dict:
     url = f"ws://127.0.0.1:{serve.port}/ws/call"
+    deadline = time.monotonic() + 60
+    while serve.active_calls() and time.monotonic() < deadline:  # the last probe's calls
+        time.sleep(0.5)
     worker, out = start_junk("junk", url, count)
     peak = 0
     deadline = time.monotonic() + 2.0
@@ -394,7 +399,9 @@ def probe_webhook(serve: Serve, agent_lines, hook_port: int) -> dict:
 
 
 def probe_kill(serve: Serve, lines) -> dict:
-    asyncio.run(legit_call(serve, lines, kill_after_s=2.5))
+    call = asyncio.run(legit_call(serve, lines, kill_after_s=2.5))
+    if "killed_after_s" not in call:  # the call failed before the answer it was to cut
+        return verdict("kill -9 mid-utterance", False, f"no answer to cut: {call}", {})
     killed_at = time.time()
     serve.start()  # start-up marks what the dead process left live
     record = newest_record(serve)

@@ -2,8 +2,10 @@
 
 Two shapes of limit cover it:
 
-- a ``Budget`` caps what is held at once (sockets waiting for ``start``, event-stream
-  clients): taken on entry, given back on exit, refused when spent;
+- a ``Budget`` caps what is held at once (event-stream clients): taken on entry, given
+  back on exit, refused when spent (sockets waiting for ``start`` are a ``WaitingRoom``:
+  when it is full, the one that waited longest leaves, so idle sockets never keep a caller
+  out);
 - a ``RateLimiter`` caps how often one key (a client address, a user name) may do something
   (sign in, start a browser call): a token bucket per key, refilled continuously.
 
@@ -16,6 +18,7 @@ operator sees which limit bites. The defaults live in ``Limits``.
 """
 
 import asyncio
+import itertools
 import logging
 import math
 import threading
@@ -94,6 +97,28 @@ class Budget:
         finally:
             if give is not None:
                 give()
+
+
+class WaitingRoom:
+    """The sockets accepted but not in a call yet, at most ``limit``. When it is full, the one
+    that has waited longest makes room for the newcomer (its ``evict`` closes it, with a
+    reason; counted as ``waiting_sockets``): a real caller says ``start`` at once, so idle
+    sockets, however many, never keep one out; they only push each other out."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: OrderedDict[int, Callable[[], None]] = OrderedDict()
+        self._ids = itertools.count()
+
+    def enter(self, evict: Callable[[], None]) -> Callable[[], None]:
+        """Take a place (making room if need be); returns the function that leaves it."""
+        while len(self._waiting) >= self.limit:
+            refused("waiting_sockets")
+            _, oldest = self._waiting.popitem(last=False)
+            oldest()
+        key = next(self._ids)
+        self._waiting[key] = evict
+        return lambda: self._waiting.pop(key, None)
 
 
 class RateLimiter:

@@ -29,7 +29,7 @@ from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.session import Observer
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry, CallSlot
-from voicebot.server.limits import Budget, Limits, PeerLog, ReadBudget
+from voicebot.server.limits import Limits, PeerLog, ReadBudget, WaitingRoom
 from voicebot.transports.line import LiveLine
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,12 @@ async def _wait_for_call(
             await line.audio_for(proof_s)
 
     waiter = asyncio.create_task(ready())
+    gone = asyncio.create_task(line.ended.wait())  # e.g. closed to make room for another
     try:
-        await asyncio.wait({reader, waiter}, timeout=timeout_s, return_when="FIRST_COMPLETED")
+        await asyncio.wait({reader, waiter, gone}, timeout=timeout_s, return_when="FIRST_COMPLETED")
     finally:
         waiter.cancel()
+        gone.cancel()
     if line.hangup is not None:
         return None
     if not started.is_set():
@@ -137,22 +139,21 @@ async def run_line(
     finish: Callable[[], Awaitable[object]] | None = None,
     observer: Observer | None = None,
     recordings_dir: Path | None = None,
-    waiting: Budget | None = None,
+    waiting: WaitingRoom,
     limits: Limits,
     peers: PeerLog,
     signed: bool,
 ) -> CallRecord | None:
     """Serve one accepted socket until the call ends; returns the record (None: no call).
 
-    ``waiting`` caps the sockets that are not in a call yet (beyond it: 1013). ``signed``:
+    ``waiting`` holds the sockets that are not in a call yet (when it is full, the one that
+    waited longest is closed, 1013). ``signed``:
     the peer proved who it is (Twilio's signature, a signed-in user), so it takes a call
     slot on ``start`` and the caller ID it sends may identify the caller; an unsigned one
     must first stream audio in real time (``Limits.proof_of_audio_s``), and its caller ID
     is treated as withheld, so the dialog asks for the number like for any withheld one."""
-    give_back = waiting.take() if waiting is not None else lambda: None
-    if give_back is None:
-        await _close(ws, 1013, "too many connections waiting to start a call: try later")
-        return None
+    evicted = "too many connections waiting to start a call: this one waited longest"
+    give_back = waiting.enter(lambda: line.end(1013, evicted, by="protocol"))
     started = asyncio.Event()
     budget = ReadBudget(limits.line_messages, limits.line_reads_per_tick)
     reader = asyncio.create_task(_read(ws, line, started, transport, budget, peers))

@@ -15,7 +15,7 @@ from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
-from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter
+from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter, WaitingRoom
 from voicebot.server.lines import run_line
 from voicebot.transports.line import LiveLine
 
@@ -49,7 +49,7 @@ class ServerState:
         self.calls = calls
         self._spoken: dict[str, np.ndarray] = {}
         limits = config.limits
-        self.waiting = Budget("waiting_sockets", limits.waiting_sockets)
+        self.waiting = WaitingRoom(limits.waiting_sockets)
         self.event_streams = Budget("event_streams", limits.event_streams)
         self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
         self.peers = PeerLog(logging.getLogger("voicebot.peers"))
