@@ -106,9 +106,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="the whole packet as JSON")
     add_store_options(show)
     show.set_defaults(func=_show)
-    deliver = sub.add_parser("deliver", help="deliver due webhooks now (retries included)")
+    deliver = sub.add_parser(
+        "deliver",
+        help="deliver due webhooks now (retries included)",
+        description="One attempt at each delivery that is due. Safe beside running servers: "
+        "each delivery is claimed in the database first, so none is posted twice.",
+    )
     add_store_options(deliver)
     deliver.add_argument("--webhook-secret", help="HMAC key (default $VOICEBOT_WEBHOOK_SECRET)")
+    deliver.add_argument(
+        "--now",
+        action="store_true",
+        help="also the deliveries waiting for their next retry (not due yet), each once",
+    )
     deliver.add_argument(
         "--retry-dead",
         action="store_true",
@@ -200,7 +210,7 @@ def _deliver(args: argparse.Namespace) -> int:
         if args.retry_dead:
             revived = store.revive_dead_deliveries(time.time())
             print(f"retrying {revived} delivery(ies) that had given up", file=sys.stderr)
-        delivered = WebhookDispatcher(store, secret).deliver_due()
+        delivered = WebhookDispatcher(store, secret).deliver_due(due_or_not=args.now)
     finally:
         store.close()
     print(f"delivered {delivered} webhook(s)", file=sys.stderr)

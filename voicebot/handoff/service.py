@@ -1,5 +1,5 @@
-"""One process's handoff machinery: the store, its writer, the webhook dispatchers and
-the supervisor alerts.
+"""One process's handoff machinery: the store, its writer, its worker lease, the webhook
+dispatchers and the supervisor alerts.
 
 Built once per process (``voicebot serve`` or ``voicebot call``) from flags or environment:
 
@@ -21,6 +21,7 @@ from voicebot.handoff.webhooks import WebhookDispatcher
 from voicebot.qa.alerts import AlertConfig, AlertMonitor
 from voicebot.qa.kpis import record_kpis
 from voicebot.qa.scorecard import LLMJudge, QaScorer, Scorecard
+from voicebot.store.lease import WorkerLease
 from voicebot.store.schema import alert_outbox
 from voicebot.store.store import Store, default_url
 from voicebot.store.writer import StoreWriter, Summarizer
@@ -66,7 +67,9 @@ def _urls(variable: str) -> tuple[str, ...]:
 
 
 class HandoffService:
-    """Opens the store (``StoreError`` if it can't) and runs webhook delivery if configured."""
+    """Opens the store (``StoreError`` if it can't), takes this process's worker lease (and
+    marks the calls dead processes left live ``interrupted``: ``voicebot.store.lease``), and
+    runs webhook delivery if configured."""
 
     def __init__(
         self,
@@ -76,6 +79,8 @@ class HandoffService:
     ) -> None:
         self.config = config
         self.store = Store(config.db_url)
+        self.lease = WorkerLease(self.store)
+        self.lease.renew()  # held before this process writes any call
         # Supervisor alerts, from what the writer stores and the scorer scores.
         self.alerts = AlertMonitor(self.store, config.alert_webhooks, config.alerts)
         # Every finished call is QA-scored (its pack's form, intents/qa/) in its own thread.
@@ -87,7 +92,10 @@ class HandoffService:
             summarizer=summarizer,
             on_finished=self.qa.submit,
             on_saved=self.alerts.on_saved,
+            worker_id=self.lease.worker_id,
         )
+        self.writer.flush()  # what an earlier process spooled is stored before recovery
+        self.recovered = self.lease.start()
         secret = config.webhook_secret
         self.dispatcher = WebhookDispatcher(self.store, secret) if config.webhooks else None
         self.alert_dispatcher = (
@@ -131,6 +139,7 @@ class HandoffService:
         for thread in self._threads:
             thread.join(timeout=5)
         self.writer.close()
+        self.lease.stop()
         self.qa.close()
         self.alerts.close()  # after the writer and the scorer: they feed it
         self.store.close()

@@ -7,9 +7,13 @@ receiver that is slow, down or answering 500 only delays a packet. Each POST car
     X-Voicebot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>
 
 Receivers recompute the HMAC over the raw body and reject stale timestamps (replays); see
-``verify`` for the reference check. Delivery is at least once: receivers dedupe on
-``handoff_id``. Supervisor alerts (``voicebot.qa.alerts``) travel the same way from their
-own outbox (``outbox=alert_outbox``), deduped on ``alert_id``.
+``verify`` for the reference check. Each attempt first claims its row in the database
+(``Store.claim_delivery``), so processes delivering at once (the servers' loops, an
+operator's ``voicebot handoffs deliver --now``) never post a packet twice. Delivery is
+still at least once (a process that dies between the POST and noting it leaves the row to
+be retried once its claim runs out): receivers dedupe on ``handoff_id``. Supervisor alerts
+(``voicebot.qa.alerts``) travel the same way from their own outbox
+(``outbox=alert_outbox``), deduped on ``alert_id``.
 """
 
 import hashlib
@@ -56,6 +60,7 @@ class WebhookDispatcher:
         secret: str,
         *,
         timeout_s: float = 5.0,
+        claim_s: float = 60.0,
         base_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         max_attempts: int = 12,
@@ -66,17 +71,32 @@ class WebhookDispatcher:
         self.store = store
         self._secret = secret
         self._timeout = timeout_s
+        self._claim_s = max(claim_s, 2 * timeout_s)  # an attempt never outlives its claim
         self._base, self._max_delay, self._max_attempts = base_delay_s, max_delay_s, max_attempts
         self._outbox = outbox
         self._stop = threading.Event()
 
-    def deliver_due(self) -> int:
-        """Try every delivery that is due now; returns how many succeeded."""
+    def deliver_due(self, *, due_or_not: bool = False) -> int:
+        """Try each delivery that is due now (``due_or_not``: also those waiting for a retry)
+        once, if this process gets its claim; returns how many succeeded."""
         delivered = 0
+        seen: set[int] = set()
         with httpx.Client(timeout=self._timeout) as client:
-            for item in self.store.due_deliveries(time.time(), outbox=self._outbox):
-                delivered += self._deliver(client, item)
-        return delivered
+            while True:
+                now = time.time()
+                batch = self.store.due_deliveries(
+                    now, len(seen) + 20, due_or_not=due_or_not, outbox=self._outbox
+                )
+                fresh = [item for item in batch if item["id"] not in seen]
+                if not fresh:
+                    return delivered
+                for item in fresh:
+                    seen.add(item["id"])
+                    claimed = self.store.claim_delivery(
+                        item["id"], time.time(), self._claim_s, outbox=self._outbox
+                    )
+                    if claimed is not None:  # as it is now: another process may have tried
+                        delivered += self._deliver(client, claimed)
 
     def run(self, poll_s: float = 0.5) -> None:
         """Deliver until ``stop``; a database hiccup is logged and retried, never fatal."""

@@ -15,9 +15,11 @@ enforces it, and request bodies are capped (``Limits.body_bytes``).
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 
 from voicebot.auth import Accounts
@@ -116,3 +118,18 @@ def warn_at_start(config: ServerConfig, accounts: Accounts | None) -> None:
         log.warning("--public-call: anyone who reaches this server can start browser calls")
     if accounts is None or not accounts.configured():
         log.warning("nobody can sign in yet: add a user (voicebot users add NAME --role admin)")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn that ends the calls in progress before it closes their sockets: each peer
+    is told why (1012, "the server is shutting down") and each record says ``shutdown``,
+    instead of both seeing a dropped connection. ``voicebot serve`` runs this."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState, grace_s: float = 5.0) -> None:
+        super().__init__(config)
+        self._state = state
+        self._grace_s = grace_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._state.calls.close(self._grace_s)
+        await super().shutdown(sockets)

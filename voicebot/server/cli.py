@@ -117,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
-    from voicebot.server.app import create_app
+    from voicebot.server.app import GracefulServer, create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
     from voicebot.transports.sip import SipSettings, check_listen
@@ -211,7 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
     if sip is not None:
         print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
-        uvicorn.run(
+        server = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
@@ -219,6 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
             ws_max_size=65536,  # a media message is ~300 bytes; anything huge is refused (1009)
             proxy_headers=True,
         )
+        GracefulServer(server, app.state.voicebot).run()
     finally:
         retention.stop()
         bot.close()

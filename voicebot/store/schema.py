@@ -86,8 +86,34 @@ webhook_outbox = Table(
     Column("delivered_at", Float),
     Column("dead", Boolean, nullable=False, default=False),
     Column("last_error", Text),
+    # A delivery being attempted is claimed until then (``Store.claim_delivery``): two
+    # processes delivering at once (a server's loop, ``handoffs deliver --now``) never
+    # both POST it; a process that dies mid-attempt lets it go when the claim runs out.
+    Column("claimed_until", Float),
 )
 Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)
+
+# --- workers and the calls they are running (voicebot.store.lease) -------------------------
+# Each process that records calls holds a lease here, renewed every few seconds; each live
+# call is owned by its worker until it ends. A call whose worker's lease ran out is marked
+# ``interrupted`` by the next worker that looks (its process died mid-call).
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+live_calls = Table(
+    "live_calls",
+    metadata,
+    Column("call_id", String(64), ForeignKey("calls.call_id"), primary_key=True),
+    Column("worker_id", String(64), nullable=False, index=True),
+)
 
 # Failed verifications, for the per-caller lockout (``voicebot.privacy.lockout``). The
 # subject is a hash of the caller ID (or customer): no phone number is kept here.
