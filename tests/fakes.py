@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from voicebot.asr.base import ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import CallerTurn, IntentResult, Reply, SpeechChunk, Transcript
 
@@ -33,9 +34,11 @@ class ScriptedASR:
         self.texts = texts
         self.compute_s = compute_s
         self.calls: list[float] = []  # audio seconds per call
+        self.contexts: list[ASRContext | None] = []  # what each call was told to expect
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         time.sleep(self.compute_s)
+        self.contexts.append(context)
         self.calls.append(len(audio) / SAMPLE_RATE)
         # Each utterance is a tone whose frequency encodes its index: 300 Hz + 100 Hz * i.
         spectrum = np.abs(np.fft.rfft(audio))
@@ -95,6 +98,10 @@ class EchoDialog:
             return Reply("Goodbye", kind="farewell", intent=intent, end_call=True)
         return Reply(f"You said {turn.text}. Anything else", kind="answer", intent=intent)
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        self.turns.append(f"<{turn.transcript.dropped}>")
+        return Reply("Sorry, say that again", kind="fallback")
+
     def no_input(self) -> Reply:
         self.silences += 1
         if self.silences >= 2:
@@ -115,9 +122,11 @@ class EngineScriptedASR(ScriptedASR):
     def open_call(self) -> "EngineScriptedASR":
         return self
 
-    def submit(self, audio: np.ndarray, *, final: bool) -> "Future[Transcript]":
+    def submit(
+        self, audio: np.ndarray, *, final: bool, context: ASRContext | None = None
+    ) -> "Future[Transcript]":
         self.submitted.append(final)
-        return self._pool.submit(self.transcribe, audio)
+        return self._pool.submit(self.transcribe, audio, context)
 
     def close(self) -> None:
         self.closed_calls += 1

@@ -24,6 +24,7 @@ class FakeRecognizer:
 
     def __init__(self, *, oom_above: int | None = None) -> None:
         self.batches: list[list[int]] = []
+        self.contexts: list[list] = []  # each batch's contexts, request by request
         self.entered: queue.Queue[list[int]] = queue.Queue()
         self.gate = threading.Event()
         self.gate.set()
@@ -34,8 +35,9 @@ class FakeRecognizer:
         """Let exactly one held batch finish."""
         self._steps.release()
 
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
+    def transcribe_batch(self, audios: list[np.ndarray], contexts=None) -> list[Transcript]:
         ids = [int(a[0]) for a in audios]
+        self.contexts.append(contexts)
         self.entered.put(ids)
         while not self.gate.is_set() and not self._steps.acquire(timeout=0.01):
             pass

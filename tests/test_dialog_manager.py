@@ -178,7 +178,7 @@ def test_complaint_is_logged_with_the_callers_words(classifier, tmp_path):
     )
     assert replies[0].kind == "question" and "what happened" in replies[0].text
     assert replies[1].kind == "reprompt"  # "um" is not a complaint
-    assert "reference 1 0 0 0 0 1" in replies[2].text
+    assert "reference 1 0 0, 0 0 1" in replies[2].text
     rows = sqlite3.connect(tmp_path / "bank.db").execute(
         "SELECT customer_id, caller_id, kind, details FROM cases"
     )
@@ -203,7 +203,7 @@ def test_fraud_report_blocks_the_card_and_opens_a_case(classifier, tmp_path):
         ],
     )
     assert replies[3].text.startswith("I'll block the card ending in 4 5 6 7")
-    assert "fraud case reference is 1 0 0 0 0 1" in replies[4].text
+    assert "fraud case reference is 1 0 0, 0 0 1" in replies[4].text
     assert card_status(bank, "4567") == "blocked"
     kind, details = (
         sqlite3.connect(tmp_path / "bank.db").execute("SELECT kind, details FROM cases").fetchone()

@@ -102,11 +102,11 @@ class FailingOnceASR(ScriptedASR):
         super().__init__(texts)
         self.failed = False
 
-    def transcribe(self, audio):
+    def transcribe(self, audio, context=None):
         if not self.failed and len(audio) > 16000:
             self.failed = True
             raise RuntimeError("CUDA out of memory")
-        return super().transcribe(audio)
+        return super().transcribe(audio, context)
 
 
 def test_a_recognizer_failure_drops_that_turn_and_the_call_goes_on(caplog):

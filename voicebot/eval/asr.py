@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from voicebot.asr import make_asr
-from voicebot.asr.base import ASR
+from voicebot.asr.base import ASR, ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.io import load_audio
 from voicebot.errors import AudioInputError
@@ -86,8 +86,8 @@ class _MeteredASR:
         self._lock = threading.Lock()
         self.compute_s = 0.0
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        result = self._asr.transcribe(audio)
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
+        result = self._asr.transcribe(audio, context)
         with self._lock:
             self.compute_s += result.compute_s
         return result
@@ -101,6 +101,9 @@ class _Listener:
 
     def respond(self, turn: CallerTurn) -> Reply:
         return Reply("", kind="answer")
+
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        return Reply("", kind="fallback")
 
     def no_input(self) -> Reply:
         return Reply("", kind="reprompt")

@@ -11,6 +11,10 @@ angry callers (``negative_sentiment``) are handed off at once, since making them
 themselves is exactly what loses callers. Tasks that go round in circles end with
 ``repeated_failure``.
 
+A caller the recognizer cannot make out (speech, but no usable words) climbs the same
+ladder: asked again once, then handed off with ``low_confidence``. Never treated as silence,
+so a person who is talking is never hung up on.
+
 Thresholds are per pack (the ``escalation`` section of the pack YAML; see docs/packs.md).
 One ``EscalationPolicy`` per call: it keeps the counters.
 """
@@ -181,6 +185,25 @@ class EscalationPolicy:
     def understood(self) -> None:
         """An unsure turn turned out fine (the caller confirmed, or the LLM could answer)."""
         self._unsure = 0
+
+    def not_understood(self, transcript: Transcript) -> Decision:
+        """The caller spoke, but the recognizer gave nothing usable: an unsure turn (asked
+        again), and the ``low_confidence_turns``-th in a row hands off."""
+        self._spoke = True
+        self._silences = 0
+        self._unsure += 1
+        data = {
+            "heard": "no_words",
+            "dropped": transcript.dropped,
+            "raw_text": transcript.raw_text,
+            "asr_logprob": round(transcript.avg_logprob, 4),
+            "no_speech_prob": round(transcript.no_speech_prob, 4),
+        }
+        why = f"speech the recognizer could not make out ({transcript.dropped})"
+        if self._unsure >= self.config.low_confidence_turns:
+            why = f"{why} ({self._unsure} unsure turns in a row)"
+            return self.decide("handoff", "low_confidence", why, data)
+        return self.decide("rephrase", "not_understood", why, data)
 
     # --- after the dialog answered --------------------------------------------------------
 

@@ -106,6 +106,7 @@ class Bot:
             sinks=sinks,
             observer=observer,
             handoffs=handoffs or self.handoffs,
+            vocabulary=self.pack.vocabulary,
         )
         return await session.run(transport)
 
