@@ -62,6 +62,21 @@ def tone(index: int, seconds: float, amplitude: float = 0.3) -> np.ndarray:
     return (amplitude * np.sin(2 * np.pi * (300 + 100 * index) * t)).astype(np.float32)
 
 
+def keypad_tones(keys: str, press_s: float = 0.1, gap_s: float = 0.1) -> np.ndarray:
+    """A caller typing ``keys`` on a phone's keypad: each key's two DTMF tones (ITU-T Q.23),
+    as a phone plays them into the line."""
+    from voicebot.audio.dtmf import HIGH_HZ, KEYS, LOW_HZ
+
+    t = np.arange(round(press_s * SAMPLE_RATE)) / SAMPLE_RATE
+    pieces = []
+    for key in keys:
+        row = next(i for i, keys_of_row in enumerate(KEYS) if key in keys_of_row)
+        low, high = LOW_HZ[row], HIGH_HZ[KEYS[row].index(key)]
+        pieces.append(0.25 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t)))
+        pieces.append(np.zeros(round(gap_s * SAMPLE_RATE)))
+    return np.concatenate(pieces).astype(np.float32)
+
+
 class BeepTTS:
     """One chunk per sentence, ``seconds_per_word`` of a 1 kHz square wave per word."""
 

@@ -42,6 +42,10 @@ class EscalationConfig:
     """Thresholds of the escalation ladder; every field can be set in a pack's YAML."""
 
     min_asr_logprob: float = -1.0  # Whisper avg log-prob below this: probably misheard
+    # ...but an answer that parsed ("Yes, the car mending in 4-5-6") is held to this lower
+    # floor: the words after a clear yes pull the average down, not the yes (measured on
+    # real recognizer outputs, tests/data/recognizer_outputs.jsonl).
+    answer_min_asr_logprob: float = -1.3
     max_no_speech_prob: float = 0.6  # ...or Whisper thinks there was hardly any speech
     # Calibrated intent confidence below this: unsure. The classifier already calls anything
     # under its own out-of-scope floor (~0.7) out of scope; raise this to be stricter.
@@ -252,8 +256,9 @@ class EscalationPolicy:
 
     def _misheard(self, s: TurnSignals) -> str | None:
         c = self.config
-        if s.asr_logprob is not None and s.asr_logprob < c.min_asr_logprob:
-            return f"recognizer log-prob {s.asr_logprob:.2f} < {c.min_asr_logprob}"
+        floor = c.answer_min_asr_logprob if s.answering else c.min_asr_logprob
+        if s.asr_logprob is not None and s.asr_logprob < floor:
+            return f"recognizer log-prob {s.asr_logprob:.2f} < {floor}"
         if s.no_speech_prob is not None and s.no_speech_prob > c.max_no_speech_prob:
             return f"no-speech prob {s.no_speech_prob:.2f} > {c.max_no_speech_prob}"
         return None

@@ -87,6 +87,7 @@ class _Recognition:
     hearing: "_Hearing"
     job: Job
     audio_end: float
+    context: ASRContext
     result: tuple[Transcript, float] | None = None  # (transcript, ready time)
 
 
@@ -383,7 +384,7 @@ class CallSession:
             )
         else:
             job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio, context))
-        job.tag = _Recognition(hearing, job, until)
+        job.tag = _Recognition(hearing, job, until, context)
         return job.tag
 
     # --- worker results ----------------------------------------------------------------
@@ -414,6 +415,7 @@ class CallSession:
     def _on_final(self, hearing: _Hearing, transcript: Transcript, ready: float) -> None:
         self._awaiting.remove(hearing)
         assert hearing.speech_end is not None and hearing.endpoint is not None
+        assert hearing.final is not None
         turn = Turn(
             role="caller",
             text=transcript.text,
@@ -424,7 +426,7 @@ class CallSession:
                 "no_speech_prob": round(transcript.no_speech_prob, 4),
                 "rtf": round(transcript.rtf, 4),
                 "raw_text": transcript.raw_text,
-                "expects": str(self._expects.kind),
+                "expects": str(hearing.final.context.expects.kind),
                 "voiced_s": round(hearing.voiced_s, 3),
             },
             dropped=transcript.dropped,
@@ -515,6 +517,7 @@ class CallSession:
     async def _send_bot_frame(self, t: float) -> None:
         tick = self._playout.next_frame(t)
         for utterance in tick.started:
+            self._expects = utterance.reply.expects  # the caller now hears this question
             self._on_first_audio(utterance)
         for utterance in tick.finished:
             self._close_bot_turn(utterance)
