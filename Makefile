@@ -58,6 +58,7 @@ eval: setup
 		--report build/eval/intents-telecom.json
 	$(VENV)/bin/voicebot eval calls --scenarios eval/calls/bank eval/calls/telecom \
 		--report build/eval/calls.json
+	$(VENV)/bin/voicebot eval qa --labels eval/qa/labels.jsonl --report build/eval/qa.json
 
 clean:
 	rm -rf build

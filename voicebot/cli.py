@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
+    from voicebot.qa.cli import register as register_qa
     from voicebot.server.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__.splitlines()[0])
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
+    register_qa(commands)
     register_serve(commands)
     return parser
 
@@ -131,6 +133,10 @@ def _run_call(args: argparse.Namespace) -> int:
         handoffs=service.writer if service else None,
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
+    # Partial transcripts are for someone watching: the live printer of a real-time call.
+    # Otherwise nobody sees them, and they would take the CPU from the finals (on 2 cores a
+    # partial in flight delays the end-of-turn transcript by its whole run).
+    caller.shows_partials = args.realtime and not args.quiet
     sinks = [JsonFileSink(args.transcript)] if args.transcript else []
     if service is not None:
         sinks.append(service.writer)

@@ -79,3 +79,14 @@ class EvalInputError(VoicebotError):
     and the line where there is one."""
 
     exit_code = 2
+
+
+class QaFormError(VoicebotError):
+    """A QA form (``intents/qa/*.yaml``) is malformed; the message names the file, line and
+    reason, so a typo fails at start-up instead of scoring every call wrong."""
+
+    exit_code = 2
+
+
+class NoCallsError(VoicebotError):
+    """A report or scoring run found no calls in the range it was given."""

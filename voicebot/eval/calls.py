@@ -43,7 +43,7 @@ from voicebot.eval.report import (
 from voicebot.eval.scenarios import Scenario, ScenarioTurn, load_scenarios
 from voicebot.eval.wer import total, word_errors
 from voicebot.pipeline.bot import Bot, BotConfig
-from voicebot.pipeline.record import CallRecord, Turn
+from voicebot.pipeline.record import CallRecord, JsonFileSink, Turn
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.tts.caller_voice import render_caller
@@ -61,6 +61,7 @@ class CallOptions:
     codec: str = "mulaw"
     noise_snr: float | None = None
     realtime: bool = False
+    records_dir: Path | None = None  # keep each call's record as DIR/<scenario name>.json
 
 
 class CallerAudio:
@@ -150,8 +151,13 @@ def _run_scenario(
     caller = SimulatedCaller(segments, realtime=options.realtime, tail_s=_HANG_UP_S)
     bot.services = DemoBank(bot.config.bank_db)  # every call starts from the seeded data
     started = time.perf_counter()
+    sinks = (
+        []
+        if options.records_dir is None
+        else [JsonFileSink(options.records_dir / f"{scenario.name}.json")]
+    )
     record = asyncio.run(
-        bot.run_call(caller, realtime=options.realtime, caller_id=scenario.caller_id)
+        bot.run_call(caller, realtime=options.realtime, caller_id=scenario.caller_id, sinks=sinks)
     )
     return score_call(scenario, record, caller.segment_starts, time.perf_counter() - started)
 

@@ -51,7 +51,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     calls.add_argument(
         "--realtime", action="store_true", help="pace calls to the wall clock (default: fast)"
     )
+    calls.add_argument(
+        "--records", type=Path, metavar="DIR", help="also keep each call's record as DIR/NAME.json"
+    )
     calls.set_defaults(func=_calls)
+
+    qa = sub.add_parser("qa", help="QA scorer against a reviewer's labels, per criterion and form")
+    qa.add_argument("--labels", type=Path, required=True, help="labelled calls (JSONL)")
+    qa.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    qa.set_defaults(func=_qa)
 
     compare = sub.add_parser(
         "compare",
@@ -108,6 +116,8 @@ def _calls(args: argparse.Namespace) -> int:
     from voicebot.eval.calls import CallOptions, evaluate_calls
 
     check_writable(args.report, "report")
+    if args.records is not None:
+        check_writable(args.records / "record.json", "records")
     options = CallOptions(
         asr=args.asr,
         vad=args.vad,
@@ -115,6 +125,7 @@ def _calls(args: argparse.Namespace) -> int:
         codec=args.codec,
         noise_snr=args.noise_snr,
         realtime=args.realtime,
+        records_dir=args.records,
     )
     report = evaluate_calls(args.scenarios, args.report, options)
     latency = report["latency_ms"]
@@ -127,6 +138,26 @@ def _calls(args: argparse.Namespace) -> int:
     for item in report["items"]:
         if not item["passed"]:
             print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _qa(args: argparse.Namespace) -> int:
+    from voicebot.eval.qa import evaluate_qa
+
+    check_writable(args.report, "report")
+    report = evaluate_qa(args.labels, args.report)
+    print(
+        f"{report['n']} calls, {report['answers']} answers: agreement {report['agreement']:.3f} "
+        f"(target {report['target']}), kappa {report['kappa']}"
+    )
+    for name, scores in report["per_criterion"].items():
+        print(f"  {name:32} {scores['agreement']:.3f}  ({len(scores['disagreements'])} disagree)")
+    for split, scores in report["by_split"].items():
+        print(
+            f"  split {split}: agreement {scores['agreement']:.3f}, pass/fail agreement "
+            f"{scores['outcome_agreement']:.3f} over {scores['calls']} calls"
+        )
     _print_issues_and_paths(report, args.report)
     return 0
 

@@ -50,6 +50,10 @@ SUITES: dict[str, tuple[Metric, ...]] = {
         Metric("latency_ms.p50", False, timing=True),
         Metric("latency_ms.p95", False, timing=True),
     ),
+    "qa": (
+        Metric("agreement", True),
+        Metric("kappa", True),
+    ),
 }
 _FAILURES = Metric("failures", False)
 
@@ -72,10 +76,18 @@ class Change:
 
 def suite_of(report: dict, where: str) -> str:
     """Which suite wrote ``report``, from the contract's keys."""
-    for suite, key in (("calls", "task_success"), ("intents", "macro_f1"), ("asr", "wer")):
+    known = (
+        ("calls", "task_success"),
+        ("intents", "macro_f1"),
+        ("asr", "wer"),
+        ("qa", "agreement"),
+    )
+    for suite, key in known:
         if key in report:
             return suite
-    raise EvalInputError(f"{where}: not an eval report (no wer, macro_f1 or task_success)")
+    raise EvalInputError(
+        f"{where}: not an eval report (no wer, macro_f1, task_success or agreement)"
+    )
 
 
 def parse_tolerances(values: list[str]) -> tuple[float | None, dict[str, float]]:
@@ -159,6 +171,8 @@ def flipped_items(suite: str, base: dict, new: dict) -> tuple[list[str], list[st
             return item["audio"], -item[mode]["words"]["rate"]
         if suite == "intents":
             return item["text"], float(item["correct"])
+        if suite == "qa":
+            return item["call"], sum(a["agree"] for a in item["answers"]) / len(item["answers"])
         return item["name"], float(item["passed"])
 
     before = dict(key_and_good(i) for i in base.get("items", []))

@@ -38,13 +38,18 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
         return None
     from voicebot.dialog.llm import LLMClient, LLMConfig
     from voicebot.handoff.service import HandoffConfig, HandoffService
+    from voicebot.qa.scorecard import LLMJudge
 
     config = HandoffConfig.resolve(
         args.db, tuple(getattr(args, "webhook", ())), getattr(args, "webhook_secret", None)
     )
     llm_config = LLMConfig.from_env()
-    summarizer = LLMClient(llm_config).summarize if llm_config else None
-    return HandoffService(config, summarizer)
+    client = LLMClient(llm_config) if llm_config else None
+    return HandoffService(
+        config,
+        client.summarize if client else None,
+        LLMJudge(client) if client else None,
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:

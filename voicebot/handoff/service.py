@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from voicebot.errors import VoicebotError
 from voicebot.handoff.webhooks import WebhookDispatcher
+from voicebot.qa.kpis import record_kpis
+from voicebot.qa.scorecard import LLMJudge, QaScorer
 from voicebot.store.store import Store, default_url
 from voicebot.store.writer import StoreWriter, Summarizer
 
@@ -52,14 +54,22 @@ class HandoffConfig:
 class HandoffService:
     """Opens the store (``StoreError`` if it can't) and runs webhook delivery if configured."""
 
-    def __init__(self, config: HandoffConfig, summarizer: Summarizer | None = None) -> None:
+    def __init__(
+        self,
+        config: HandoffConfig,
+        summarizer: Summarizer | None = None,
+        judge: LLMJudge | None = None,
+    ) -> None:
         self.config = config
         self.store = Store(config.db_url)
+        # Every finished call is QA-scored (its pack's form, intents/qa/) in its own thread.
+        self.qa = QaScorer(self.store, judge, observe=record_kpis)
         self.writer = StoreWriter(
             self.store,
             spool_dir=config.spool_dir,
             webhooks=config.webhooks,
             summarizer=summarizer,
+            on_finished=self.qa.submit,
         )
         self.dispatcher = (
             WebhookDispatcher(self.store, config.webhook_secret) if config.webhooks else None
@@ -85,4 +95,5 @@ class HandoffService:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.writer.close()
+        self.qa.close()
         self.store.close()

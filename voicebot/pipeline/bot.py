@@ -7,6 +7,7 @@ import numpy as np
 
 from voicebot.asr import make_asr
 from voicebot.audio.frames import SAMPLE_RATE
+from voicebot.dialog.base import Dialog
 from voicebot.dialog.embeddings import SentenceEmbedder
 from voicebot.dialog.intent_classifier import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMConfig
@@ -17,6 +18,8 @@ from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
 from voicebot.pipeline.workers import PriorityWorkers
+from voicebot.qa.form import load_qa
+from voicebot.qa.survey import SurveyDialog
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
@@ -34,6 +37,7 @@ class BotConfig:
     embeddings: str = "minilm"
     bank_db: str = ":memory:"  # the demo back office (SQLite); a path keeps changes
     workers: int = 2  # model-compute threads shared by all calls
+    qa: str | None = None  # the pack's QA file (form, survey); default intents/qa/<pack>.yaml
     call: CallConfig = field(default_factory=CallConfig)
 
 
@@ -49,6 +53,7 @@ class Bot:
         self.handoffs = handoffs
         make_vad(self.config.vad)  # fail at start-up, not in the first call
         self.pack = load_pack(self.config.pack)
+        self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
         self.tts = make_tts(self.config.voice)
         self.classifier = IntentClassifier.for_pack(
@@ -93,13 +98,16 @@ class Bot:
             caller_id=caller_id,
             recording=recording,
         )
+        dialog: Dialog = DialogManager(
+            self.pack, self.classifier, self.services, caller_id=caller_id, llm=self.llm
+        )
+        if self.qa is not None and self.qa.survey is not None:
+            dialog = SurveyDialog(dialog, self.qa.survey, record)
         session = CallSession(
             asr=self.asr,
             tts=self.tts,
             vad=make_vad(self.config.vad),
-            dialog=DialogManager(
-                self.pack, self.classifier, self.services, caller_id=caller_id, llm=self.llm
-            ),
+            dialog=dialog,
             scheduler=Scheduler(self._executor, realtime=realtime),
             record=record,
             config=self.config.call,

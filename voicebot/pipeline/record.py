@@ -55,6 +55,7 @@ class CallRecord:
     turns: list[Turn] = field(default_factory=list)
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed
+    survey: dict[str, Any] | None = None  # post-call survey: asked, score (1-5), via
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -84,3 +84,21 @@ webhook_outbox = Table(
     Column("last_error", Text),
 )
 Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)
+
+# --- QA scorecards (voicebot.qa) ---------------------------------------------------------
+# One row per scored call: the scorecard as JSON, with the figures reports filter and
+# aggregate on beside it. ``started_at`` is the call's, so a date range selects both.
+qa_scores = Table(
+    "qa_scores",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("pack", String(64)),
+    Column("form", String(64), nullable=False),
+    Column("started_at", String(40), nullable=False, index=True),
+    Column("scored_at", String(40), nullable=False),
+    Column("bot_score", Float),
+    Column("agent_score", Float),
+    Column("passed", Boolean),
+    Column("failed", JSON, nullable=False),  # ["bot:greeting", ...]
+    Column("scorecard", JSON, nullable=False),
+)

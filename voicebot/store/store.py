@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
-from voicebot.store.schema import calls, handoffs, metadata, turns, webhook_outbox
+from voicebot.store.schema import calls, handoffs, metadata, qa_scores, turns, webhook_outbox
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,59 @@ class Store:
                 update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
             )
 
+    # --- QA scorecards (voicebot.qa) --------------------------------------------------------
+
+    def save_scorecard(self, card: dict[str, Any]) -> None:
+        """Store a call's scorecard (``voicebot.qa.Scorecard.to_dict()``), replacing an
+        earlier one of the same call (a re-run of ``voicebot qa run``)."""
+        scores = {p["part"]: p["score"] for p in card["parts"]}
+        row = {
+            "call_id": card["call_id"],
+            "pack": card["pack"],
+            "form": card["form"],
+            "started_at": card["started_at"],
+            "scored_at": card["scored_at"],
+            "bot_score": scores.get("bot"),
+            "agent_score": scores.get("agent"),
+            "passed": card["passed"],
+            "failed": card["failed"],
+            "scorecard": card,
+        }
+        with self.engine.begin() as conn:
+            self._upsert(conn, qa_scores, [row], ["call_id"])
+
+    def get_scorecard(self, call_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            query = select(qa_scores.c.scorecard).where(qa_scores.c.call_id == call_id)
+            return conn.execute(query).scalar_one_or_none()
+
+    def list_scorecards(
+        self, since: str | None = None, until: str | None = None, pack: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Scorecards of the calls started in [since, until), oldest first."""
+        query = _in_range(select(qa_scores.c.scorecard), qa_scores, since, until, pack)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.order_by(qa_scores.c.started_at)).scalars())
+
+    def calls_between(
+        self, since: str | None = None, until: str | None = None, pack: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of the finished calls started in [since, until) (ISO times), oldest
+        first: what QA runs and KPI reports read."""
+        query = _in_range(select(calls.c.record), calls, since, until, pack)
+        query = query.where(calls.c.ended_by.is_not(None)).order_by(calls.c.started_at)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def handoffs_of(self, call_ids: list[str]) -> list[dict[str, Any]]:
+        """The handoff rows of these calls (queue state, claim and close times)."""
+        if not call_ids:
+            return []
+        columns = [c for c in handoffs.c if c.name != "packet"]
+        with self.engine.connect() as conn:
+            query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     # --- helpers -------------------------------------------------------------------------
 
     def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -288,6 +341,18 @@ _CALL_COLUMNS = (
     "handoff_reason",
     "duration_s",
 )
+
+
+def _in_range(
+    query: Any, table: Any, since: str | None, until: str | None, pack: str | None
+) -> Any:
+    if since is not None:
+        query = query.where(table.c.started_at >= since)
+    if until is not None:
+        query = query.where(table.c.started_at < until)
+    if pack is not None:
+        query = query.where(table.c.pack == pack)
+    return query
 
 
 def _turn_row(call_id: str, idx: int, turn: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from voicebot.store.store import Store
 log = logging.getLogger(__name__)
 
 Summarizer = Callable[[list[str]], str]
+Finished = Callable[[dict[str, Any]], None]
 
 
 class StoreWriter:
@@ -41,12 +42,18 @@ class StoreWriter:
         webhooks: tuple[str, ...] = (),
         summarizer: Summarizer | None = None,
         retry_s: float = 2.0,
+        on_finished: Finished | None = None,
     ) -> None:
+        """``on_finished`` gets each finished call's record once it is stored (again when
+        turns are added to it later), on the writer thread: it must only queue work (QA
+        scoring, ``voicebot.qa.scorecard.QaScorer.submit``)."""
         self.store = store
         self.spool = Spool(spool_dir)
         self.webhooks = webhooks
         self._summarizer = summarizer
         self._retry_s = retry_s
+        self._on_finished = on_finished
+        self._finished: set[str] = set()  # calls already passed to on_finished
         self._pending: dict[str, dict[str, Any]] = {}
         self._written: dict[str, dict[int, str]] = {}  # call id -> turn index -> hash
         self._lock = threading.Condition()
@@ -146,6 +153,17 @@ class StoreWriter:
             return
         self._written[call_id] = hashes
         self.spool.remove("call", call_id)  # an older spooled snapshot must not come back
+        if changed or call_id not in self._finished:
+            self._finish(snapshot)
+
+    def _finish(self, snapshot: dict[str, Any]) -> None:
+        if self._on_finished is None or snapshot.get("ended_by") is None:
+            return
+        self._finished.add(snapshot["call_id"])
+        try:
+            self._on_finished(snapshot)
+        except Exception:  # whatever it does, the writer goes on writing
+            log.exception("on_finished failed for call %s", snapshot["call_id"])
 
     def _flush_spool(self) -> bool:
         """Move spooled handoffs and calls into the store; False while it still fails."""
@@ -157,6 +175,7 @@ class StoreWriter:
             for path, snapshot in self.spool.items("call"):
                 self.store.save_call(snapshot)
                 path.unlink()
+                self._finish(snapshot)
         except SQLAlchemyError as exc:
             log.debug("store still unavailable: %s", exc)
             return False
