@@ -86,7 +86,7 @@ def test_finals_are_batched_before_partials(held):
 def test_requests_heard_in_different_contexts_share_a_batch(held):
     """A digit question's request and a plain one go to the model together, each with its
     own context (the model groups them by prompt after one encoder pass)."""
-    engine, model, first = held
+    engine, model, _ = held
     digits = ASRContext(Expectation(Expect.DIGITS, digits=5))
     call = engine.open_call()
     asked = call.submit(clip(1), final=True, context=digits)

@@ -319,7 +319,7 @@ def test_noise_the_recognizer_judges_no_speech_stays_silence():
     segments = [CallerSegment(tone(7, 1.0)), CallerSegment(tone(2, 0.8))]
     record, _ = run_call(segments, asr=NoSpeechASR(TEXTS), dialog=dialog, phone=True)
     noise, bye = caller_turns(record)
-    assert noise.heard == "silence" and noise.dropped == "no_speech"
+    assert noise.heard == "silence" and noise.dropped == "no_speech" and bye.heard == "words"
     assert dialog.turns == ["bye now"]  # never answered
 
 
@@ -331,7 +331,7 @@ def test_keypad_tones_in_the_audio_are_a_keypad_turn_not_speech():
         [CallerSegment(typed), CallerSegment(tone(2, 0.8))], asr=asr, dialog=dialog
     )
     keypad, bye = caller_turns(record)
-    assert keypad.kind == "dtmf" and keypad.text == "9 4 1 0 7"
+    assert keypad.kind == "dtmf" and keypad.text == "9 4 1 0 7" and bye.text == "bye now"
     assert dialog.turns == ["9 4 1 0 7", "bye now"]
     assert len(asr.calls) <= 2  # the tones were never sent to the recognizer as speech
 
