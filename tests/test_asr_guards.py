@@ -77,3 +77,17 @@ def test_a_copy_of_the_prompt_is_not_the_caller():
     assert drop_reason("0 1 2 3 4 5 6 7 8 9", -0.2, 0.3, CFG, digits) == "prompt_echo"
     assert drop_reason("1 2 3 4", -0.2, 0.3, CFG, digits) is None  # a card's last four
     assert drop_reason("Northwind Bank, checking account.", -0.2, 0.3, CFG) is None
+
+
+def test_a_prompted_decode_of_noise_is_no_speech_however_confident():
+    """tiny.en on 1.5 s of white noise through mu-law, under the digit prompt."""
+    noise = "1 2 3 4 5 7 8 9 9 9 9 9 9 9 9 9 9 9 9 9 9 9 9 9"
+    assert drop_reason(noise, -0.78, 0.87, CFG, "0 1 2 3 4 5 6 7 8 9.") == "no_speech"
+    assert drop_reason("9 4 1 0 7", -0.3, 0.2, CFG, "0 1 2 3 4 5 6 7 8 9.") is None
+
+
+@pytest.mark.parametrize("no_speech", [0.305, 0.353, 0.428])
+def test_a_real_goodbye_is_not_taken_for_a_hallucination(no_speech):
+    """tiny.en's "Bye." on espeak-ng, MBROLA and flite callers (tests/data)."""
+    assert drop_reason("Bye.", -0.4, no_speech, CFG) is None
+    assert drop_reason("Bye.", -0.4, 0.5, CFG) == "hallucination"

@@ -40,6 +40,9 @@ class GuardConfig:
     logprob_threshold: float = -1.0  # ...and average log-prob below this means silence
     max_compression_ratio: float = 2.4  # gzip ratio above this means a repetition loop
     unsure_logprob: float = -0.7  # below this, a stock hallucination phrase is dropped
+    # ...and above this no-speech probability. A real "Bye." on a phone line reaches 0.43
+    # (tiny.en, 20 renders by five engines: 0.05-0.43); noise read as "you" is far above.
+    unsure_no_speech: float = 0.45
 
 
 def normalize_words(text: str) -> str:
@@ -117,14 +120,18 @@ def drop_reason(
         return "other_script"
     if echoes_prompt(text, prompt):
         return "prompt_echo"
-    if no_speech_prob > config.no_speech_threshold and avg_logprob < config.logprob_threshold:
+    # A prompted decode copies its prompt confidently on noise (white noise under the digit
+    # prompt: "1 2 3 4 5 7 8 9 9 9 ..." at log-prob -0.78, no-speech 0.87): then Whisper's
+    # no-speech probability alone decides, as real speech stays below it (1 turn in 1284).
+    unsure = avg_logprob < config.logprob_threshold or bool(prompt)
+    if no_speech_prob > config.no_speech_threshold and unsure:
         return "no_speech"
     if compression_ratio(text) > config.max_compression_ratio and not is_digit_answer(text):
         return "repetition"
     if words.replace(".", "") in _ALWAYS_HALLUCINATED:
         return "hallucination"
     if words in _OFTEN_HALLUCINATED and (
-        avg_logprob < config.unsure_logprob or no_speech_prob > config.no_speech_threshold / 2
+        avg_logprob < config.unsure_logprob or no_speech_prob > config.unsure_no_speech
     ):
         return "hallucination"
     return None
