@@ -340,8 +340,8 @@ class DialogManager:
         return self._run(task, intent)
 
     def _answer_readback(self, text: str, intent: IntentResult, task: _Task) -> Reply:
-        """The caller's answer to "I have 4 5 6 7. Is that right?": on no, the slot is
-        asked again (the question's attempts carry on, so it still hands off in the end)."""
+        """The caller's answer to "I have 4 5 6 7. Is that right?". A no is the answer's
+        second miss: the slot question's attempts carry on, so it goes to a person."""
         yes = self._yes_or_no(text, intent)
         slot = next(s for s in reversed(task.flow.slots) if s.name in task.slots)
         if yes is None:
@@ -507,9 +507,13 @@ class DialogManager:
         return yes
 
     def _is_closing(self, text: str, intent: IntentResult) -> bool:
-        """The caller is done ("no that's all, bye", misheard or not), unless the words also
-        make a confident request, or answer a yes/no question with yes."""
-        if "goodbye" not in self.pack.intents or not parse_closing(text):
+        """The caller is done ("no that's all, bye", misheard or not; a plain "no thanks"
+        once something was done and nothing is asked), unless the words also make a
+        confident request, or answer a yes/no question with yes."""
+        if "goodbye" not in self.pack.intents:
+            return False
+        no_more = self._question is None and self.policy.served and parse_yes_no(text) is False
+        if not (parse_closing(text) or no_more):
             return False
         confident = intent.confidence >= self.policy.config.min_intent_confidence
         if confident and intent.intent not in _ANSWERS | {OUT_OF_SCOPE, "goodbye"}:

@@ -614,6 +614,7 @@ def parse_date(text: str, today: date) -> date | None:
 # --- Yes / no ---------------------------------------------------------------------------------
 
 _YES, _NO, _UNSURE = "yes", "no", "unsure"
+_NOT_AN_ANSWER = "not an answer"  # "right now", "right away": no yes in "right" there
 _NEGATION = "negation"  # "don't", "not": a no on its own, and turns a following yes into a no
 _WEAK_NEGATION = "weak negation"  # "can't", "won't": turns a following yes into a no only
 
@@ -650,6 +651,7 @@ _ANSWERS = _phrase_table(
             "not sure", "don't know", "do not know", "no idea", "dunno", "maybe", "perhaps",
             "i guess",
         ],
+        _NOT_AN_ANSWER: ["right now", "right away", "right here", "right there"],
         _NEGATION: ["not", "don't", "do not", "i do not", "never", "please don't"],
         _WEAK_NEGATION: [
             "can't", "cannot", "won't", "wouldn't", "shouldn't", "didn't", "doesn't",
@@ -729,6 +731,8 @@ def _answers(words: Sequence[str], clause_ends: Sequence[int]) -> list[_Said]:
             i += 1
             continue
         start, (label, i) = i, hit
+        if label == _NOT_AN_ANSWER:
+            continue
         if label in (_NEGATION, _WEAK_NEGATION):
             following = _answer_at(words, i, stop)
             if following is not None and following[0] in (_YES, _NO):
@@ -807,12 +811,18 @@ _CLOSINGS = frozenset(
     tuple(phrase.replace("'", "").split())  # matched without apostrophes: "thats all"
     for phrase in (
         "bye", "goodbye", "good bye", "bye bye", "bye now", "that's all", "that is all",
-        "that'll be all", "that will be all", "that's it", "that's everything",
+        "that'll be all", "that will be all", "that's it", "that's it for today",
+        "that's all for today",
+        "that's it for now", "that's all for now", "that's all i needed", "that's everything",
         "nothing else", "nothing more", "have a good day", "have a nice day",
         "have a great day", "have a good one", "take care", "i'm all set", "all set",
         "i'm done", "we're done",
     )
 )  # fmt: skip
+# A closing heard with a wrong first word ("I see it for today" for "that's it for today"):
+# the rest of a phrase of three words or more, one or two words into a clause.
+_CLOSING_TAILS = frozenset(phrase[1:] for phrase in _CLOSINGS if len(phrase) >= 3)
+_MISHEARD_WORDS = 2
 _LONGEST_CLOSING = max(len(phrase) for phrase in _CLOSINGS)
 # A short goodbye as Whisper hears it on a phone line: "By.", "Buy.", "Bye-bye" -> "by by".
 _BYE_SOUNDS = frozenset({"by", "buy", "bi"})
@@ -821,12 +831,19 @@ _BYE_SOUND_MAX_WORDS = 4  # "okay thanks, by": a bare "by" closes only a short a
 
 def parse_closing(text: str) -> bool:
     """The caller is done: "no that's all, thank you, goodbye", "thanks, bye", "that's it for
-    today", heard through the usual mishearings (a wrong first word, "By." for "Bye.").
+    today", heard through the usual mishearings: a wrong first word ("I see it for today"),
+    "By." for "Bye.".
 
     A closing phrase anywhere counts, since callers wrap it in thanks and fillers; a bare
     "by" or "buy" only as the last word of a short answer, where a goodbye goes.
     """
-    words = [w.replace("'", "") for w in tokenize(text)]
+    words: list[str] = []
+    for clause in re.split(r"[.!?;,]", _normalize(text)):
+        tail = [w.replace("'", "") for w in _TOKEN.findall(clause.replace("-", " "))]
+        for start in range(1, _MISHEARD_WORDS + 1):
+            if any(tuple(tail[start : start + len(t)]) == t for t in _CLOSING_TAILS):
+                return True
+        words += tail
     for i in range(len(words)):
         for n in range(min(_LONGEST_CLOSING, len(words) - i), 0, -1):
             if tuple(words[i : i + n]) in _CLOSINGS:

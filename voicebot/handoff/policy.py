@@ -186,6 +186,11 @@ class EscalationPolicy:
     def anger_total(self) -> float:
         return round(self._anger_total, 2)
 
+    @property
+    def served(self) -> bool:
+        """The bot has answered a request or completed a task this call."""
+        return self._served
+
     def understood(self) -> None:
         """An unsure turn turned out fine (the caller confirmed, or the LLM could answer)."""
         self._unsure = 0
