@@ -53,7 +53,7 @@ def test_the_file_covers_engines_lines_and_real_speech():
 def test_a_said_yes_is_read_as_yes_from_its_first_words():
     read = readings("confirm", said_no=False)
     assert len(read) == 832
-    assert read.count(True) / len(read) >= 0.85  # measured 0.85 (words alone)
+    assert read.count(True) / len(read) >= 0.85  # measured 0.873 (726 of 832)
     assert read.count(False) <= 9  # the recognizer itself wrote a no ("Not right.")
 
 
