@@ -48,17 +48,24 @@ bench: setup-dev
 	$(VENV)/bin/voicebot models prepare
 	$(PY) scripts/bench_pipeline.py --out build/bench/pipeline.json
 
-# The eval suites (eval/README.md); compare runs with `voicebot eval compare BASE.json NEW.json`.
+# The eval suites (eval/README.md; the caller voices' engines come from scripts/provision.sh);
+# compare runs with `voicebot eval compare BASE.json NEW.json`.
 eval: setup
+	scripts/provision.sh
 	$(VENV)/bin/voicebot models prepare
 	$(VENV)/bin/voicebot eval asr --manifest eval/asr/speech-phone.jsonl --report build/eval/asr.json
 	$(VENV)/bin/voicebot eval intents --manifest eval/intents/bank.jsonl --pack bank \
 		--report build/eval/intents-bank.json
 	$(VENV)/bin/voicebot eval intents --manifest eval/intents/telecom.jsonl --pack telecom \
 		--report build/eval/intents-telecom.json
+	$(VENV)/bin/voicebot eval pii --manifest eval/pii/spoken.jsonl --report build/eval/pii.json
 	$(VENV)/bin/voicebot eval calls --scenarios eval/calls/bank eval/calls/telecom \
 		--report build/eval/calls.json
 	$(VENV)/bin/voicebot eval qa --labels eval/qa/labels.jsonl --report build/eval/qa.json
+	$(VENV)/bin/voicebot eval calls --text --scenarios eval/calls/bank eval/calls/telecom \
+		--report build/eval/calls-text.json
+	$(VENV)/bin/voicebot eval calls --voices matrix --scenarios eval/calls/bank eval/calls/telecom \
+		--report build/eval/calls-matrix.json
 
 clean:
 	rm -rf build

@@ -21,14 +21,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.browsers import launch
 from tests.servers import Server
-from voicebot.handoff.desk import desk_router
+from tests.signin import add_user, sign_in_page
 from voicebot.pipeline.bot import Bot, BotConfig
+from voicebot.server import create_app
 from voicebot.store import Store, StoreWriter
 from voicebot.transports.simulated import CallerSegment, SimulatedCaller
 from voicebot.tts.caller_voice import render_caller
@@ -59,21 +59,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     store = Store(f"sqlite:///{tmp}/bench.db")
     writer = StoreWriter(store, spool_dir=tmp / "spool")
-    app = FastAPI()
-    app.include_router(desk_router(store))
-    server = Server(app)
+    add_user(store, "ana", "agent")
     bot = Bot(BotConfig(pack="bank", asr="tiny.en"), handoffs=writer)
+    server = Server(create_app(bot, store=store))  # the desk as `voicebot serve` mounts it
     voice = PiperTTS(deterministic=True)
     results = []
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
-        page.goto(f"{server.url}/agent")
+        sign_in_page(page, server.url, "ana")
         page.wait_for_selector("#conn.live")
         page.evaluate(STAMP_CARDS)
         for _ in range(args.rounds):
             for expected, lines in CALLS.items():
-                segments = [CallerSegment(render_caller(voice, line)) for line in lines]
+                segments = [CallerSegment(render_caller(line, piper=voice)) for line in lines]
                 caller = SimulatedCaller(segments, realtime=True)
                 box: dict = {}
 

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import socket
 import subprocess
 import sys
@@ -43,6 +44,10 @@ from voicebot.tts.piper import PiperTTS
 
 LINES = ["hi I lost my card yesterday", "what is my account balance"]
 P95_LIMIT_S = 1.5
+# The server checks Twilio's signatures and guards /metrics, as in production: the peers
+# sign their handshake with this token, and the benchmark reads /metrics with its own.
+TWILIO_TOKEN = secrets.token_hex(16)
+SCRAPE_TOKEN = secrets.token_hex(16)
 
 
 def free_port() -> int:
@@ -57,7 +62,8 @@ def start_server(port: int, asr: str, max_calls: int, workers: int) -> subproces
         "--max-calls", str(max_calls), "--workers", str(workers), "--no-db",
         "--transcripts", tempfile.mkdtemp(prefix="bench-load-"),
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    env = os.environ | {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOICEBOT_METRICS_TOKEN": SCRAPE_TOKEN}
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -72,13 +78,14 @@ def start_server(port: int, asr: str, max_calls: int, workers: int) -> subproces
 
 
 def metric(port: int, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    auth = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10, headers=auth).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 async def one_call(url: str, lines: list[np.ndarray], delay_s: float) -> dict:
     await asyncio.sleep(delay_s)
-    async with TwilioPeer(url) as peer:
+    async with TwilioPeer(url, auth_token=TWILIO_TOKEN) as peer:
         await peer.wait_bot_done(quiet_s=0.8, timeout=60)
         latencies = []
         for audio in lines:
@@ -115,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tts = PiperTTS(deterministic=True)
-    lines = [render_caller(tts, text, voice="low", codec="mulaw") for text in LINES]
+    lines = [render_caller(text, voice="piper-low", line="mulaw", piper=tts) for text in LINES]
     port = free_port()
     server = start_server(port, args.asr, max(args.calls), args.workers)
     process = psutil.Process(server.pid)

@@ -52,7 +52,7 @@ def caller_clips(tts: PiperTTS, folder: Path) -> list[np.ndarray]:
     for index, text in enumerate(PHRASES):
         path = folder / f"{index:02d}.wav"
         if not path.exists():
-            write_wav_atomic(path, float_to_pcm16(render_caller(tts, text)), 16000)
+            write_wav_atomic(path, float_to_pcm16(render_caller(text, piper=tts)), 16000)
         clips.append(load_audio(path))
     return clips
 

@@ -51,7 +51,7 @@ def main() -> None:
     for name, turns in CALLS.items():
         parts = []
         for text, pause in turns:
-            parts.append(render_caller(tts, text, voice="low"))
+            parts.append(render_caller(text, voice="piper-low", piper=tts))
             parts.append(np.zeros(round(pause * 16000), np.float32))
         # Stored as a telephone recording would be: 8 kHz, 16-bit.
         audio = resample(np.concatenate(parts), 16000, 8000)

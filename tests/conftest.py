@@ -29,6 +29,22 @@ def pg_url(tmp_path_factory):
         yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The call store on a fresh SQLite file, then on the session's PostgreSQL (fresh tables)."""
+    from voicebot.store import Store
+    from voicebot.store.schema import metadata
+
+    if request.param == "sqlite":
+        instance = Store(f"sqlite:///{tmp_path}/calls.db")
+    else:
+        instance = Store(request.getfixturevalue("pg_url"))
+        metadata.drop_all(instance.engine)
+        metadata.create_all(instance.engine)
+    yield instance
+    instance.close()
+
+
 @pytest.fixture(scope="session")
 def tts():
     from voicebot.tts.piper import PiperTTS
@@ -38,15 +54,16 @@ def tts():
 
 @pytest.fixture(scope="session")
 def caller_audio(tts):
-    """Render caller speech: Piper voice shifted to sound different, through a phone line."""
+    """Render caller speech: a caller voice (default: the Piper voice shifted to sound
+    different) through a phone line (``voicebot.audio.telephone.line`` specs)."""
     from voicebot.tts.caller_voice import render_caller
 
     cache: dict[tuple, np.ndarray] = {}
 
-    def render(text: str, voice: str = "low", codec: str = "mulaw") -> np.ndarray:
-        key = (text, voice, codec)
+    def render(text: str, voice: str = "piper-low", line: str = "mulaw") -> np.ndarray:
+        key = (text, voice, line)
         if key not in cache:
-            cache[key] = render_caller(tts, text, voice=voice, codec=codec)
+            cache[key] = render_caller(text, voice=voice, line=line, piper=tts)
         return cache[key]
 
     return render

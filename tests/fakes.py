@@ -145,3 +145,10 @@ class EngineScriptedASR(ScriptedASR):
 
     def close(self) -> None:
         self.closed_calls += 1
+
+
+class NoCalls:
+    """A ``Bot`` for servers whose tests make no calls (sign-in, the desk, the limits):
+    ``create_app`` only meters its TTS."""
+
+    tts = BeepTTS()

@@ -1,6 +1,7 @@
 """The agent desktop against a real uvicorn server on 127.0.0.1 and a real SQLite store:
 the HTTP API, the live event stream, and headless Chromium watching a phone call (a
-faithful Twilio peer on the server's media stream) escalate, then claiming its card."""
+faithful Twilio peer on the server's media stream) escalate, then claiming its card.
+Agents sign in for real (users in the store, ``POST /auth/login`` or the sign-in page)."""
 
 import asyncio
 import json
@@ -9,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from tests.browsers import launch
+from tests.fakes import NoCalls
 from tests.servers import Server
-from voicebot.handoff.desk import desk_router
-from voicebot.server import create_app
+from tests.signin import SIGN_IN_PAGE, TWILIO_TOKEN, add_user, sign_in_page, signed_in
+from voicebot.server import ServerConfig, create_app
 from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store, StoreWriter
 
@@ -35,10 +36,11 @@ def packet(handoff_id, reason="caller_request", text="I want a person"):
 
 @pytest.fixture
 def desk(tmp_path):
+    """The desk as ``voicebot serve`` mounts it (sign-in, gate and all), no calls."""
     store = Store(f"sqlite:///{tmp_path}/calls.db")
-    app = FastAPI()
-    app.include_router(desk_router(store, poll_s=0.1))
-    server = Server(app)
+    for name in ("ana", "bob", *(f"agent{i}" for i in range(6))):
+        add_user(store, name, "agent")
+    server = Server(create_app(NoCalls(), store=store))
     yield store, server.url
     server.stop()
     store.close()
@@ -47,47 +49,64 @@ def desk(tmp_path):
 def test_api_claim_race_close_and_errors(desk):
     store, url = desk
     store.add_handoff(packet("h1"))
-    with httpx.Client(base_url=url, timeout=10) as client:
-        assert [c["handoff_id"] for c in client.get("/api/handoffs").json()] == ["h1"]
-        with ThreadPoolExecutor(6) as pool:
-            codes = list(
-                pool.map(
-                    lambda a: client.post("/api/handoffs/h1/claim", json={"agent": a}).status_code,
-                    [f"agent{i}" for i in range(6)],
-                )
-            )
-        assert sorted(codes) == [200] + [409] * 5
-        holder = client.get("/api/handoffs/h1").json()["agent"]
-        other = "agent0" if holder != "agent0" else "agent1"
-        assert (
-            client.post(
-                "/api/handoffs/h1/close", json={"agent": holder, "disposition": "nope"}
-            ).status_code
-            == 422
+    agents = {f"agent{i}": signed_in(url, f"agent{i}") for i in range(6)}
+    client = agents["agent0"]
+    assert [c["handoff_id"] for c in client.get("/api/handoffs").json()] == ["h1"]
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(
+            pool.map(lambda c: c.post("/api/handoffs/h1/claim").status_code, agents.values())
         )
-        refused = client.post(
-            "/api/handoffs/h1/close", json={"agent": other, "disposition": "resolved"}
-        )
-        assert (
-            refused.status_code == 409
-            and "only the agent who claimed it" in refused.json()["detail"]
-        )
-        closed = client.post(
-            "/api/handoffs/h1/close", json={"agent": holder, "disposition": "resolved"}
-        )
-        assert closed.json()["status"] == "closed"
-        assert client.get("/api/handoffs/nope").status_code == 404
-        assert client.post("/api/handoffs/nope/claim", json={"agent": "x"}).status_code == 404
-        assert client.post("/api/handoffs/h1/claim", json={"agent": ""}).status_code == 422
-        assert client.get("/api/handoffs?status=closed").json()[0]["disposition"] == "resolved"
+    assert sorted(codes) == [200] + [409] * 5
+    holder = client.get("/api/handoffs/h1").json()["agent"]
+    other = agents["agent0" if holder != "agent0" else "agent1"]
+    mine = agents[holder]
+    assert mine.post("/api/handoffs/h1/close", json={"disposition": "nope"}).status_code == 422
+    refused = other.post("/api/handoffs/h1/close", json={"disposition": "resolved"})
+    assert refused.status_code == 409
+    assert "only the agent who claimed it" in refused.json()["detail"]
+    # The agent is who is signed in: a name in the body changes nothing.
+    spoofed = other.post("/api/handoffs/h1/close", json={"agent": holder, "disposition": "other"})
+    assert spoofed.status_code == 409
+    closed = mine.post("/api/handoffs/h1/close", json={"disposition": "resolved"})
+    assert closed.json()["status"] == "closed" and closed.json()["agent"] == holder
+    assert client.get("/api/handoffs/nope").status_code == 404
+    assert client.post("/api/handoffs/nope/claim").status_code == 404
+    assert client.get("/api/handoffs?status=closed").json()[0]["disposition"] == "resolved"
+    # Who did what is in the audit log.
+    entries = [(e["actor"], e["action"]) for e in store.list_audit(call_id="call-h1")]
+    assert (holder, "claimed") in entries and (holder, "closed") in entries
+    assert ("agent0", "viewed") in entries  # its GET /api/handoffs/h1
+    for c in agents.values():
+        c.close()
+
+
+def test_claims_take_the_agent_from_the_session_and_need_the_csrf_token(desk):
+    store, url = desk
+    store.add_handoff(packet("h2"))
+    ana = signed_in(url, "ana")
+    claimed = ana.post("/api/handoffs/h2/claim", json={"agent": "mallory"})
+    assert claimed.status_code == 200 and claimed.json()["agent"] == "ana"
+    token = ana.headers.pop("X-CSRF-Token")
+    no_csrf = ana.post("/api/handoffs/h2/close", json={"disposition": "resolved"})
+    wrong = ana.post(
+        "/api/handoffs/h2/close",
+        json={"disposition": "resolved"},
+        headers={"X-CSRF-Token": token[:-1] + ("A" if token[-1] != "A" else "B")},
+    )
+    ana.close()
+    assert no_csrf.status_code == wrong.status_code == 403
+    assert "X-CSRF-Token" in no_csrf.json()["detail"]
+    assert store.get_handoff("h2")["status"] == "claimed"  # neither went through
+    anonymous = httpx.post(f"{url}/api/handoffs/h2/claim", timeout=10)
+    assert anonymous.status_code == 401
 
 
 def test_event_stream_sends_the_queue_then_changes(desk):
     store, url = desk
     store.add_handoff(packet("h1"))
     events = []
-    client = httpx.Client(base_url=url, timeout=10)
-    with client, client.stream("GET", "/api/handoffs/stream") as stream:
+    client = signed_in(url, "ana")
+    with client.stream("GET", "/api/handoffs/stream") as stream:
         lines = stream.iter_lines()
         for line in lines:
             if line.startswith("event:"):
@@ -98,6 +117,7 @@ def test_event_stream_sends_the_queue_then_changes(desk):
                     store.add_handoff(packet("h2", reason="negative_sentiment"))
                 if kind == "handoff":
                     break
+    client.close()
     assert events[0][0] == "snapshot" and [c["handoff_id"] for c in events[0][1]] == ["h1"]
     assert events[1][1]["handoff_id"] == "h2" and events[1][1]["reason"] == "negative_sentiment"
 
@@ -116,9 +136,12 @@ def browser():
 def served(bot, tmp_path):
     """What ``voicebot serve`` runs: calls, the store, the desk, in one real server."""
     store = Store(f"sqlite:///{tmp_path}/calls.db")
+    add_user(store, "ana", "agent")
+    add_user(store, "bob", "agent")
     writer = StoreWriter(store, spool_dir=tmp_path / "spool")
     bot.handoffs = writer  # the shared test bot; restored below
-    app = create_app(bot, history=store, sinks=[writer], routers=[desk_router(store)])
+    config = ServerConfig(twilio_auth_token=TWILIO_TOKEN)
+    app = create_app(bot, config=config, history=store, sinks=[writer], store=store)
     server = Server(app)
     yield store, server
     server.stop()
@@ -130,14 +153,16 @@ def served(bot, tmp_path):
 @pytest.mark.e2e
 def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_audio):
     store, server = served
-    page = browser.new_page()
-    page.goto(f"{server.url}/agent")
+    page = browser.new_context().new_page()
+    sign_in_page(page, server.url, "ana")
     page.wait_for_selector("#conn.live")
+    assert page.inner_text("#me") == "ana (agent)"
     assert "No handoffs waiting" in page.inner_text("#queue")  # an empty queue is fine
 
     async def phone_call():
         """A Twilio caller: a request, then an angry demand for a person."""
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as peer:
+        url = f"{server.ws_url}/twilio/media"
+        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
             await peer.wait_bot_done()  # the greeting
             said = peer.say(caller_audio("I was charged twice at a restaurant"))
             await peer.wait_bot_done(after=said.last_voiced)
@@ -159,13 +184,11 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
     [row] = store.list_handoffs()
     assert store.get_call(row["call_id"])["ended_by"] == "handoff"
 
-    # Claiming: agent ana takes it; bob, on another page, sees it taken.
-    page.fill("#agent", "ana")
-    page.dispatch_event("#agent", "change")
+    # Claiming: agent ana (signed in above) takes it; bob, signed in elsewhere, sees it taken.
     card.locator("button.claim").click()
     page.locator("article[data-status=claimed]", has_text="claimed by ana").wait_for()
-    other = browser.new_page()
-    other.goto(f"{server.url}/agent")
+    other = browser.new_context().new_page()
+    sign_in_page(other, server.url, "bob")
     taken = other.locator("article[data-status=claimed]")
     taken.wait_for()
     assert "claimed by ana" in taken.inner_text() and taken.locator("button.claim").count() == 0
@@ -175,14 +198,21 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
     page.locator("text=No handoffs waiting").wait_for()
     row = store.list_handoffs()[0]
     assert (row["status"], row["agent"], row["disposition"]) == ("closed", "ana", "resolved")
+    actions = [(e["actor"], e["action"]) for e in store.list_audit(call_id=row["call_id"])]
+    assert actions == [("ana", "claimed"), ("ana", "closed")]
+    # Signing out ends the session: the desk sends the agent back to the sign-in page.
+    page.click("#signout")
+    page.wait_for_url(SIGN_IN_PAGE)
+    page.goto(f"{server.url}/agent")
+    page.wait_for_url(SIGN_IN_PAGE)
 
 
 def test_unicode_and_long_turns_render_as_text(desk, browser):
     store, url = desk
     long_turn = "ça coûte 💳 " * 500
     store.add_handoff(packet("h9", text=f"<script>window.hacked=1</script>{long_turn}"))
-    page = browser.new_page()
-    page.goto(f"{url}/agent")
+    page = browser.new_context().new_page()
+    sign_in_page(page, url, "ana")
     card = page.locator("article[data-id=h9]")
     card.locator("details summary").click()
     assert "<script>window.hacked=1</script>" in card.inner_text()  # shown, not run

@@ -67,7 +67,7 @@ def test_full_call_blocks_the_card_in_the_back_office(bot, caller_audio):
         jiwer.wer([normalize_words(x) for x in lines[:1] + lines[3:]], heard[:1] + heard[3:]) <= 0.2
     )
     pack = bot.pack
-    assert bot_turns[0].text == pack.greeting
+    assert bot_turns[0].text == f"{pack.privacy.consent.announcement} {pack.greeting}"
     assert bot_turns[1].text == pack.verification.prompt
     assert bot_turns[3].text == "Shall I block the card ending in 4 5 6 7?"
     assert "debit card ending in 4 5 6 7 is blocked" in bot_turns[4].text

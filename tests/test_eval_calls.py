@@ -149,6 +149,7 @@ def item(name: str, expected: bool, actual: bool, passed: bool) -> dict:
             {
                 "caller": "yes",
                 "recognized": "yes",
+                "word_errors": {"substitutions": 0, "deletions": 0, "insertions": 0, "length": 1},
                 "played": True,
                 "expect_intent": "affirm",
                 "intent": "affirm" if passed else "deny",
@@ -219,3 +220,109 @@ def test_eval_calls_on_real_scenarios_counts_bad_ones(tmp_path, capsys):
     # (how much more is a benchmark's question: scripts/bench_pipeline.py).
     assert report["latency_ms"]["p50"] > 500 and report["latency_ms"]["n"] >= 3
     assert (tmp_path / "calls.latency.png").exists() and report_path.with_suffix(".md").exists()
+
+
+def test_every_scenario_of_the_suite_parses_and_names_real_intents_and_customers():
+    from voicebot.dialog.pack import load_pack
+    from voicebot.services.demo_bank import DEMO_CUSTOMERS
+
+    scenarios, issues = load_scenarios([ROOT / "eval/calls/bank", ROOT / "eval/calls/telecom"])
+    assert issues == [] and len(scenarios) >= 200
+    customers = {c[2] for c in DEMO_CUSTOMERS}
+    for pack in ("bank", "telecom"):
+        known = set(load_pack(pack).intents) | {"out_of_scope"}
+        for scenario in (s for s in scenarios if s.pack == pack):
+            assert scenario.name.startswith(f"{pack}-"), scenario.path
+            assert scenario.caller_id in customers | {None}, scenario.path
+            for turn in scenario.turns:
+                assert turn.expect_intent in known | {None}, (scenario.path, turn.line)
+
+
+def test_the_matrix_gives_every_family_every_line_condition():
+    from voicebot.eval.calls import MATRIX_LINES, CallOptions, assign
+    from voicebot.tts.caller_voice import FAMILIES
+
+    names = [f"s{i:03d}" for i in range(len(FAMILIES) * len(MATRIX_LINES))]
+    who = assign(names, CallOptions(voices="matrix"))
+    assert {(a.family, a.line) for a in who.values()} == {
+        (f, ln) for f in FAMILIES for ln in MATRIX_LINES
+    }
+    assert all(a.voice in FAMILIES[a.family] for a in who.values())
+    # Deterministic whatever order the scenarios were found in; over a larger suite every
+    # voice is heard, and not always over the same line.
+    assert assign(names[::-1], CallOptions(voices="matrix")) == who
+    many = assign([f"s{i:03d}" for i in range(209)], CallOptions(voices="matrix"))
+    voices = {v for family in FAMILIES.values() for v in family}
+    assert {a.voice for a in many.values()} == voices
+    lines_of = {v: {a.line for a in many.values() if a.voice == v} for v in voices}
+    assert all(len(lines) >= 2 for lines in lines_of.values()), lines_of
+    # One line for all: the matrix still rotates the voices; the old default stays one voice.
+    fixed = assign(names, CallOptions(voices="matrix", line="alaw+babble-15"))
+    assert {a.line for a in fixed.values()} == {"alaw+babble-15"}
+    assert {a.family for a in fixed.values()} == set(FAMILIES)
+    default = assign(names, CallOptions())
+    assert {(a.voice, a.line) for a in default.values()} == {("piper-low", "mulaw")}
+
+
+def test_text_mode_runs_the_dialog_on_the_reference_text(tmp_path):
+    from voicebot.cli import main
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in ("bank/check-balance", "bank/agent-request-first-turn", "telecom/outage"):
+        shutil.copy(ROOT / f"eval/calls/{name}.yaml", folder / f"{name.replace('/', '-')}.yaml")
+    # The same balance call expecting a handoff: the text run must see that it did not.
+    wrong = (ROOT / "eval/calls/bank/check-balance.yaml").read_text()
+    wrong = wrong.replace("name: bank-check-balance", "name: bank-check-balance-wrong")
+    scenario_file(folder, wrong.replace("handoff: false", "handoff: true"), "wrong.yaml")
+    report_path = tmp_path / "text.json"
+    argv = ["eval", "calls", "--text", "--scenarios", str(folder), "--report", str(report_path)]
+    assert main(argv) == 0
+    report = json.loads(report_path.read_text())
+    assert report["mode"] == "text" and report["asr"] is None and report["n"] == 4
+    items = {i["name"]: i for i in report["items"]}
+    assert items["bank-check-balance"]["passed"], items["bank-check-balance"]["failures"]
+    assert items["bank-agent-request-first-turn"]["handoff"]["reason"] == "caller_request"
+    assert items["bank-check-balance-wrong"]["failures"] == [
+        "expected a handoff (any reason); the call ended by bot"
+    ]
+    assert report["by_family"] == {
+        "text": {
+            "n": 4,
+            "task_success": report["task_success"],
+            "intent_accuracy": 1.0,
+            "caller_wer": 0.0,
+        }
+    }
+    assert report["latency_ms"]["n"] == 0  # no audio, no latency
+    assert "Call eval (text)" in report_path.with_suffix(".md").read_text()
+
+
+@pytest.mark.e2e
+def test_a_matrix_run_renders_once_and_breaks_the_figures_down(tmp_path):
+    from voicebot.eval.calls import CallOptions, evaluate_calls
+    from voicebot.tts.caller_voice import CallerRenderer
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in ("bank/agent-request-first-turn", "bank/agent-request-actual-person"):
+        shutil.copy(ROOT / f"eval/calls/{name}.yaml", folder / f"{name.replace('/', '-')}.yaml")
+    renderer = CallerRenderer(tmp_path / "cache")
+    options = CallOptions(voices="matrix")
+    report = evaluate_calls([folder], tmp_path / "m.json", options, renderer)
+    assert report["failures"] == 0 and report["n"] == 2 and renderer.misses == 2
+    # In name order: the first pair of the matrix, then the second.
+    who = {i["name"]: (i["family"], i["line"]) for i in report["items"]}
+    assert who == {
+        "bank-agent-request-actual-person": ("piper", "mulaw"),
+        "bank-agent-request-first-turn": ("espeak", "mulaw"),
+    }
+    assert set(report["by_family"]) == {"piper", "espeak"}
+    assert report["by_line"]["mulaw"]["n"] == 2
+    assert {i["voice"] for i in report["items"]} == set(report["by_voice"])
+    for item in report["items"]:
+        assert item["turns"][0]["recognized"], item  # the rendered voice was heard
+    markdown = (tmp_path / "m.md").read_text()
+    assert "## By voice family" in markdown and (tmp_path / "m.by_family.png").exists()
+    evaluate_calls([folder], tmp_path / "m2.json", options, renderer)
+    assert renderer.hits == 2 and renderer.misses == 2  # the second run renders nothing

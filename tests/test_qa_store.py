@@ -1,8 +1,6 @@
 """QA scorecards and KPIs through the real store (SQLite and PostgreSQL), the writer's hook,
 ``voicebot qa run|show`` and ``voicebot report kpis`` as an operator runs them, and /metrics."""
 
-# ruff: noqa: F811 (``store`` is test_store's fixture: the same database setup, as arguments)
-
 import json
 import urllib.request
 from datetime import UTC, datetime
@@ -12,7 +10,6 @@ from fastapi import FastAPI
 
 from tests.servers import Server
 from tests.test_handoff_cli import voicebot
-from tests.test_store import store  # noqa: F401 (the same store on SQLite and PostgreSQL)
 from voicebot.errors import NoCallsError
 from voicebot.qa.kpis import kpi_report, record_kpis
 from voicebot.qa.scorecard import QaScorer

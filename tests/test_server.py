@@ -1,6 +1,7 @@
 """``voicebot serve`` through real sockets: a real uvicorn on 127.0.0.1, the real models, and
 a Twilio peer that behaves as Twilio does (real-time paced frames, silence between turns,
-marks echoed only after playback, ``clear`` honoured)."""
+marks echoed only after playback, ``clear`` honoured, the handshake signed with the auth
+token). The calls API is read with a supervisor's token, /metrics with the scrape token."""
 
 import asyncio
 import io
@@ -14,10 +15,14 @@ import websockets
 from twilio.request_validator import RequestValidator
 
 from tests.servers import Server
+from tests.signin import TWILIO_TOKEN, bearer
 from tests.test_lines import START
 from voicebot.server import ServerConfig, create_app
 from voicebot.server.twilio import signature
 from voicebot.server.twilio_peer import TICK_S, TwilioPeer
+from voicebot.store import Store
+
+SCRAPE = "test-scrape-token"
 
 pytestmark = pytest.mark.e2e
 
@@ -26,18 +31,36 @@ pytestmark = pytest.mark.e2e
 def server(bot, tmp_path_factory):
     transcripts = tmp_path_factory.mktemp("transcripts")
     recordings = tmp_path_factory.mktemp("recordings")
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('auth')}/auth.db")
     config = ServerConfig(
-        max_calls=3, transcripts_dir=transcripts, recordings_dir=recordings, idle_timeout_s=2.0
+        max_calls=3,
+        transcripts_dir=transcripts,
+        recordings_dir=recordings,
+        idle_timeout_s=2.0,
+        twilio_auth_token=TWILIO_TOKEN,
+        metrics_token=SCRAPE,
     )
-    instance = Server(create_app(bot, config=config), ws_max_size=65536)
+    instance = Server(create_app(bot, config=config, store=store), ws_max_size=65536)
     instance.transcripts = transcripts
+    instance.api = bearer(store, "supervisor")
     yield instance
     instance.stop()
+    store.close()
+
+
+def media(server):
+    """The media stream's URL and the handshake headers Twilio would send."""
+    url = f"{server.ws_url}/twilio/media"
+    return url, {"X-Twilio-Signature": signature(TWILIO_TOKEN, url, [])}
+
+
+def signed_peer(server, **options):
+    return TwilioPeer(f"{server.ws_url}/twilio/media", auth_token=TWILIO_TOKEN, **options)
 
 
 def call_record(server, call_id=None, caller_id=None):
     """The call's record from the API (the newest call of ``caller_id``)."""
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, headers=server.api) as client:
         if call_id is None:
             rows = [r for r in client.get("/api/calls").json() if r["caller_id"] == caller_id]
             call_id = rows[0]["call_id"]
@@ -45,18 +68,22 @@ def call_record(server, call_id=None, caller_id=None):
 
 
 def metric(server, name):
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    auth = {"Authorization": f"Bearer {SCRAPE}"}
+    text = httpx.get(f"{server.url}/metrics", timeout=10, headers=auth).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
     barge_ins = metric(server, "voicebot_barge_ins_total")
+    # Synthesized before the call: rendering on the peer's loop would stall its line (and
+    # trip the server's 2 s idle timeout on a busy machine).
+    lost_words, yes_words = caller_audio("hi I lost my card yesterday"), caller_audio("yes please")
 
     async def scenario():
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as peer:
+        async with signed_peer(server, caller_id="+15551230001") as peer:
             greeting = await peer.wait_bot_speaking()
             await asyncio.sleep(1.5)  # talk over the greeting
-            lost = peer.say(caller_audio("hi I lost my card yesterday"))
+            lost = peer.say(lost_words)
             await peer.wait_said()
             await peer.wait_bot_done(after=lost.last_voiced)  # asks for the ZIP code
             typed = peer.tick
@@ -65,7 +92,7 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
             typed = peer.tick
             await peer.press("4567")  # no "#": the digits go after a pause
             await peer.wait_bot_done(after=typed)  # "Shall I block the card ending in ...?"
-            yes = peer.say(caller_audio("yes please"))
+            yes = peer.say(yes_words)
             await peer.wait_bot_done(after=yes.last_voiced)
             await peer.stop()
             await peer.wait_closed()
@@ -85,7 +112,11 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
     bot = [t for t in record["turns"] if t["role"] == "bot"]
     assert bot[0]["kind"] == "greeting" and bot[0]["interrupted"]
     assert caller[0]["intent"] == "report_lost_or_stolen_card"
-    assert [t["text"] for t in caller if t["kind"] == "dtmf"] == ["9 4 1 0 7", "4 5 6 7"]
+    # The ZIP answers a verification question: masked; the card's last four stays.
+    assert [t["text"] for t in caller if t["kind"] == "dtmf"] == [
+        "[verification answer]",
+        "4 5 6 7",
+    ]
     assert "Shall I block the card ending in 4 5 6 7?" in [t["text"] for t in bot]
     assert "ending in 4 5 6 7 is blocked" in bot[-1]["text"]
     assert record["ended_by"] == "caller" and len(record["barge_ins"]) == 1
@@ -98,7 +129,9 @@ def test_full_call_with_barge_in_dtmf_and_stop(server, caller_audio):
 
 def check_recording(server, record, lost):
     """The call's stereo recording: caller left, bot right, on the call's timeline."""
-    response = httpx.get(f"{server.url}/api/calls/{record['call_id']}/recording", timeout=10)
+    response = httpx.get(
+        f"{server.url}/api/calls/{record['call_id']}/recording", timeout=10, headers=server.api
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
     audio, rate = sf.read(io.BytesIO(response.content), dtype="int16")
     assert rate == 16000 and audio.shape[1] == 2
@@ -114,7 +147,7 @@ def check_recording(server, record, lost):
     assert not loud(0, greeting["start"], greeting["start"] + 1.0)  # the caller is quiet
     said = lost.first_voiced * TICK_S
     assert loud(0, said, said + 1.0)  # the caller's words on the left
-    missing = httpx.get(f"{server.url}/api/calls/nope/recording", timeout=10)
+    missing = httpx.get(f"{server.url}/api/calls/nope/recording", timeout=10, headers=server.api)
     assert missing.status_code == 404
 
 
@@ -123,7 +156,8 @@ MEDIA = {"event": "media", "streamSid": "MZ1", "media": {"payload": "//////8="}}
 
 async def close_of(server, *messages):
     """Send raw messages on a fresh media stream; the server's close code and reason."""
-    async with websockets.connect(f"{server.ws_url}/twilio/media") as ws:
+    url, headers = media(server)
+    async with websockets.connect(url, additional_headers=headers) as ws:
         for message in messages:
             await ws.send(message if isinstance(message, str) else json.dumps(message))
         with pytest.raises(websockets.ConnectionClosed):
@@ -170,15 +204,18 @@ def test_unknown_events_and_odd_sized_frames_are_tolerated_then_stop_ends_the_ca
 
 
 def test_dropped_and_silent_peers_are_finalized_and_persisted(server, caller_audio):
+    words = caller_audio("hi I lost my card yesterday and I need to block it")  # before the call
+
     async def hang_up_mid_sentence():
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15550000001") as peer:
+        async with signed_peer(server, caller_id="+15550000001") as peer:
             await peer.wait_bot_done(quiet_s=0.5)
-            peer.say(caller_audio("hi I lost my card yesterday and I need to block it"))
+            peer.say(words)
             await asyncio.sleep(1.0)
         # leaving the block closes the socket mid-sentence, without "stop"
 
     async def go_quiet():
-        async with websockets.connect(f"{server.ws_url}/twilio/media") as ws:
+        url, headers = media(server)
+        async with websockets.connect(url, additional_headers=headers) as ws:
             await ws.send(
                 json.dumps(
                     {
@@ -205,17 +242,19 @@ def test_dropped_and_silent_peers_are_finalized_and_persisted(server, caller_aud
 def test_concurrent_calls_are_each_served_while_a_broken_peer_is_dropped(server, caller_audio):
     """Two callers at once get their own answers; a third socket that breaks the protocol
     mid-call is closed with a reason, its call finalized, and the other two carry on."""
+    lost_words = caller_audio("hi I lost my card yesterday")  # synthesized before the calls
+    hours_words = caller_audio("what are your branch opening hours")
 
     async def caller(caller_id, line):
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id=caller_id) as peer:
+        async with signed_peer(server, caller_id=caller_id) as peer:
             await peer.wait_bot_done(quiet_s=0.5)
-            said = peer.say(caller_audio(line))
+            said = peer.say(line)
             await peer.wait_bot_done(after=said.last_voiced)
             await peer.stop()
             await peer.wait_closed()
 
     async def broken():
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15550000003") as peer:
+        async with signed_peer(server, caller_id="+15550000003") as peer:
             await peer.wait_bot_speaking()
             await peer.send_raw("{not json")
             await peer.wait_closed()
@@ -223,8 +262,8 @@ def test_concurrent_calls_are_each_served_while_a_broken_peer_is_dropped(server,
 
     async def together():
         return await asyncio.gather(
-            caller("+15551230001", "hi I lost my card yesterday"),
-            caller("+15551230002", "what are your branch opening hours"),
+            caller("+15551230001", lost_words),
+            caller("+15551230002", hours_words),
             broken(),
         )
 
@@ -240,15 +279,23 @@ def test_concurrent_calls_are_each_served_while_a_broken_peer_is_dropped(server,
     assert dropped["ended_by"] == "caller" and not dropped["active"]
 
 
+def voice(server, form):
+    """``POST /twilio/voice`` signed as Twilio signs it."""
+    url = f"{server.url}/twilio/voice"
+    signed = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+    return httpx.post(url, data=form, headers={"X-Twilio-Signature": signed})
+
+
 def test_calls_beyond_capacity_hear_an_apology_and_are_hung_up(bot):
-    server = Server(create_app(bot, config=ServerConfig(max_calls=1)))
+    config = ServerConfig(max_calls=1, twilio_auth_token=TWILIO_TOKEN)
+    server = Server(create_app(bot, config=config))
     form = {"CallSid": "CA9", "From": "+15551230009", "To": "+15550001111"}
 
     async def scenario():
-        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as first:
+        async with signed_peer(server, caller_id="+15551230001") as first:
             await first.wait_bot_speaking()
-            busy = httpx.post(f"{server.url}/twilio/voice", data=form).text
-            async with TwilioPeer(f"{server.ws_url}/twilio/media") as second:
+            busy = voice(server, form).text
+            async with signed_peer(server) as second:
                 await second.wait_closed(timeout=20)
             await first.stop()
             await first.wait_closed()
@@ -256,7 +303,7 @@ def test_calls_beyond_capacity_hear_an_apology_and_are_hung_up(bot):
 
     try:
         busy, second = asyncio.run(scenario())
-        free = httpx.post(f"{server.url}/twilio/voice", data=form).text
+        free = voice(server, form).text
     finally:
         server.stop()
     assert "<Say>Sorry, all our lines are busy" in busy and "<Hangup/>" in busy
@@ -323,3 +370,48 @@ def test_with_an_auth_token_only_signed_twilio_requests_get_through(bot):
     assert '<Stream url="wss://bot.example.com/twilio/media">' in signed.text
     assert forged.status_code == unsigned.status_code == 403
     assert refused.value.response.status_code == 403
+
+
+def test_without_a_token_twilio_is_refused_and_unsigned_caller_ids_identify_nobody(
+    bot, tmp_path, caplog
+):
+    """No token: both Twilio routes refuse. ``--insecure-twilio``: calls are taken, but the
+    caller ID an unsigned stream claims is not used (anyone could have sent it)."""
+    closed = Server(create_app(bot, config=ServerConfig()))
+
+    async def open_stream():
+        async with websockets.connect(f"{closed.ws_url}/twilio/media"):
+            pass
+
+    try:
+        refused = httpx.post(f"{closed.url}/twilio/voice", data={"From": "+15551230001"})
+        with pytest.raises(websockets.InvalidStatus) as stream:
+            asyncio.run(open_stream())
+    finally:
+        closed.stop()
+    assert refused.status_code == 403 and "TWILIO_AUTH_TOKEN" in refused.json()["detail"]
+    assert stream.value.response.status_code == 403
+
+    store = Store(f"sqlite:///{tmp_path}/auth.db")
+    server = Server(create_app(bot, config=ServerConfig(insecure_twilio=True), store=store))
+    server.api = bearer(store, "supervisor")
+
+    async def scenario():
+        async with TwilioPeer(f"{server.ws_url}/twilio/media", caller_id="+15551230001") as peer:
+            await peer.wait_bot_done(quiet_s=0.5)
+            await peer.stop()
+            await peer.wait_closed()
+        return peer
+
+    try:
+        peer = asyncio.run(scenario())
+        with httpx.Client(base_url=server.url, timeout=10, headers=server.api) as client:
+            [row] = client.get("/api/calls").json()
+    finally:
+        server.stop()
+        store.close()
+    assert (peer.close_code, peer.close_reason) == (1000, "stream stopped")
+    assert row["caller_id"] is None and row["ended_by"] == "caller"
+    # Each start said what was open: Twilio refused, then Twilio unchecked.
+    assert "Twilio calls are refused: set TWILIO_AUTH_TOKEN" in caplog.text
+    assert "--insecure-twilio: Twilio requests are NOT checked" in caplog.text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, keypad_tones, tone
-from voicebot.events import Expect, Expectation, Reply, Transcript
+from voicebot.events import ConsentState, Expect, Expectation, Reply, Transcript
 from voicebot.pipeline.record import CallRecord
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession
@@ -344,3 +344,99 @@ def test_the_pound_key_ends_a_keypad_entry_at_once():
     assert keypad.text == "4 5 6 7"
     # "#" submits without waiting for the 1.5 s gap after the last key.
     assert keypad.start - record.turns[0].end < len(typed) / 16000 + 0.6
+
+
+class SlowDialog(EchoDialog):
+    """The issue's repro: respond() takes 3 s; notes what it was asked and how many at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.active = self.most_active = 0
+
+    def respond(self, turn):
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(3.0)
+            return super().respond(turn)
+        finally:
+            self.active -= 1
+
+
+def test_the_dialog_answers_one_request_at_a_time_and_every_answer_is_recorded():
+    """The caller says "yes", pauses past the silence timeout, and goes on ("and my balance")
+    while the dialog is still answering the "yes": it was asked ["yes", "yes and my balance"]
+    with two answers in flight, and the first answer (its action) was never recorded."""
+    dialog = SlowDialog()
+
+    async def main():
+        with PriorityWorkers(2) as executor:
+            record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
+            segments = [
+                CallerSegment(tone(0, 0.8), Cue.CALL_START, 2.0),
+                CallerSegment(tone(1, 1.0), Cue.CALL_START, 4.0),  # during the slow answer
+            ]
+            session = CallSession(
+                asr=ScriptedASR(["yes", "and my balance"]),
+                tts=BeepTTS(),
+                vad=EnergyVAD(),
+                dialog=dialog,
+                scheduler=Scheduler(executor, realtime=False),
+                record=record,
+                config=CallConfig(partial_interval_s=0),
+            )
+            await session.run(SimulatedCaller(segments, tail_s=12.0))
+            return record
+
+    record = asyncio.run(main())
+    assert dialog.turns == ["yes", "and my balance"]
+    assert dialog.most_active == 1
+    yes, _ = caller_turns(record)
+    assert yes.intent == "echo" and "reply_ready" in yes.timings  # its answer was recorded
+    unheard = next(t for t in bot_turns(record) if t.planned_text == "You said yes. Anything else")
+    assert unheard.interrupted and unheard.text == ""
+    answered = [t.text for t in bot_turns(record) if t.kind == "answer"]
+    assert answered == ["", "You said and my balance. Anything else"]  # heard: the second
+
+
+class ZipDialog(EchoDialog):
+    """Asks a verification question first, as the bank pack does."""
+
+    def greet(self):
+        expects = Expectation(Expect.DIGITS, 5, "verification", sensitive=True)
+        return Reply(
+            "What is your ZIP code", "greeting", expects=expects, consent=ConsentState.NOTIFIED
+        )
+
+
+def test_a_sensitive_answer_is_masked_in_the_record_and_muted_in_the_recording():
+    dialog = ZipDialog()
+
+    async def main():
+        with PriorityWorkers(2) as executor:
+            record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
+            caller = SimulatedCaller([CallerSegment(tone(0, 1.0))], tail_s=4.0)
+            session = CallSession(
+                asr=ScriptedASR(["nine four one zero seven"]),
+                tts=BeepTTS(),
+                vad=EnergyVAD(),
+                dialog=dialog,
+                scheduler=Scheduler(executor, realtime=False, clock=no_compute_time),
+                record=record,
+            )
+            await session.run(caller)
+            return record, caller
+
+    record, caller = asyncio.run(main())
+    assert dialog.turns == ["nine four one zero seven"]  # the dialog hears it in clear
+    [answer] = caller_turns(record)
+    assert answer.text == "[verification answer]" and answer.asr["raw_text"] == answer.text
+    assert answer.policy is None or "nine" not in str(answer.policy)
+    [span] = [m for m in record.muted if m["reason"] == "verification"]
+    assert span["start"] <= answer.start < answer.end <= span["end"]
+    stereo = caller.stereo()
+    muted = stereo[round(span["start"] * 16000) : round(span["end"] * 16000)]
+    assert not muted.any()  # neither leg: the caller's answer is not in the recording
+    after = stereo[round(span["end"] * 16000) :, 1]
+    assert np.abs(after).max() > 1000  # recording resumes with the bot's answer
+    assert record.consent["state"] == "notified"

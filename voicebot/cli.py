@@ -17,6 +17,9 @@ from voicebot.errors import VoicebotError
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from voicebot.privacy.redact import install_log_redaction
+
+    install_log_redaction()  # no log line carries a card number, whoever writes it
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -37,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from voicebot.auth.cli import register as register_auth
     from voicebot.dialog.chat import register as register_chat
     from voicebot.dialog.cli import register as register_intents
     from voicebot.dialog.llm_server import register as register_llm
     from voicebot.eval.cli import register as register_eval
     from voicebot.handoff.cli import register as register_handoffs
     from voicebot.models.cli import register as register_models
+    from voicebot.privacy.cli import register as register_privacy
     from voicebot.qa.cli import register as register_qa
     from voicebot.server.cli import register as register_serve
 
@@ -57,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_models(commands)
     register_handoffs(commands)
+    register_privacy(commands)
     register_qa(commands)
     register_serve(commands)
+    register_auth(commands)
     return parser
 
 
@@ -131,6 +138,7 @@ def _run_call(args: argparse.Namespace) -> int:
             call=call_config,
         ),
         handoffs=service.writer if service else None,
+        lockout=service.lockout(args.pack) if service else None,
     )
     caller = SimulatedCaller([CallerSegment(audio, Cue.BOT_DONE, 0.3)], realtime=args.realtime)
     # Partial transcripts are for someone watching: the live printer of a real-time call.
@@ -158,7 +166,7 @@ def _run_call(args: argparse.Namespace) -> int:
         if service is not None:
             service.deliver_now()
             service.close()
-    if args.out:
+    if args.out and record.recording:  # none when the caller did not consent
         write_wav_atomic(args.out, caller.stereo(), SAMPLE_RATE)
     if not args.quiet:
         print(format_transcript(record))
@@ -168,19 +176,23 @@ def _run_call(args: argparse.Namespace) -> int:
                 f"voice-to-voice: median {latencies[len(latencies) // 2]:.0f} ms "
                 f"over {len(latencies)} replies"
             )
-        for path in filter(None, (args.out, args.transcript)):
+        for path in filter(None, (record.recording and args.out, args.transcript)):
             print(f"wrote {path}")
+        if args.out and not record.recording:
+            print(f"no recording written: consent {record.consent and record.consent['state']}")
     return 0
 
 
 def _live_printer():
-    """Prints partial and final transcripts as they happen (real-time calls)."""
+    """Prints partial and final transcripts as they happen (real-time calls), masked."""
+    from voicebot.privacy.redact import redact_text
 
     def show(kind: str, event: object) -> None:
         if kind == "partial" and getattr(event, "text", ""):
-            print(f"  ... {event.text}", flush=True)
+            print(f"  ... {redact_text(event.text)}", flush=True)
         elif kind == "final":
-            print(f"  caller: {event.text or '<' + str(event.dropped) + '>'}", flush=True)
+            heard = redact_text(event.text) if event.text else f"<{event.dropped}>"
+            print(f"  caller: {heard}", flush=True)
         elif kind == "bot_turn":
             print(f"  bot:    {event.text}", flush=True)
         elif kind == "barge_in":

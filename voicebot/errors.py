@@ -60,6 +60,13 @@ class HandoffError(VoicebotError):
     """An operator action on a handoff is not possible (unknown id, claimed by someone else)."""
 
 
+class AuthError(VoicebotError):
+    """A user, token or secret cannot be used as given (bad name, weak password, unknown
+    user, unreadable secret file); the message says what to change."""
+
+    exit_code = 2
+
+
 class LineProtocolError(VoicebotError):
     """A live line's peer broke its protocol (bad JSON, media before start, wrong codec...).
 
@@ -72,6 +79,12 @@ class LineProtocolError(VoicebotError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class SipConfigError(VoicebotError):
+    """A SIP setting cannot be used (address, port, registrar, credentials, trust list)."""
+
+    exit_code = 2
 
 
 class EvalInputError(VoicebotError):
@@ -90,3 +103,10 @@ class QaFormError(VoicebotError):
 
 class NoCallsError(VoicebotError):
     """A report or scoring run found no calls in the range it was given."""
+
+
+class CallerAudioError(VoicebotError):
+    """Simulated caller audio cannot be made: an unknown caller voice or line condition, or
+    a speech engine that is missing (the message names the Debian package) or failed."""
+
+    exit_code = 2

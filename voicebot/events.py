@@ -41,6 +41,9 @@ class BotFrame:
     pcm: np.ndarray
     t: float
     state: LineState
+    # Keep this tick out of the stored recording (the caller is answering a sensitive
+    # question, or has not consented to recording): PCI "pause and resume".
+    private: bool = False
 
 
 # --- VAD / endpointing -------------------------------------------------------------------
@@ -116,7 +119,13 @@ class IntentResult:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-HANDOFF_REASONS = ("caller_request", "low_confidence", "repeated_failure", "negative_sentiment")
+HANDOFF_REASONS = (
+    "caller_request",
+    "low_confidence",
+    "repeated_failure",
+    "negative_sentiment",
+    "verification_locked",  # too many failed verifications for this caller today
+)
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,21 @@ class Expectation:
     sensitive: bool = False
 
 
+class ConsentState(StrEnum):
+    """Where the caller stands on being recorded (``voicebot.privacy.call``)."""
+
+    NONE = "none"  # the pack seeks no consent: nothing is recorded
+    NOTIFIED = "notified"  # told the call is recorded (an announcement, no question)
+    ASKED = "asked"  # asked to opt in; no answer yet
+    GRANTED = "granted"
+    DECLINED = "declined"
+    NO_ANSWER = "no_answer"  # went on without answering: taken as no
+
+    @property
+    def allows_recording(self) -> bool:
+        return self in (ConsentState.NOTIFIED, ConsentState.GRANTED)
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the bot says next. ``end_call`` hangs up once it has been spoken.
@@ -169,6 +193,7 @@ class Reply:
     A handoff reply (``kind == "handoff"``) carries the policy ``decision`` that caused it and
     ``context``: the dialog's state (caller identity, intents, slots, what was done, what is
     pending) for the handoff packet. ``expects`` is what the caller should answer.
+    ``consent`` is set on the reply that changes the caller's recording consent.
     """
 
     text: str
@@ -178,6 +203,7 @@ class Reply:
     decision: Decision | None = None
     context: dict[str, Any] | None = None
     expects: Expectation = field(default_factory=Expectation)
+    consent: ConsentState | None = None
 
     @property
     def reason(self) -> str | None:

@@ -12,6 +12,7 @@ import soundfile as sf
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.resample import resample
 from voicebot.errors import AudioInputError, OutputPathError
+from voicebot.privacy.storage import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,10 @@ def check_writable(path: str | Path, what: str) -> Path:
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
-    """A temp file in the target's directory (so the rename is atomic), with the permissions
-    a normally created file would get (mkstemp's are owner-only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    return fd, tmp
+    """A temp file in the target's directory (so the rename is atomic). It stays owner-only
+    (mkstemp's 0600, in folders made 0700): results hold what callers said."""
+    private_dir(path.parent)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
 def _mmss(seconds: float) -> str:

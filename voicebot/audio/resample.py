@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import soxr
-from scipy.signal import firwin, lfilter
 
 
 def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
@@ -36,6 +35,11 @@ class StreamResampler:
         if src_rate != dst_rate and self._up * self._down != max(self._up, self._down):
             self._stream = soxr.ResampleStream(src_rate, dst_rate, 1, dtype=dtype, quality="QQ")
         elif src_rate != dst_rate:
+            # Imported here: scipy.signal takes ~2 s to import, which every `voicebot`
+            # command would pay; only live lines' resamplers need it.
+            from scipy.signal import firwin, lfilter
+
+            self._lfilter = lfilter
             factor = max(self._up, self._down)
             taps = firwin(self._TAPS_PER_PHASE * factor + 1, 0.9 / factor)
             self._taps = taps * self._up
@@ -68,7 +72,7 @@ class StreamResampler:
             stuffed = np.zeros(len(x) * self._up)
             stuffed[:: self._up] = x
             x = stuffed
-        y, self._state = lfilter(self._taps, 1.0, x, zi=self._state)
+        y, self._state = self._lfilter(self._taps, 1.0, x, zi=self._state)
         if self._down > 1:
             y = y[self._phase :: self._down]
             self._phase = (self._phase - len(x)) % self._down

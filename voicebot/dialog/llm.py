@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from voicebot.errors import VoicebotError
+from voicebot.privacy.redact import redact_text
 
 _UNKNOWN = "UNKNOWN"
 
@@ -74,16 +75,23 @@ def grounded(answer: str, facts: tuple[str, ...], min_overlap: float = 0.6) -> b
     return sum(w in known for w in words) / len(words) >= min_overlap
 
 
+def _masked(message: dict[str, str]) -> dict[str, str]:
+    if message["role"] != "user":
+        return message  # our own instructions and the pack's facts
+    return message | {"content": redact_text(message["content"])}
+
+
 class LLMClient:
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
 
     def chat(self, messages: list[dict[str, str]], *, max_tokens: int = 120) -> str:
-        """One chat completion; raises ``LLMError`` with the server's reason on failure."""
+        """One chat completion; raises ``LLMError`` with the server's reason on failure.
+        What the caller said (the user messages) is masked first: the server may be remote."""
         body = json.dumps(
             {
                 "model": self.config.model,
-                "messages": messages,
+                "messages": [_masked(m) for m in messages],
                 "max_tokens": max_tokens,
                 "temperature": 0.0,
             }

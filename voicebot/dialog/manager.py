@@ -50,12 +50,14 @@ from voicebot.events import (
 )
 from voicebot.handoff.policy import EscalationPolicy, TurnSignals
 from voicebot.handoff.sentiment import analyze
+from voicebot.privacy.lockout import VerificationLockout
 from voicebot.services.base import ServiceError, Services
 
 log = logging.getLogger(__name__)
 
 _ANSWERS = {"affirm", "deny"}
 _DIGIT_SLOTS = frozenset({"digits", "card_last_four"})
+SENSITIVE = "[redacted]"  # a sensitive slot's value, as the call remembers it after use
 # What each slot type asks the caller for: (kind of answer, number of digits if fixed).
 _SLOT_EXPECTS: dict[str, tuple[Expect, int | None]] = {
     "digits": (Expect.DIGITS, None),
@@ -101,6 +103,7 @@ class DialogManager:
         caller_id: str | None = None,
         today: date | None = None,
         llm: LLMClient | None = None,
+        lockout: VerificationLockout | None = None,
     ) -> None:
         self.pack = pack
         self._classifier = classifier
@@ -108,6 +111,7 @@ class DialogManager:
         self._caller_id = caller_id
         self._today = today
         self._llm = llm
+        self._lockout = lockout  # failed verifications counted across calls
         self.customer_id: str | None = None
         self.verified = False
         self._tasks: list[_Task] = []  # the last one is active; earlier ones were interrupted
@@ -221,7 +225,7 @@ class DialogManager:
         slot = self._tasks[-1].missing()
         assert slot is not None  # a slot question is open only while its slot is missing
         kind, digits = _SLOT_EXPECTS.get(slot.type, (Expect.TEXT, None))
-        return Expectation(kind, digits=digits, slot=slot.name)
+        return Expectation(kind, digits=digits, slot=slot.name, sensitive=slot.sensitive)
 
     def _unsure(self, text: str, intent: IntentResult, decision: Decision) -> Reply:
         """The first rung of the ladder: check with the caller instead of guessing."""
@@ -301,6 +305,10 @@ class DialogManager:
                 self.verified = True
                 self._question = None
                 return self._advance(intent, prefix="Thank you, you're verified.")
+            if self._lockout is not None and self._lockout.failed(
+                self._caller_id, self.customer_id
+            ):
+                return self._locked_out(intent)
             return self._reask_digits(
                 intent, verification.reprompt, "", None, reason="verification"
             )
@@ -316,8 +324,13 @@ class DialogManager:
                     return self._reask_digits(intent, slot.reprompt, text, expected)
                 return self._reask(intent, slot.reprompt)
             task.slots[slot.name] = value
-            self._slots[slot.name] = value
-            if question.failed and slot.type in _DIGIT_SLOTS and not self._confirms(task, slot):
+            self._slots[slot.name] = SENSITIVE if slot.sensitive else value  # kept for the call
+            if (
+                question.failed
+                and slot.type in _DIGIT_SLOTS
+                and not slot.sensitive  # never read back
+                and not self._confirms(task, slot)
+            ):
                 # Heard only on a second try: read it back before acting on it.
                 self._question = _Question("readback", failed=True)
                 self._question.text = self.pack.readback.format(value=say_digits(value))
@@ -413,6 +426,10 @@ class DialogManager:
             self._identify()
             if self.customer_id is None:
                 return self._ask("phone", intent, verification.ask_phone, prefix)
+            if self._lockout is not None and self._lockout.locked(
+                self._caller_id, self.customer_id
+            ):
+                return self._locked_out(intent)
             return self._ask("verify", intent, verification.prompt, prefix)
         slot = task.missing()
         if slot is not None:
@@ -450,7 +467,7 @@ class DialogManager:
                 value = parse_slot(slot.type, text, today=self._today)
                 if value is not None:
                     task.slots[slot.name] = value
-                    self._slots[slot.name] = value
+                    self._slots[slot.name] = SENSITIVE if slot.sensitive else value
 
     def _confirmation(self, task: _Task) -> str:
         assert task.flow.confirm is not None
@@ -535,6 +552,13 @@ class DialogManager:
             return self._handoff(intent, decision)
         question.attempts += 1
         return Reply(text, kind="reprompt", intent=intent)
+
+    def _locked_out(self, intent: IntentResult) -> Reply:
+        """Too many failed verifications for this caller today: a person takes over."""
+        assert self._lockout is not None and self.pack.verification is not None
+        why = f"verification failed {self._lockout.max_failures} times in a day for this caller"
+        decision = self.policy.decide("handoff", "verification_locked", why, {})
+        return self._handoff(intent, decision, self.pack.verification.failed)
 
     def _handoff(self, intent: IntentResult | None, decision: Decision, prefix: str = "") -> Reply:
         self._question = None

@@ -8,6 +8,7 @@ import difflib
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -15,6 +16,7 @@ from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 from voicebot.handoff.policy import EscalationConfig
+from voicebot.privacy.config import PrivacyConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
 OUT_OF_SCOPE = "out_of_scope"
@@ -24,15 +26,17 @@ OUT_OF_SCOPE = "out_of_scope"
 _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
-        "handoff", "flows", "verification", "faq", "max_attempts", "escalation",
+        "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
         "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
 _FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "done", "cancelled"})
 _SLOT_KEYS = ("name", "type", "prompt", "reprompt")
+_OPTIONAL_SLOT_KEYS = ("sensitive",)
 _VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
 _RECOGNIZER_KEYS = frozenset({"bias", "vocabulary"})
+_Section = TypeVar("_Section", EscalationConfig, PrivacyConfig)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class SlotSpec:
     type: str  # a parser of voicebot.dialog.slots
     prompt: str
     reprompt: str
+    sensitive: bool = False  # masked wherever stored, the recording muted while it is said
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class Pack:
     max_attempts: int = 2  # re-prompts for one question before the call is handed off
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
     # Domain terms the recognizer is biased toward on every turn (``recognizer:`` in the YAML;
     # empty when ``bias: false``): the bank's name, its products, words Whisper mishears.
     vocabulary: tuple[str, ...] = ()
@@ -157,7 +163,8 @@ def load_pack(name_or_path: str | Path) -> Pack:
         verification=verification,
         faq=tuple(_string_list(path, top["faq"], "faq")) if "faq" in top else (),
         max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
-        escalation=_escalation(path, top.get("escalation")),
+        escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
+        privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
         vocabulary=_vocabulary(path, top.get("recognizer")),
         not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
         keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
@@ -190,12 +197,14 @@ def _compose(path: Path) -> yaml.Node:
     return root
 
 
-def _escalation(path: Path, node: yaml.Node | None) -> EscalationConfig:
+def _section(path: Path, node: yaml.Node | None, what: str, kind: type[_Section]) -> _Section:
+    """An optional settings mapping (``escalation``, ``privacy``) read by its class's
+    ``from_mapping``, whose ``ValueError`` becomes a ``PackError`` at the section's line."""
     if node is None:
-        return EscalationConfig()
-    _mapping(path, node, "escalation")
+        return kind()
+    _mapping(path, node, what)
     try:
-        return EscalationConfig.from_mapping(yaml.safe_load(yaml.serialize(node)))
+        return kind.from_mapping(yaml.safe_load(yaml.serialize(node)))
     except ValueError as exc:
         raise PackError(f"{_where(path, node)}: {exc}") from exc
 
@@ -261,7 +270,7 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
         if not isinstance(fields["slots"], yaml.SequenceNode):
             raise PackError(f"{_where(path, fields['slots'])}: slots must be a list")
         for slot_node in fields["slots"].value:
-            slot = _mapping(path, slot_node, "a slot", frozenset(_SLOT_KEYS))
+            slot = _mapping(path, slot_node, "a slot", frozenset(_SLOT_KEYS + _OPTIONAL_SLOT_KEYS))
             for key in _SLOT_KEYS:
                 _required(path, slot_node, slot, key)
             slot_type = _string(path, slot["type"], "type")
@@ -276,6 +285,7 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
                     slot_type,
                     _string(path, slot["prompt"], "prompt"),
                     _string(path, slot["reprompt"], "reprompt"),
+                    _bool(path, slot, "sensitive"),
                 )
             )
     action = _action(path, fields["action"])
@@ -286,9 +296,11 @@ def _flow(path: Path, name: str, node: yaml.Node) -> Flow:
             f"{_where(path, fields['action'])}: action {action!r} needs the slot(s) "
             f"{', '.join(missing)}, which flow {name!r} does not ask for"
         )
+    # A sensitive slot is never read back: it is not a name the templates may use.
+    spoken = {slot.name for slot in slots if not slot.sensitive}
     if "confirm" in fields:
-        _template(path, fields["confirm"], "confirm", slot_names)
-    _template(path, fields["done"], "done", slot_names | ACTIONS[action].gives)
+        _template(path, fields["confirm"], "confirm", spoken)
+    _template(path, fields["done"], "done", spoken | ACTIONS[action].gives)
     return Flow(
         name=name,
         description=_optional_string(path, fields, "description") or name.replace("_", " "),

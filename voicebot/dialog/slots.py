@@ -90,6 +90,21 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(_normalize(text))
 
 
+def token_spans(text: str) -> list[tuple[str, int, int]]:
+    """``tokenize`` with where each token lies in ``text``: (token, start, end). For masking
+    the very characters a value was read from (``voicebot.privacy``)."""
+    origin: list[int] = []  # normalized character -> index of the character it came from
+    pieces = []
+    for index, char in enumerate(text):
+        piece = _normalize(char)
+        pieces.append(piece)
+        origin.extend([index] * len(piece))
+    return [
+        (match.group(), origin[match.start()], origin[match.end() - 1] + 1)
+        for match in _TOKEN.finditer("".join(pieces))
+    ]
+
+
 def _is_numeral(token: str) -> bool:
     return token[:1] in ("$", "+") or token[:1].isdigit()
 

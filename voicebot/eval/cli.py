@@ -4,8 +4,7 @@ import argparse
 from pathlib import Path
 
 from voicebot.audio.io import check_writable
-from voicebot.audio.telephone import CODECS
-from voicebot.tts.caller_voice import CALLER_VOICES
+from voicebot.tts.caller_voice import CALLER_VOICES, DEFAULT_VOICE
 from voicebot.vad import VAD_BACKENDS
 
 
@@ -39,13 +38,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calls.add_argument("--report", type=Path, required=True, help="report JSON to write")
     calls.add_argument(
-        "--caller-voice",
-        default="low",
-        choices=[v for v in CALLER_VOICES if v != "bot"],
-        help="synthetic caller voice for turns without audio (never the bot's own)",
+        "--voices",
+        default=DEFAULT_VOICE,
+        metavar="matrix|VOICE",
+        help=f"who calls: one caller voice for every scenario (default {DEFAULT_VOICE}; "
+        f"one of {', '.join(CALLER_VOICES)}), or 'matrix': the scenarios take every "
+        "voice family and line condition in turn",
     )
-    calls.add_argument("--noise-snr", type=float, help="line noise, dB SNR (default: none)")
-    calls.add_argument("--codec", default="mulaw", choices=CODECS, help="telephone codec")
+    calls.add_argument(
+        "--line",
+        metavar="SPEC",
+        help="the phone line of every call, stages joined by '+' (e.g. alaw+babble-15+loss-2; "
+        "default: mulaw, or the matrix's lines with --voices matrix)",
+    )
+    calls.add_argument(
+        "--text",
+        action="store_true",
+        help="dry-run: the scenarios' reference text through the dialog (no audio, no ASR)",
+    )
     calls.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
     calls.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
     calls.add_argument(
@@ -55,6 +65,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--records", type=Path, metavar="DIR", help="also keep each call's record as DIR/NAME.json"
     )
     calls.set_defaults(func=_calls)
+
+    pii = sub.add_parser("pii", help="PII redaction: recall per type, precision, clean set")
+    pii.add_argument("--manifest", type=Path, required=True, help="PII manifest (JSONL)")
+    pii.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    pii.set_defaults(func=_pii)
 
     qa = sub.add_parser("qa", help="QA scorer against a reviewer's labels, per criterion and form")
     qa.add_argument("--labels", type=Path, required=True, help="labelled calls (JSONL)")
@@ -121,23 +136,47 @@ def _calls(args: argparse.Namespace) -> int:
     options = CallOptions(
         asr=args.asr,
         vad=args.vad,
-        caller_voice=args.caller_voice,
-        codec=args.codec,
-        noise_snr=args.noise_snr,
+        voices=args.voices,
+        line=args.line,
         realtime=args.realtime,
         records_dir=args.records,
+        text=args.text,
     )
     report = evaluate_calls(args.scenarios, args.report, options)
     latency = report["latency_ms"]
+    if report["mode"] == "text":
+        print("text dry-run: reference text through the dialog, no audio, no ASR")
     print(
         f"{report['n']} calls: task success {report['task_success']:.3f}, intent accuracy "
         f"{report['intent_accuracy']:.3f}, handoff precision {report['handoff_precision']:.3f} "
         f"recall {report['handoff_recall']:.3f}, voice-to-voice p50 {latency['p50']:.0f} ms "
         f"p95 {latency['p95']:.0f} ms ({latency['n']} replies)"
     )
+    if report["mode"] != "text":
+        for key in ("family", "line"):
+            groups = report[f"by_{key}"].items()
+            print(
+                f"by {key}: "
+                + ", ".join(f"{g} {s['task_success']:.2f}/{s['n']}" for g, s in groups)
+            )
     for item in report["items"]:
         if not item["passed"]:
             print(f"failed {item['name']}: {'; '.join(item['failures'])}")
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _pii(args: argparse.Namespace) -> int:
+    from voicebot.eval.pii import evaluate_pii
+
+    check_writable(args.report, "report")
+    report = evaluate_pii(args.manifest, args.report)
+    recall = ", ".join(f"{kind} {value:.3f}" for kind, value in report["recall"].items())
+    print(
+        f"{report['n']} lines: precision {report['precision']:.3f}, recall {recall}; clean "
+        f"lines untouched {report['clean_untouched']:.3f}; targets "
+        + ("met" if report["meets_targets"] else "NOT met")
+    )
     _print_issues_and_paths(report, args.report)
     return 0
 

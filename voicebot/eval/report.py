@@ -17,6 +17,10 @@ import numpy as np
 
 from voicebot.audio.io import write_text_atomic
 from voicebot.eval.metrics import calibration_bins
+from voicebot.privacy.redact import KEEP_KEYS, redact_json
+
+# Item fields that name inputs (file paths, scenario names), not what anyone said.
+_ITEM_KEYS = frozenset({"audio", "file", "name", "manifest", "path", "tags"})
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
@@ -30,7 +34,10 @@ def finish(
     items: list[dict[str, Any]],
     markdown: Callable[[Path, dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """Count what was not evaluated, add the items, write ``R.json`` and ``R.md``."""
+    """Count what was not evaluated, add the items, write ``R.json`` and ``R.md``. Items are
+    masked like every store (``voicebot.privacy``): metrics are computed before, on the
+    words as heard; what is written keeps no card number or verification answer."""
+    items = redact_json(items, KEEP_KEYS | _ITEM_KEYS)
     report.update(failures=len(issues), issues=[str(i) for i in issues], items=items)
     write_json(report_path, report)
     markdown(report_path, report)

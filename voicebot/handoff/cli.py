@@ -2,11 +2,14 @@
 
 import argparse
 import json
+import logging
 import sys
 import time
 from datetime import UTC, datetime
 
 from voicebot.errors import VoicebotError
+
+log = logging.getLogger(__name__)
 
 
 def add_store_options(parser: argparse.ArgumentParser, *, webhooks: bool = False) -> None:
@@ -41,7 +44,7 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
     from voicebot.qa.scorecard import LLMJudge
 
     config = HandoffConfig.resolve(
-        args.db, tuple(getattr(args, "webhook", ())), getattr(args, "webhook_secret", None)
+        db_url(args), tuple(getattr(args, "webhook", ())), webhook_secret(args)
     )
     llm_config = LLMConfig.from_env()
     client = LLMClient(llm_config) if llm_config else None
@@ -50,6 +53,30 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
         client.summarize if client else None,
         LLMJudge(client) if client else None,
     )
+
+
+def db_url(args: argparse.Namespace) -> str | None:
+    """``--db``, warned about when it carries a password (``ps`` shows it to everyone)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        inline_password = bool(args.db and make_url(args.db).password)
+    except ArgumentError:
+        inline_password = False  # the store says what is wrong with it
+    if inline_password:
+        log.warning(
+            "--db with a password is visible to other users (ps, shell history): "
+            "set $VOICEBOT_DB_URL instead"
+        )
+    return args.db
+
+
+def webhook_secret(args: argparse.Namespace) -> str | None:
+    from voicebot.auth import read_secret
+
+    inline = getattr(args, "webhook_secret", None)
+    return read_secret("--webhook-secret", inline, None, "VOICEBOT_WEBHOOK_SECRET")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -80,7 +107,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _store(args: argparse.Namespace):  # -> Store
     from voicebot.store.store import Store
 
-    return Store(args.db)
+    return Store(db_url(args))
 
 
 def _when(epoch: float | None) -> str:
@@ -152,7 +179,7 @@ def _deliver(args: argparse.Namespace) -> int:
     from voicebot.handoff.service import HandoffConfig
     from voicebot.handoff.webhooks import WebhookDispatcher
 
-    secret = HandoffConfig.resolve(webhook_secret=args.webhook_secret).webhook_secret
+    secret = HandoffConfig.resolve(webhook_secret=webhook_secret(args)).webhook_secret
     if not secret:
         raise VoicebotError("no signing secret: set VOICEBOT_WEBHOOK_SECRET or --webhook-secret")
     store = _store(args)

@@ -4,6 +4,10 @@
 so a new handoff card appears within a fraction of a second without a reload. Agents claim
 a card (the database guarantees one winner) and close it with a disposition.
 
+Everything here is for signed-in agents (or above). The agent who claims or closes is the
+one signed in, never a name in the request. Opening the queue or a card, claiming and
+closing are written to the audit log; the number of open event streams is capped.
+
 The stream polls the store for rows whose ``updated_at`` moved: it works the same whether
 the call ran in this process, in another ``voicebot serve`` or in a ``voicebot call`` that
 shares the database, and costs one indexed query per open page every ``poll_s``.
@@ -11,27 +15,27 @@ shares the database, and costs one indexed query per open page every ``poll_s``.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
+from voicebot.auth import Principal, audit
 from voicebot.errors import HandoffError
+from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
+from voicebot.server.limits import Budget
 from voicebot.store.store import DISPOSITIONS, Store, UnknownHandoffError
 
 STATIC = Path(__file__).parent / "static"
 _KEEPALIVE_S = 15.0
-
-
-class ClaimRequest(BaseModel):
-    agent: str = Field(min_length=1, max_length=128)
+_RECHECK_S = 30.0  # an open stream re-checks its sign-in this often (signed out: it ends)
+AGENTS = signed_in("agent")
 
 
 class CloseRequest(BaseModel):
-    agent: str = Field(min_length=1, max_length=128)
     disposition: Literal[DISPOSITIONS]  # type: ignore[valid-type]
 
 
@@ -57,44 +61,95 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "sentiment": packet.get("sentiment", {}),
         "transcript": packet.get("transcript", []),
         "recording": packet.get("recording"),
+        "consent": packet.get("consent"),  # recording consent: state and time
     }
 
 
-def desk_router(store: Store, *, poll_s: float = 0.25) -> APIRouter:
+def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = None) -> APIRouter:
+    """``streams``: how many event streams may be open at once (default: 64)."""
     router = APIRouter()
-
-    @router.get("/agent", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "agent.html", media_type="text/html")
+    streams = streams or Budget("event_streams", 64)
+    add_page(router, "/agent", STATIC / "agent.html", signed_in("agent", page=True))
+    add_page(router, "/agent.js", STATIC / "agent.js", AGENTS)
 
     @router.get("/api/handoffs")
+    @allow(AGENTS)
     def list_handoffs(
+        request: Request,
         status: Literal["queued", "claimed", "closed"] | None = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
+        audit(store, signed_in_principal(request), "viewed", "queue", status or "all")
         return [card(row) for row in store.list_handoffs(status, limit=limit)]
 
     @router.get("/api/handoffs/stream")
+    @allow(AGENTS)
     async def stream(request: Request) -> StreamingResponse:
+        who = signed_in_principal(request)
+        give_back = streams.take()
+        if give_back is None:
+            raise HTTPException(
+                503, f"{streams.limit} desktops are following the queue already: try later"
+            )
+        try:
+            await asyncio.to_thread(audit, store, who, "viewed", "queue", "stream")
+        except BaseException:
+            give_back()
+            raise
         return StreamingResponse(
-            _events(store, request, poll_s),
+            _Body(_events(store, request, poll_s, give_back), give_back),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     @router.get("/api/handoffs/{handoff_id}")
-    def get_handoff(handoff_id: str) -> dict[str, Any]:
-        return card(_get(store, handoff_id))
+    @allow(AGENTS)
+    def get_handoff(handoff_id: str, request: Request) -> dict[str, Any]:
+        row = _get(store, handoff_id)
+        _audit(store, signed_in_principal(request), "viewed", row)
+        return card(row)
 
     @router.post("/api/handoffs/{handoff_id}/claim")
-    def claim(handoff_id: str, body: ClaimRequest) -> dict[str, Any]:
-        return card(_act(store.claim, handoff_id, body.agent))
+    @allow(AGENTS)
+    def claim(handoff_id: str, request: Request) -> dict[str, Any]:
+        who = signed_in_principal(request)
+        row = _act(store.claim, handoff_id, who.name)
+        _audit(store, who, "claimed", row)
+        return card(row)
 
     @router.post("/api/handoffs/{handoff_id}/close")
-    def close(handoff_id: str, body: CloseRequest) -> dict[str, Any]:
-        return card(_act(store.close_handoff, handoff_id, body.agent, body.disposition))
+    @allow(AGENTS)
+    def close(handoff_id: str, body: CloseRequest, request: Request) -> dict[str, Any]:
+        who = signed_in_principal(request)
+        row = _act(store.close_handoff, handoff_id, who.name, body.disposition)
+        _audit(store, who, "closed", row, {"disposition": body.disposition})
+        return card(row)
 
     return router
+
+
+class _Body:
+    """An event stream's body. Its generator gives the stream's place back when it ends;
+    if it never starts (the client left before the first byte), dropping the body does."""
+
+    def __init__(self, events: AsyncIterator[str], give_back: Callable[[], None]) -> None:
+        self._events = events
+        self._give_back = give_back
+
+    def __aiter__(self) -> "_Body":
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._events.__anext__()
+
+    def __del__(self) -> None:
+        self._give_back()
+
+
+def _audit(
+    store: Store, who: Principal, action: Any, row: dict[str, Any], detail: dict | None = None
+) -> None:
+    audit(store, who, action, "handoff", row["handoff_id"], detail, call_id=row["call_id"])
 
 
 def _get(store: Store, handoff_id: str) -> dict[str, Any]:
@@ -113,23 +168,34 @@ def _act(action: Any, handoff_id: str, *args: str) -> dict[str, Any]:
         raise HTTPException(409, str(exc)) from exc
 
 
-async def _events(store: Store, request: Request, poll_s: float) -> AsyncIterator[str]:
-    """The open queue first, then every change as it happens."""
-    rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
-    since = max((r["updated_at"] for r in rows), default=0.0)
-    open_cards = [card(r) for r in rows if r["status"] != "closed"]
-    yield _sse("snapshot", open_cards)
-    quiet = 0.0
-    while not await request.is_disconnected():
-        await asyncio.sleep(poll_s)
-        changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
-        for row in sorted(changed, key=lambda r: r["updated_at"]):
-            since = max(since, row["updated_at"])
-            yield _sse("handoff", card(row))
-        quiet = 0.0 if changed else quiet + poll_s
-        if quiet >= _KEEPALIVE_S:
-            quiet = 0.0
-            yield ": keepalive\n\n"  # proxies close idle streams
+async def _events(
+    store: Store, request: Request, poll_s: float, give_back: Callable[[], None]
+) -> AsyncIterator[str]:
+    """The open queue first, then every change as it happens, while the viewer stays
+    signed in (re-checked every ``_RECHECK_S``); gives its stream place back at the end."""
+    try:
+        rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
+        since = max((r["updated_at"] for r in rows), default=0.0)
+        open_cards = [card(r) for r in rows if r["status"] != "closed"]
+        yield _sse("snapshot", open_cards)
+        quiet = unchecked = 0.0
+        while not await request.is_disconnected():
+            await asyncio.sleep(poll_s)
+            unchecked += poll_s
+            if unchecked >= _RECHECK_S:
+                unchecked = 0.0
+                if not await request.state.gate.still_signed_in(request):
+                    return
+            changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
+            for row in sorted(changed, key=lambda r: r["updated_at"]):
+                since = max(since, row["updated_at"])
+                yield _sse("handoff", card(row))
+            quiet = 0.0 if changed else quiet + poll_s
+            if quiet >= _KEEPALIVE_S:
+                quiet = 0.0
+                yield ": keepalive\n\n"  # proxies close idle streams
+    finally:
+        give_back()
 
 
 def _sse(event: str, data: Any) -> str:

@@ -2,7 +2,8 @@
 
 Built from the call record (the transcript with timestamps and confidences) and the handoff
 reply (the policy decision and the dialog's state). It is plain JSON: what the store keeps,
-what the agent desktop shows and what webhooks POST.
+what the agent desktop shows and what webhooks POST. It is masked like every store
+(``voicebot.privacy.redact``) before the summary, and any LLM prompt, is made from it.
 """
 
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 from voicebot.events import Reply
 from voicebot.handoff.summary import structured_summary
 from voicebot.pipeline.record import CallRecord
+from voicebot.privacy.redact import redact_json
 
 PACKET_VERSION = 1
 
@@ -49,7 +51,10 @@ def build_packet(record: CallRecord, reply: Reply) -> dict[str, Any]:
         },
         "transcript": [_turn(t) for t in record.turns],
         "recording": record.recording,
+        "consent": record.consent,  # may the agent expect a recording, and since when
+        "muted": record.muted,  # spans of the recording kept silent
     }
+    packet = redact_json(packet)
     packet["summary"] = structured_summary(packet)
     packet["summary_source"] = "structured"
     return packet

@@ -76,6 +76,14 @@ class HandoffService:
         )
         self._thread: threading.Thread | None = None
 
+    def lockout(self, pack: str):  # -> VerificationLockout
+        """Failed verifications counted in this store, so every process sees them."""
+        from voicebot.dialog.pack import load_pack
+        from voicebot.privacy.lockout import VerificationLockout
+
+        limit = load_pack(pack).privacy.verification_failures_per_day
+        return VerificationLockout(self.store, max_failures=limit)
+
     def start_webhooks(self) -> None:
         """Deliver in the background (servers); ``deliver_now`` suits one-shot commands."""
         if self.dispatcher is not None and self._thread is None:

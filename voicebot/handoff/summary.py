@@ -13,6 +13,7 @@ _REASONS = {
     "low_confidence": "the bot could not understand the caller",
     "repeated_failure": "the bot could not complete the request",
     "negative_sentiment": "the caller is upset",
+    "verification_locked": "verification is locked after too many failures today",
 }
 
 

@@ -18,6 +18,8 @@ from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
 from voicebot.pipeline.workers import PriorityWorkers
+from voicebot.privacy.call import CallPrivacy, ConsentDialog
+from voicebot.privacy.lockout import VerificationLockout
 from voicebot.qa.form import load_qa
 from voicebot.qa.survey import SurveyDialog
 from voicebot.services.demo_bank import DemoBank
@@ -45,14 +47,22 @@ class Bot:
     """Loads the models of ``config`` (seconds) and runs calls with them."""
 
     def __init__(
-        self, config: BotConfig | None = None, *, handoffs: HandoffSink | None = None
+        self,
+        config: BotConfig | None = None,
+        *,
+        handoffs: HandoffSink | None = None,
+        lockout: VerificationLockout | None = None,
     ) -> None:
         """``handoffs`` receives handoff packets (``voicebot.handoff.service`` gives the
-        store's writer); without one, handoffs are only in the call record."""
+        store's writer); without one, handoffs are only in the call record. ``lockout``
+        counts failed verifications across calls (in the database when given one; this
+        process's memory by default)."""
         self.config = config or BotConfig()
         self.handoffs = handoffs
         make_vad(self.config.vad)  # fail at start-up, not in the first call
         self.pack = load_pack(self.config.pack)
+        limit = self.pack.privacy.verification_failures_per_day
+        self.lockout = lockout or VerificationLockout(max_failures=limit)
         self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
         self.tts = make_tts(self.config.voice)
@@ -99,10 +109,18 @@ class Bot:
             recording=recording,
         )
         dialog: Dialog = DialogManager(
-            self.pack, self.classifier, self.services, caller_id=caller_id, llm=self.llm
+            self.pack,
+            self.classifier,
+            self.services,
+            caller_id=caller_id,
+            llm=self.llm,
+            lockout=self.lockout,
         )
         if self.qa is not None and self.qa.survey is not None:
             dialog = SurveyDialog(dialog, self.qa.survey, record)
+        consent = self.pack.privacy.consent
+        if consent is not None:  # asked first, before anything else is said
+            dialog = ConsentDialog(dialog, consent)
         session = CallSession(
             asr=self.asr,
             tts=self.tts,
@@ -115,6 +133,7 @@ class Bot:
             observer=observer,
             handoffs=handoffs or self.handoffs,
             vocabulary=self.pack.vocabulary,
+            privacy=CallPrivacy(record, self.pack.privacy),
         )
         return await session.run(transport)
 

@@ -36,6 +36,7 @@ class BotUtterance:
 
     reply: Reply
     caller: Turn | None = None  # the caller turn this answers (None for greeting, re-prompts)
+    caller_text: str = ""  # what the dialog is asked, in clear, until it is asked
     tts_job: "Job | None" = None
     pieces: list[_Piece] = field(default_factory=list)
     synthesized: bool = False  # TTS has delivered every chunk

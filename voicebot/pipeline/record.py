@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.audio.io import write_text_atomic
+from voicebot.privacy.redact import redact_json
 
 
 @dataclass
@@ -52,6 +53,8 @@ class CallRecord:
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
     handoff: dict[str, Any] | None = None  # id, reason, explanation, signals, summary
     recording: str | None = None  # where the call audio is kept (path or URL)
+    consent: dict[str, Any] | None = None  # recording consent: state, when (voicebot.privacy)
+    muted: list[dict[str, Any]] = field(default_factory=list)  # spans kept out of the recording
     turns: list[Turn] = field(default_factory=list)
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed
@@ -86,13 +89,15 @@ class RecordSink(Protocol):
 
 
 class JsonFileSink:
-    """Rewrites the transcript JSON atomically on every change: never half a file."""
+    """Rewrites the transcript JSON atomically on every change: never half a file, masked
+    once more like every store, owner-only (0600)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def update(self, record: CallRecord) -> None:
-        write_text_atomic(self.path, json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
+        data = redact_json(record.to_dict())
+        write_text_atomic(self.path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def format_transcript(record: CallRecord) -> str:

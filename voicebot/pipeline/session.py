@@ -17,7 +17,12 @@ Turn-taking policy, in one place:
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call;
 - speech the recognizer could not make out (nothing usable came back, though Whisper judged
   it speech) is *not* silence: the dialog hears that the caller was not understood, so its
-  ladder asks again and then hands off, and a caller who keeps talking is never hung up on.
+  ladder asks again and then hands off, and a caller who keeps talking is never hung up on;
+- one dialog request at a time: a turn that comes while the dialog is busy waits for it, and
+  a request the dialog has started counts (its reply is recorded even if the caller talked
+  on before hearing it), so every action the dialog took is in the record;
+- privacy (``voicebot.privacy.call``): every turn is masked before it is recorded, and the
+  recording is muted while a sensitive answer is given or without consent.
 
 The recognizer hears each turn in context (``ASRContext``): the answer the question being
 played asks for (a digit question gets a digit-biased decode) and the pack's vocabulary.
@@ -54,6 +59,7 @@ from voicebot.handoff.packet import build_packet
 from voicebot.pipeline.playout import BotUtterance, Playout
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.pipeline.scheduler import Completion, Job, Scheduler
+from voicebot.privacy.call import CallPrivacy
 from voicebot.transports.base import Transport
 from voicebot.transports.line import DIGIT_GAP_S, KEYPAD_DIGITS, KEYPAD_END
 from voicebot.tts.base import TTS
@@ -136,9 +142,11 @@ class CallSession:
         observer: Observer | None = None,
         handoffs: HandoffSink | None = None,
         vocabulary: tuple[str, ...] = (),
+        privacy: CallPrivacy | None = None,
     ) -> None:
         """``vocabulary``: the pack's domain terms, biasing the recognizer on every turn."""
         self.config = config or CallConfig()
+        self._privacy = privacy or CallPrivacy(record)
         self._handoffs = handoffs
         # A batching engine takes this call's requests directly (no worker thread waits).
         self._asr_call = asr.open_call() if isinstance(asr, EngineASR) else None
@@ -157,6 +165,9 @@ class CallSession:
         self._awaiting: list[_Hearing] = []  # ended turns waiting for their final transcript
         self._carry_text = ""  # superseded caller text, prepended to the next turn
         self._pending: list[BotUtterance] = []  # replies being written or synthesized
+        # Dialog requests waiting for the one in progress (the dialog has not seen them).
+        self._dialog_queue: deque[tuple[str, Callable[[], Reply], BotUtterance]] = deque()
+        self._dialog_busy = False
         self._listening_since: float | None = None
         self._vocabulary = vocabulary
         self._expects = Expectation()  # what the question the caller last heard asks for
@@ -203,6 +214,7 @@ class CallSession:
         self.record.ended_by = ended_by
         for utterance in self._playout.clear(self._now):
             self._close_bot_turn(utterance)
+        self._privacy.finish(self._now)
         self._persist()
 
     # --- caller side -------------------------------------------------------------------
@@ -262,10 +274,13 @@ class CallSession:
         for utterance in {id(u): u for u in cut + self._pending}.values():
             self._close_bot_turn(utterance)
         self._pending = []
-        # A reply the caller never heard answered words they are still adding to: carry them.
-        for utterance in unheard:
-            if utterance.caller is not None and utterance.caller.text:
-                self._carry_text = f"{self._carry_text} {utterance.caller.text}".strip()
+        # Requests the dialog has not started answered words the caller is still adding to:
+        # carry those words into the next turn. One it has started counts as asked: its
+        # reply is recorded when it comes (see _on_reply), and its words are not asked again.
+        waiting, self._dialog_queue = self._dialog_queue, deque()
+        for _, _, utterance in waiting:
+            if utterance.caller is not None and utterance.caller_text:
+                self._carry_text = f"{self._carry_text} {utterance.caller_text}".strip()
         if len(unheard) < len(cut):
             self.record.barge_ins.append(
                 {
@@ -353,12 +368,13 @@ class CallSession:
             kind="dtmf",
             timings={"speech_start": t, "speech_end": t, "endpoint": t, "asr_final": t},
         )
+        self._privacy.caller_turn(turn)
         self.record.turns.append(turn)
         self._persist()
         self._observer("dtmf", turn)
         heard = Transcript(text, avg_logprob=0.0, no_speech_prob=0.0, audio_s=0.0, compute_s=0.0)
         caller_turn = CallerTurn(text, heard, self._now, self._now)
-        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn)
+        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn, text)
 
     def _maybe_partial(self) -> None:
         hearing, interval = self._hearing, self.config.partial_interval_s
@@ -406,7 +422,9 @@ class CallSession:
             if tag is tag.hearing.final:
                 self._on_final(tag.hearing, value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
+            self._dialog_busy = False
             self._on_reply(tag, completion.value, completion.ready)
+            self._next_dialog_request(completion.ready)
         elif kind == "handoff":
             self._speak(tag, completion.ready)  # the packet is durable: say goodbye
         elif kind == "tts":
@@ -438,6 +456,7 @@ class CallSession:
                 "asr_final": round(max(ready, hearing.endpoint), 3),
             },
         )
+        self._privacy.caller_turn(turn)
         self.record.turns.append(turn)
         self._persist()
         self._observer("final", transcript)
@@ -453,16 +472,33 @@ class CallSession:
             return
         self._carry_text = ""
         caller_turn = CallerTurn(text, transcript, hearing.speech_start, hearing.speech_end)
-        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn)
+        self._ask_dialog("respond", lambda: self._dialog.respond(caller_turn), turn, text)
 
-    def _ask_dialog(self, kind: str, fn: Callable[[], Reply], caller: Turn | None = None) -> None:
-        utterance = BotUtterance(reply=Reply("", kind="pending"), caller=caller)
+    def _ask_dialog(
+        self,
+        kind: str,
+        fn: Callable[[], Reply],
+        caller: Turn | None = None,
+        caller_text: str = "",
+    ) -> None:
+        """Ask the dialog; while it answers an earlier request, this one waits its turn."""
+        utterance = BotUtterance(Reply("", kind="pending"), caller, caller_text=caller_text)
         self._pending.append(utterance)
-        self._jobs.submit(kind, self._now, fn, tag=utterance)
+        self._dialog_queue.append((kind, fn, utterance))
+        self._next_dialog_request(self._now)
+
+    def _next_dialog_request(self, start: float) -> None:
+        """Start the next waiting request once the dialog is free (one at a time per call:
+        each answer changes the dialog's state, which is not thread-safe either)."""
+        if self._dialog_busy or not self._dialog_queue:
+            return
+        kind, fn, utterance = self._dialog_queue.popleft()
+        utterance.caller_text = ""  # the dialog has it now
+        self._dialog_busy = True
+        self._jobs.submit(kind, start, fn, tag=utterance)
 
     def _on_reply(self, utterance: BotUtterance, reply: Reply, ready: float) -> None:
-        if utterance.interrupted:
-            return
+        reply = self._privacy.reply(reply, utterance.caller, ready)
         utterance.reply = reply
         if utterance.caller is not None:
             if reply.intent is not None:
@@ -473,6 +509,15 @@ class CallSession:
                 utterance.caller.policy = asdict(reply.decision)
             utterance.caller.timings["reply_ready"] = round(ready, 3)
             self._persist()
+        if utterance.interrupted:
+            # The caller talked on before this reply was heard, but the dialog has acted on
+            # it: record it as unheard. A transfer still happens: the dialog has let go.
+            if reply.kind != "handoff":
+                utterance.ended = ready
+                self._close_bot_turn(utterance)
+                return
+            utterance.interrupted = False
+            self._pending.append(utterance)
         self._observer("reply", reply)
         self._playout.add(utterance)
         if reply.kind == "handoff":
@@ -524,7 +569,8 @@ class CallSession:
             if utterance.reply.end_call:
                 self._finish("handoff" if utterance.reply.kind == "handoff" else "bot")
         self._update_listening()
-        await self._transport.send(BotFrame(tick.pcm, t, self._line_state()))
+        private = self._privacy.tick_private()
+        await self._transport.send(BotFrame(tick.pcm, t, self._line_state(), private))
 
     def _on_first_audio(self, utterance: BotUtterance) -> None:
         caller = utterance.caller
@@ -552,6 +598,7 @@ class CallSession:
             interrupted=utterance.interrupted,
             planned_text=utterance.reply.text if spoken != utterance.reply.text else None,
         )
+        self._privacy.bot_turn(turn)
         if utterance.caller is not None:
             turn.intent = utterance.caller.intent
             if "voice_to_voice_ms" in utterance.caller.timings:

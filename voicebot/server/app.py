@@ -4,22 +4,36 @@ metrics, over one process-wide ``Bot`` (models loaded once, shared by every call
 Persistence and extra features plug in without touching the routes: ``history`` is where
 finished calls are read back (``voicebot.store.Store``; in memory when None), ``sinks``
 receive every call record as it changes (the store's writer), and ``routers`` are mounted
-as they are (the agent desktop).
+as they are; ``services`` run for the app's lifetime on its event loop (the SIP user agent:
+``voicebot.server.sip.SipService.serving``). ``store`` holds the users, tokens, sessions and
+audit log, and brings the agent desktop; without one nobody can sign in, so every protected
+route refuses.
+
+Every route declares who may call it (``voicebot.server.access``); the app-wide ``Gate``
+enforces it, and request bodies are capped (``Limits.body_bytes``).
 """
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
+from voicebot.auth import Accounts
+from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import RecordSink
+from voicebot.server.access import Gate, SecurityHeaders, auth_router
 from voicebot.server.api import api_router
 from voicebot.server.browser import browser_router
 from voicebot.server.calls import CallHistory, CallRegistry, MemoryHistory, TranscriptDir
 from voicebot.server.metrics import MeteredTTS, metrics_router
 from voicebot.server.state import ServerConfig, ServerState
 from voicebot.server.twilio import twilio_router
+from voicebot.store.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -29,6 +43,8 @@ def create_app(
     history: CallHistory | None = None,
     sinks: Sequence[RecordSink] = (),
     routers: Sequence[APIRouter] = (),
+    services: Sequence[Callable[[ServerState], AbstractAsyncContextManager[object]]] = (),
+    store: Store | None = None,
 ) -> FastAPI:
     config = config or ServerConfig()
     record_sinks = list(sinks)
@@ -41,21 +57,54 @@ def create_app(
     if not isinstance(bot.tts, MeteredTTS):
         bot.tts = MeteredTTS(bot.tts)  # the TTS protocol reports no timings: measure here
     state = ServerState(bot, config, CallRegistry(config.max_calls, history, record_sinks))
+    accounts = Accounts(store, config.sessions) if store is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        await asyncio.to_thread(warn_at_start, config, accounts)
+        async with AsyncExitStack() as running:
+            for service in services:
+                await running.enter_async_context(service(state))
+            yield
         if transcripts is not None:
             transcripts.close()
 
-    app = FastAPI(title="voicebot", lifespan=lifespan)
+    app = FastAPI(
+        title="voicebot",
+        lifespan=lifespan,
+        dependencies=[Depends(Gate(accounts, config.metrics_token, config.public_url))],
+        max_body_size=config.limits.body_bytes,
+        docs_url=None,  # no anonymous API browser: the routes are documented in the README
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
+    desk = [desk_router(store, streams=state.event_streams)] if store is not None else []
     for router in (
+        auth_router(accounts, config.limits, config.public_url),
         twilio_router(state),
         browser_router(state),
-        api_router(state.calls, config.recordings_dir),
+        api_router(state.calls, config.recordings_dir, store),
         metrics_router(),
+        *desk,
         *routers,
     ):
         app.include_router(router)
     return app
+
+
+def warn_at_start(config: ServerConfig, accounts: Accounts | None) -> None:
+    """What an operator must know at every start: what is open that should not be."""
+    if not config.twilio_auth_token:
+        if config.insecure_twilio:
+            log.warning(
+                "--insecure-twilio: Twilio requests are NOT checked; anyone can start calls, "
+                "and their caller ID is not used to identify callers"
+            )
+        else:
+            log.warning("Twilio calls are refused: set TWILIO_AUTH_TOKEN to take them")
+    if config.public_call:
+        log.warning("--public-call: anyone who reaches this server can start browser calls")
+    if accounts is None or not accounts.configured():
+        log.warning("nobody can sign in yet: add a user (voicebot users add NAME --role admin)")

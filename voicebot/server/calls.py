@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from voicebot.audio.io import write_text_atomic
 from voicebot.pipeline.record import CallRecord, RecordSink
+from voicebot.privacy.redact import redact_json
 
 
 class CallHistory(Protocol):
@@ -64,16 +65,21 @@ class MemoryHistory:
 
 class TranscriptDir:
     """``RecordSink`` writing ``DIR/<call_id>.json`` after every change, from one thread:
-    the snapshot is taken on the event loop, the disk write never blocks it, and writes
-    of one call land in order."""
+    the snapshot is taken on the event loop, masking (once more, like every store) and the
+    disk write never block it, and writes of one call land in order. Files are 0600."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="voicebot-transcripts")
 
     def update(self, record: CallRecord) -> None:
-        text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False)
-        self._writer.submit(write_text_atomic, self.directory / f"{record.call_id}.json", text)
+        self._writer.submit(
+            self._write, self.directory / f"{record.call_id}.json", record.to_dict()
+        )
+
+    @staticmethod
+    def _write(path: Path, snapshot: dict[str, Any]) -> None:
+        write_text_atomic(path, json.dumps(redact_json(snapshot), indent=2, ensure_ascii=False))
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

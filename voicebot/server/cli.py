@@ -1,11 +1,15 @@
 """``voicebot serve``: load the models once and serve calls until interrupted."""
 
 import argparse
+import ipaddress
 import logging
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voicebot.errors import VoicebotError
+
+if TYPE_CHECKING:
+    from voicebot.auth import Accounts
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     serve = commands.add_parser(
         "serve",
-        help="serve Twilio and browser calls, the calls API and metrics",
+        help="serve Twilio, SIP and browser calls, the calls API and metrics",
         description="One process: Twilio Media Streams (/twilio/voice, /twilio/media), "
-        "browser calls (/call), /api/calls, /agent, /healthz and /metrics.",
+        "browser calls (/call), SIP calls (--sip-listen), /api/calls, /agent, /healthz and "
+        "/metrics.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=8080)
@@ -40,11 +45,53 @@ def register(commands: argparse._SubParsersAction) -> None:
         "tell callers, e.g. in the pack's greeting, where the law requires it",
     )
     serve.add_argument(
-        "--twilio-auth-token",
-        default=os.environ.get("TWILIO_AUTH_TOKEN"),
-        help="validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
+        "--twilio-auth-token-file",
+        type=Path,
+        metavar="PATH",
+        help="Twilio's auth token, to check X-Twilio-Signature (default $TWILIO_AUTH_TOKEN "
+        "or $TWILIO_AUTH_TOKEN_FILE); without one the Twilio routes refuse every request",
+    )
+    serve.add_argument("--twilio-auth-token", help=argparse.SUPPRESS)  # inline: warned
+    serve.add_argument(
+        "--insecure-twilio",
+        action="store_true",
+        help="without a token, take unsigned Twilio requests (a test line only: anyone can "
+        "start calls; warned at every start)",
+    )
+    serve.add_argument(
+        "--public-call",
+        action="store_true",
+        help="let anyone use the browser call page /call without signing in (rate-limited; "
+        "the caller ID it sends is not trusted)",
+    )
+    serve.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        metavar="PATH",
+        help="a bearer token that may read /metrics only, for Prometheus (default "
+        "$VOICEBOT_METRICS_TOKEN or $VOICEBOT_METRICS_TOKEN_FILE)",
     )
     serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
+    sip = serve.add_argument_group(
+        "SIP",
+        "answer SIP calls (G.711 RTP); credentials for --sip-register come from "
+        "--sip-credentials FILE or $VOICEBOT_SIP_USERNAME and $VOICEBOT_SIP_PASSWORD",
+    )
+    sip.add_argument("--sip-listen", metavar="IP:PORT", help="e.g. 127.0.0.1:5060 (UDP)")
+    sip.add_argument("--sip-register", metavar="URI", help="register this AOR, e.g. sip:bot@pbx")
+    sip.add_argument("--sip-credentials", type=Path, metavar="FILE", help="username:password")
+    sip.add_argument(
+        "--sip-trust",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="networks allowed to send SIP requests (required beyond loopback)",
+    )
+    sip.add_argument(
+        "--transfer-to",
+        metavar="URI",
+        help="the agents' queue: a handed-off SIP caller is transferred there by REFER",
+    )
     serve.add_argument("--echo-cancellation", action="store_true", help="speakerphone callers")
     serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
     serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
@@ -57,12 +104,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from voicebot.audio.apm import AudioCleanup
     from voicebot.audio.io import check_writable
+    from voicebot.auth import Accounts, read_secret
+    from voicebot.errors import SipConfigError
     from voicebot.handoff.cli import open_service
-    from voicebot.handoff.desk import desk_router
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
+    from voicebot.privacy.retention import RetentionJob
     from voicebot.server.app import create_app
+    from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
+    from voicebot.transports.sip import SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
@@ -70,15 +121,44 @@ def _serve(args: argparse.Namespace) -> int:
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
     if args.recordings is not None:
         check_writable(args.recordings / "recording.wav", "recordings")
+    twilio_token = read_secret(
+        "--twilio-auth-token",
+        args.twilio_auth_token,
+        args.twilio_auth_token_file,
+        "TWILIO_AUTH_TOKEN",
+    )
     config = ServerConfig(
         max_calls=args.max_calls,
         transcripts_dir=args.transcripts or (Path("var/calls") if args.no_db else None),
         recordings_dir=args.recordings,
-        twilio_auth_token=args.twilio_auth_token or None,
+        twilio_auth_token=twilio_token,
+        insecure_twilio=args.insecure_twilio,
+        public_call=args.public_call,
+        metrics_token=read_secret(
+            "--metrics-token", None, args.metrics_token_file, "VOICEBOT_METRICS_TOKEN"
+        ),
         public_url=args.public_url,
         cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),
     )
+    sip = None
+    if args.sip_listen:
+        sip = SipSettings.resolve(
+            args.sip_listen,
+            register=args.sip_register,
+            credentials_file=args.sip_credentials,
+            trust=tuple(args.sip_trust),
+            transfer_to=args.transfer_to,
+        )
+        check_listen(sip.listen)
+    elif args.sip_register or args.transfer_to or args.sip_trust:
+        raise SipConfigError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
     service = open_service(args)  # fails fast on a bad database, before models load
+    try:
+        check_bind(args.host, Accounts(service.store) if service else None)
+    except VoicebotError:
+        if service is not None:
+            service.close()
+        raise
     bot = Bot(
         BotConfig(
             pack=args.pack,
@@ -90,9 +170,19 @@ def _serve(args: argparse.Namespace) -> int:
             call=CallConfig(partial_interval_s=args.partial_interval_s),
         ),
         handoffs=service.writer if service else None,
+        lockout=service.lockout(args.pack) if service else None,
     )
+    # Calls past their retention are erased at start and then daily.
+    data = [Path("var"), *filter(None, (config.transcripts_dir, config.recordings_dir))]
+    retention = RetentionJob(service.store if service else None, data).start()
+    if bot.pack.privacy.consent is None and config.recordings_dir is not None:
+        log.warning("pack %s seeks no recording consent: no call is recorded", bot.pack.name)
+    services = []
+    if sip is not None:
+        transfers = service.store.record_transfer if service else None
+        services.append(SipService(sip, transfers).serving)
     if service is None:
-        app = create_app(bot, config=config)
+        app = create_app(bot, config=config, services=services)
     else:
         service.start_webhooks()
         app = create_app(
@@ -100,9 +190,15 @@ def _serve(args: argparse.Namespace) -> int:
             config=config,
             history=service.store,
             sinks=[service.writer],
-            routers=[desk_router(service.store)],
+            store=service.store,
+            services=services,
         )
-    print(f"voicebot: serving on http://{args.host}:{args.port} (browser calls: /call)")
+    print(
+        f"voicebot: serving on http://{args.host}:{args.port} "
+        "(sign in: /login; agent desktop: /agent; browser calls: /call)"
+    )
+    if sip is not None:
+        print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
         uvicorn.run(
             app,
@@ -113,7 +209,25 @@ def _serve(args: argparse.Namespace) -> int:
             proxy_headers=True,
         )
     finally:
+        retention.stop()
         bot.close()
         if service is not None:
             service.close()
     return 0
+
+
+def check_bind(host: str, accounts: "Accounts | None") -> None:
+    """Refuse to listen beyond loopback unless someone can sign in: everything but
+    ``/healthz`` and the signed Twilio routes is behind sign-in, but an empty user table
+    usually means a server started before anyone thought about who may use it."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        loopback = False
+    if loopback or (accounts is not None and accounts.configured()):
+        return
+    why = "it runs --no-db" if accounts is None else "no user or token exists yet"
+    raise VoicebotError(
+        f"refusing to listen on {host} without sign-in ({why}): add one with "
+        "`voicebot users add NAME --role admin`, or listen on 127.0.0.1"
+    )

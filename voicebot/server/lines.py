@@ -20,10 +20,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from voicebot.audio.recorder import StereoRecorder
 from voicebot.errors import LineProtocolError
 from voicebot.pipeline.bot import Bot
-from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.session import Observer
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry, CallSlot
+from voicebot.server.limits import Budget
 from voicebot.transports.line import LiveLine
 
 log = logging.getLogger(__name__)
@@ -82,18 +83,30 @@ async def run_line(
     finish: Callable[[], Awaitable[object]] | None = None,
     observer: Observer | None = None,
     recordings_dir: Path | None = None,
+    waiting: Budget | None = None,
+    trust_caller_id: bool,
 ) -> CallRecord | None:
-    """Serve one accepted socket until the call ends; returns the record (None: no call)."""
+    """Serve one accepted socket until the call ends; returns the record (None: no call).
+
+    ``waiting`` caps the sockets that have not said ``start`` yet (beyond it: 1013).
+    ``trust_caller_id``: whether the caller ID the peer sends may identify the caller; an
+    untrusted one (an unsigned stream, an anonymous browser) is treated as withheld, so the
+    dialog asks for the number like for any withheld caller ID."""
+    give_back = waiting.take() if waiting is not None else lambda: None
+    if give_back is None:
+        await _close(ws, 1013, "too many connections waiting to start a call: try later")
+        return None
     started = asyncio.Event()
     reader = asyncio.create_task(_read(ws, line, started, transport))
     record: CallRecord | None = None
     code, reason = 1000, "call ended"
     try:
-        waiting = asyncio.create_task(started.wait())
+        pending = asyncio.create_task(started.wait())
         await asyncio.wait(
-            {reader, waiting}, timeout=start_timeout_s, return_when="FIRST_COMPLETED"
+            {reader, pending}, timeout=start_timeout_s, return_when="FIRST_COMPLETED"
         )
-        waiting.cancel()
+        pending.cancel()
+        give_back()
         if not started.is_set():
             line.end(1008, f'no "start" within {start_timeout_s:g} s')
         elif (slot := calls.reserve()) is None:
@@ -102,7 +115,12 @@ async def run_line(
                 await refuse()
             code, reason = 1013, f"at capacity: {calls.max_calls} calls in progress, try later"
         else:
-            record = await _call(line, bot, calls, slot, transport, observer, recordings_dir)
+            if not trust_caller_id and line.caller_id:
+                log.info("%s caller ID not used to identify the caller: unsigned", transport)
+                line.caller_id = None
+            record = await call_on_line(
+                line, bot, calls, slot, transport, observer=observer, recordings_dir=recordings_dir
+            )
             reason = f"call ended by {record.ended_by}"
             if line.hangup is None and finish is not None:
                 await finish()  # e.g. let the goodbye play out before hanging up
@@ -110,6 +128,7 @@ async def run_line(
         log.exception("%s call failed", transport)
         code, reason = 1011, "internal error"
     finally:
+        give_back()
         reader.cancel()
         if line.hangup is not None and code != 1011:
             code, reason = line.hangup.code, line.hangup.reason
@@ -117,15 +136,20 @@ async def run_line(
     return record
 
 
-async def _call(
+async def call_on_line(
     line: LiveLine,
     bot: Bot,
     calls: CallRegistry,
     slot: CallSlot,
     transport: str,
-    observer: Observer | None,
-    recordings_dir: Path | None,
+    *,
+    observer: Observer | None = None,
+    recordings_dir: Path | None = None,
+    after: Callable[[CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
 ) -> CallRecord:
+    """Run the bot's call on ``line`` in ``slot`` (released at the end, whatever happens).
+    ``after`` runs once the bot is done but before the slot is released, with the record's
+    sinks: what happens to the line next (a SIP transfer) is recorded on the same call."""
     call_id = uuid.uuid4().hex[:12]
     if recordings_dir is not None:
         line.recorder = StereoRecorder(recordings_dir / f"{call_id}.wav")
@@ -147,6 +171,8 @@ async def _call(
             call_id=call_id,
             recording=str(line.recorder.path) if line.recorder else None,
         )
+        if after is not None:
+            await after(record, calls.sinks(slot))
         return record
     finally:
         if line.recorder is not None:

@@ -28,12 +28,21 @@ _RTF_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 CALLS_ACTIVE = Gauge("voicebot_calls_active", "Calls in progress", ["transport"])
 CALLS = Counter("voicebot_calls", "Finished calls", ["transport", "ended_by"])
 CALLS_REFUSED = Counter("voicebot_calls_refused", "Calls refused at capacity", ["transport"])
+REFUSED = Counter(
+    "voicebot_refused",
+    "Requests and connections refused by a limit or a failed check, by kind",
+    ["kind"],
+)
 PROTOCOL_ERRORS = Counter(
     "voicebot_protocol_errors", "Lines closed for bad input", ["transport", "code"]
 )
 LATE_FRAMES = Counter(
     "voicebot_late_frames", "Bot frames sent over 60 ms after their caller frame", ["transport"]
 )
+RTP_IGNORED = Counter(
+    "voicebot_rtp_ignored_packets", "RTP packets dropped: not from the caller's SDP address"
+)
+TRANSFERS = Counter("voicebot_transfers", "Handed-off calls sent on", ["transport", "outcome"])
 TURNS = Counter("voicebot_turns", "Turns recorded", ["role"])
 BARGE_INS = Counter("voicebot_barge_ins", "Bot turns cut off by the caller")
 HANDOFFS = Counter("voicebot_handoffs", "Calls handed to a person", ["reason"])
@@ -84,9 +93,13 @@ class MeteredTTS:
 
 
 def metrics_router() -> APIRouter:
+    """``GET /metrics`` for admins and the scrape token (``--metrics-token-file``)."""
+    from voicebot.server.access import METRICS, allow  # here: access imports this module
+
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False)
+    @allow(METRICS)
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

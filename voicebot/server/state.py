@@ -9,10 +9,12 @@ import numpy as np
 from fastapi import WebSocket
 
 from voicebot.audio.apm import AudioCleanup
+from voicebot.auth import SessionPolicy
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
+from voicebot.server.limits import Budget, Limits, RateLimiter
 from voicebot.server.lines import run_line
 from voicebot.transports.line import LiveLine
 
@@ -22,8 +24,13 @@ class ServerConfig:
     max_calls: int = 4  # beyond this a new call is refused (Twilio: spoken apology)
     transcripts_dir: Path | None = None  # also keep each call as DIR/<call_id>.json
     recordings_dir: Path | None = None  # record each call to DIR/<call_id>.wav (stereo)
-    twilio_auth_token: str | None = None  # validate X-Twilio-Signature when set
+    twilio_auth_token: str | None = None  # validate X-Twilio-Signature (else Twilio is off)
+    insecure_twilio: bool = False  # without a token, take unsigned Twilio requests (tests)
+    public_call: bool = False  # /call and /ws/call without sign-in (rate-limited)
+    metrics_token: str | None = None  # a bearer token that may read /metrics only
     public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
+    limits: Limits = field(default_factory=Limits)
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
     cleanup: AudioCleanup = field(default_factory=AudioCleanup)
     busy_message: str = (
         "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
@@ -39,7 +46,11 @@ class ServerState:
         self.bot = bot
         self.config = config
         self.calls = calls
-        self._busy_audio: np.ndarray | None = None
+        self._spoken: dict[str, np.ndarray] = {}
+        limits = config.limits
+        self.waiting = Budget("waiting_sockets", limits.waiting_sockets)
+        self.event_streams = Budget("event_streams", limits.event_streams)
+        self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -62,13 +73,17 @@ class ServerState:
             transport=transport,
             start_timeout_s=self.config.start_timeout_s,
             recordings_dir=self.config.recordings_dir,
+            waiting=self.waiting,
             **options,
         )
 
     async def busy_audio(self) -> np.ndarray:
-        """The capacity apology as 16 kHz PCM16, synthesized once (in a worker thread)."""
-        if self._busy_audio is None:
-            text = self.config.busy_message
+        """The capacity apology as 16 kHz PCM16."""
+        return await self.spoken(self.config.busy_message)
+
+    async def spoken(self, text: str) -> np.ndarray:
+        """A fixed message as 16 kHz PCM16, synthesized once (in a worker thread)."""
+        if text not in self._spoken:
             chunks = await asyncio.to_thread(lambda: [c.pcm for c in self.bot.tts.synthesize(text)])
-            self._busy_audio = np.concatenate(chunks)
-        return self._busy_audio
+            self._spoken[text] = np.concatenate(chunks)
+        return self._spoken[text]

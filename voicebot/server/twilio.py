@@ -4,6 +4,11 @@ the media stream itself, ``/twilio/media``.
 With an auth token configured, both check ``X-Twilio-Signature`` (HMAC-SHA1 of the URL
 Twilio requested plus the sorted form parameters, keyed with the token), so only Twilio
 can start calls. Behind a proxy, ``public_url`` gives the URL Twilio sees.
+
+Without a token the routes refuse every request (403, or close 1008 on the stream) unless
+the server runs ``--insecure-twilio`` (a test line), which logs a warning at every start; the
+caller ID of an unsigned stream (``customParameters.From``) is then not used to identify
+anyone, since any client could have sent it.
 """
 
 import base64
@@ -16,6 +21,8 @@ from xml.sax.saxutils import escape, quoteattr
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket
 
 from voicebot.server import metrics
+from voicebot.server.access import TWILIO, allow
+from voicebot.server.limits import refused
 from voicebot.server.lines import socket_writers
 from voicebot.server.state import ServerState
 from voicebot.transports.twilio import TwilioLine
@@ -40,12 +47,18 @@ def _public(state: ServerState, url: str, path: str, query: str) -> str:
     return base.rstrip("/") + path + (f"?{query}" if query else "")
 
 
-def _signed(state: ServerState, url: str, path: str, query: str, sig: str | None, params) -> bool:
+NOT_SET_UP = "Twilio is not set up here: no auth token (set TWILIO_AUTH_TOKEN)"
+
+
+def _check(state: ServerState, url: str, path: str, query: str, sig: str | None, params) -> str:
+    """Why the request is refused ("" when it may go on)."""
     token = state.config.twilio_auth_token
     if not token:
-        return True
+        return "" if state.config.insecure_twilio else NOT_SET_UP
     expected = signature(token, _public(state, url, path, query), params)
-    return sig is not None and hmac.compare_digest(expected, sig)
+    if sig is not None and hmac.compare_digest(expected, sig):
+        return ""
+    return "invalid X-Twilio-Signature"
 
 
 def twiml_connect(stream_url: str, caller: str) -> str:
@@ -68,15 +81,16 @@ def twilio_router(state: ServerState) -> APIRouter:
     router = APIRouter()
 
     @router.post("/twilio/voice")
+    @allow(TWILIO)
     async def voice(request: Request) -> Response:
         params = parse_qsl(
             (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
         )
         url = request.url
-        if not _signed(
-            state, str(url), url.path, url.query, request.headers.get("X-Twilio-Signature"), params
-        ):
-            raise HTTPException(403, "invalid X-Twilio-Signature")
+        sig = request.headers.get("X-Twilio-Signature")
+        if problem := _check(state, str(url), url.path, url.query, sig, params):
+            refused("twilio_signature")
+            raise HTTPException(403, problem)
         if state.calls.active >= state.calls.max_calls:
             metrics.CALLS_REFUSED.labels("twilio").inc()
             return Response(twiml_busy(state.config.busy_message), media_type="application/xml")
@@ -89,12 +103,13 @@ def twilio_router(state: ServerState) -> APIRouter:
         return Response(twiml_connect(stream, caller), media_type="application/xml")
 
     @router.websocket("/twilio/media")
+    @allow(TWILIO)
     async def media(ws: WebSocket) -> None:
         url = ws.url
-        if not _signed(
-            state, str(url), url.path, url.query, ws.headers.get("X-Twilio-Signature"), []
-        ):
-            await ws.close(1008, "invalid X-Twilio-Signature")
+        sig = ws.headers.get("X-Twilio-Signature")
+        if problem := _check(state, str(url), url.path, url.query, sig, []):
+            refused("twilio_signature")
+            await ws.close(1008, problem)
             return
         await ws.accept()
         line = TwilioLine(socket_writers(ws)["send_text"], **state.line_options("twilio"))
@@ -110,6 +125,7 @@ def twilio_router(state: ServerState) -> APIRouter:
             "twilio",
             refuse=apologize,
             finish=lambda: line.drain(state.config.drain_timeout_s),
+            trust_caller_id=bool(state.config.twilio_auth_token),
         )
 
     return router

@@ -22,6 +22,7 @@ import websockets
 
 from voicebot.audio.pcm import float_to_pcm16, mulaw_decode, mulaw_encode
 from voicebot.audio.resample import resample
+from voicebot.server.twilio import signature
 
 TICK_S = 0.02
 FRAME_BYTES = 160
@@ -53,11 +54,20 @@ class TwilioPeer:
     """``async with TwilioPeer(url) as peer:`` then ``say``, ``press``, ``wait_*``, ``stop``."""
 
     def __init__(
-        self, url: str, *, caller_id: str = "+15551230001", headers: dict | None = None
+        self,
+        url: str,
+        *,
+        caller_id: str = "+15551230001",
+        headers: dict | None = None,
+        auth_token: str | None = None,
     ) -> None:
+        """``auth_token``: sign the WebSocket handshake as Twilio does (X-Twilio-Signature
+        over the stream URL), for a server that checks signatures."""
         self.url = url
         self.caller_id = caller_id
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if auth_token is not None:
+            self.headers["X-Twilio-Signature"] = signature(auth_token, url, [])
         self.stream_sid = "MZ" + uuid.uuid4().hex
         self.call_sid = "CA" + uuid.uuid4().hex
         self.log = PeerLog()

@@ -6,6 +6,7 @@ Times that order changes (``updated_at``) are epoch seconds: the agent desktop p
 """
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     Column,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
 )
 
 metadata = MetaData()
@@ -85,6 +87,16 @@ webhook_outbox = Table(
 )
 Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)
 
+# Failed verifications, for the per-caller lockout (``voicebot.privacy.lockout``). The
+# subject is a hash of the caller ID (or customer): no phone number is kept here.
+verification_failures = Table(
+    "verification_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, index=True),
+    Column("at", Float, nullable=False, index=True),
+)
+
 # --- QA scorecards (voicebot.qa) ---------------------------------------------------------
 # One row per scored call: the scorecard as JSON, with the figures reports filter and
 # aggregate on beside it. ``started_at`` is the call's, so a date range selects both.
@@ -102,3 +114,73 @@ qa_scores = Table(
     Column("failed", JSON, nullable=False),  # ["bot:greeting", ...]
     Column("scorecard", JSON, nullable=False),
 )
+# --- sign-in and audit (voicebot.auth) --------------------------------------------------
+# Users, machine tokens and desktop sessions; secrets are stored only as hashes (argon2 for
+# passwords; SHA-256 for tokens and session ids, which are random and long). The audit log
+# is append-only: the store has no method that changes or deletes a row, and the database
+# refuses UPDATE and DELETE on it (triggers below).
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),  # agent | supervisor | admin
+    Column("password_hash", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),  # public half: vb_<token_id>_<secret>
+    Column("name", String(64), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),  # None: never
+    Column("revoked_at", Float),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("users.name"), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("call_id", String(64), index=True),
+    Column("detail", JSON, nullable=False),
+)
+
+_APPEND_ONLY = "the audit log is append-only"
+for _verb in ("UPDATE", "DELETE"):
+    event.listen(
+        audit_log,
+        "after_create",
+        DDL(
+            f"CREATE TRIGGER audit_log_no_{_verb.lower()} BEFORE {_verb} ON audit_log "
+            f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
+        ).execute_if(dialect="sqlite"),
+    )
+for _statement in (
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END $$",
+    "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+):
+    event.listen(audit_log, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

@@ -2,7 +2,8 @@
 
 One JSON file per item, written atomically (temp file + fsync + rename), so a crash leaves
 either the old file or the new one. A call's record is spooled under its call id (the
-latest snapshot replaces the last), a handoff packet under its handoff id.
+latest snapshot replaces the last), a handoff packet under its handoff id. Files are the
+owner's only (0600, in a 0700 folder) and masked like the database (``voicebot.privacy``).
 """
 
 import json
@@ -12,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from voicebot.privacy.redact import redact_json
+from voicebot.privacy.storage import open_private
+
 log = logging.getLogger(__name__)
 
 
@@ -20,11 +24,10 @@ class Spool:
         self.dir = Path(directory)
 
     def put(self, kind: str, key: str, data: dict[str, Any]) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{kind}-{key}.json"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False)
+        with open_private(tmp, "w") as fh:
+            json.dump(redact_json(data), fh, ensure_ascii=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

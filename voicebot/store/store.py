@@ -6,6 +6,11 @@ worker threads only (see ``voicebot.store.sink``).
 
 Claiming is a conditional ``UPDATE ... WHERE status = 'queued'``: the database decides which
 of two agents clicking at once gets the call, on SQLite and PostgreSQL alike.
+
+Nothing is stored in clear that the redactor can see: records, packets, webhook bodies and
+summaries are masked once more on the way in (``voicebot.privacy.redact``). The SQLite file
+is the owner's only (0600) and overwrites deleted content (``secure_delete``), so an erased
+call leaves no trace in the file.
 """
 
 import json
@@ -15,13 +20,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
-from voicebot.store.schema import calls, handoffs, metadata, qa_scores, turns, webhook_outbox
+from voicebot.privacy.redact import redact_json, redact_text
+from voicebot.privacy.storage import create_private, private_dir
+from voicebot.store.schema import (
+    api_tokens,
+    audit_log,
+    calls,
+    handoffs,
+    metadata,
+    qa_scores,
+    sessions,
+    turns,
+    users,
+    verification_failures,
+    webhook_outbox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +84,7 @@ class Store:
 
     def save_call(self, record: dict[str, Any], changed_turns: list[int] | None = None) -> None:
         """Upsert a call record and its turns (only ``changed_turns`` if given)."""
+        record = redact_json(record)
         row = {
             "call_id": record["call_id"],
             "started_at": record["started_at"],
@@ -104,6 +124,7 @@ class Store:
         """Store a handoff and queue its webhook deliveries in one transaction (idempotent:
         the same packet twice, e.g. from a spool flush after a timeout, is stored once)."""
         now = time.time()
+        packet = redact_json(packet)
         body = json.dumps(packet, ensure_ascii=False, sort_keys=True)
         with self.engine.begin() as conn:
             exists = conn.execute(
@@ -201,8 +222,28 @@ class Store:
             )
         return current
 
+    def record_transfer(self, handoff_id: str, transfer: dict[str, Any]) -> None:
+        """Keep how the call was sent on (``transfer["outcome"]``) in the packet. Transferred:
+        the handoff is closed with disposition ``transferred``, since the desk that answered
+        has the call; otherwise it stays queued here for an agent to call back."""
+        now = time.time()
+        where = handoffs.c.handoff_id == handoff_id
+        with self.engine.begin() as conn:
+            row = conn.execute(select(handoffs.c.packet).where(where)).scalar_one_or_none()
+            if row is None:
+                raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+            packet = dict(row) | {"transfer": transfer}
+            conn.execute(update(handoffs).where(where).values(packet=packet, updated_at=now))
+            if transfer.get("outcome") == "transferred":  # unless an agent took it meanwhile
+                conn.execute(
+                    update(handoffs)
+                    .where(where, handoffs.c.status == "queued")
+                    .values(status="closed", disposition="transferred", closed_at=now)
+                )
+
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
+        summary = redact_text(summary)
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(handoffs.c.packet).where(handoffs.c.handoff_id == handoff_id)
@@ -265,6 +306,81 @@ class Store:
                 update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
             )
 
+    # --- privacy: lockout, erasure, retention --------------------------------------------
+
+    def add_failure(self, subjects: list[str], at: float) -> None:
+        """Note a failed verification for each subject (hashed ids, see schema)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(verification_failures), [{"subject": s, "at": at} for s in subjects]
+            )
+
+    def failures_since(self, subjects: list[str], since: float) -> int:
+        """The most failures any of ``subjects`` had since ``since``."""
+        query = (
+            select(func.count())
+            .select_from(verification_failures)
+            .where(verification_failures.c.at >= since)
+            .group_by(verification_failures.c.subject)
+            .where(verification_failures.c.subject.in_(subjects))
+        )
+        with self.engine.connect() as conn:
+            return max((int(n) for n in conn.execute(query).scalars()), default=0)
+
+    def calls_from(self, caller_ids: list[str]) -> list[dict[str, Any]]:
+        """Calls (id, caller, pack, start, recording) from any of ``caller_ids``."""
+        return self._call_rows(calls.c.caller_id.in_(caller_ids))
+
+    def calls_started_before(self, started_at: str) -> list[dict[str, Any]]:
+        return self._call_rows(calls.c.started_at < started_at)
+
+    def call_rows(self, call_ids: list[str]) -> list[dict[str, Any]]:
+        return self._call_rows(calls.c.call_id.in_(call_ids))
+
+    def _call_rows(self, condition: Any) -> list[dict[str, Any]]:
+        query = select(
+            calls.c.call_id, calls.c.caller_id, calls.c.pack, calls.c.started_at, calls.c.record
+        ).where(condition)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["recording"] = (row.pop("record") or {}).get("recording")
+        return rows
+
+    def handoff_ids(self, call_ids: list[str]) -> list[str]:
+        query = select(handoffs.c.handoff_id).where(handoffs.c.call_id.in_(call_ids))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def erase(
+        self, call_ids: list[str], subjects: list[str] = (), *, failures_before: float | None = None
+    ) -> dict[str, int]:
+        """Delete every row of these calls in every table (turns, handoffs, webhook bodies,
+        anything later tables key on a call or handoff id), and the lockout rows of
+        ``subjects``; then make the deletion physical. Returns rows deleted per table."""
+        handoff_ids = self.handoff_ids(call_ids) if call_ids else []
+        keys = {"call_id": call_ids, "handoff_id": handoff_ids, "subject": list(subjects)}
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):  # children before parents
+                if table.name in APPEND_ONLY_TABLES:
+                    continue
+                matches = [table.c[k].in_(v) for k, v in keys.items() if k in table.c and v]
+                if table is verification_failures and failures_before is not None:
+                    matches.append(table.c.at < failures_before)
+                if matches:
+                    count = conn.execute(delete(table).where(or_(*matches))).rowcount
+                    if count:
+                        deleted[table.name] = int(count)
+        self._compact()
+        return deleted
+
+    def _compact(self) -> None:
+        """SQLite: move the (zeroed) pages out of the write-ahead log and empty it."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # --- QA scorecards (voicebot.qa) --------------------------------------------------------
 
     def save_scorecard(self, card: dict[str, Any]) -> None:
@@ -318,6 +434,130 @@ class Store:
             query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    # --- sign-in and audit (voicebot.auth owns the rules; these are its rows) ----------------
+
+    def add_user(self, name: str, role: str, password_hash: str) -> None:
+        now = time.time()
+        row = {"name": name, "role": role, "password_hash": password_hash, "disabled": False}
+        with self.engine.begin() as conn:
+            conn.execute(insert(users).values(**row, created_at=now, updated_at=now))
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        query = select(users.c.name, users.c.role, users.c.disabled, users.c.created_at)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(users.c.name))]
+
+    def update_user(self, name: str, **values: Any) -> bool:
+        """Change a user (``password_hash``, ``role``, ``disabled``) and end their sessions,
+        in one transaction: a new password or a disabled account signs them out everywhere."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(users).where(users.c.name == name).values(**values, updated_at=time.time())
+            ).rowcount
+            conn.execute(delete(sessions).where(sessions.c.user_name == name))
+        return bool(done)
+
+    def add_token(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(api_tokens).values(**row))
+
+    def get_token(self, token_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        query = select(api_tokens).order_by(api_tokens.c.created_at)
+        with self.engine.connect() as conn:
+            return [
+                {k: v for k, v in r._mapping.items() if k != "secret_hash"}
+                for r in conn.execute(query)
+            ]
+
+    def revoke_tokens(self, token_id_or_name: str, now: float) -> int:
+        """Revoke the token with this id, or every live token with this name: how many."""
+        key = token_id_or_name
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(api_tokens)
+                .where(
+                    or_(api_tokens.c.token_id == key, api_tokens.c.name == key),
+                    api_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+        return int(result.rowcount)
+
+    def count_principals(self, now: float) -> int:
+        """Enabled users plus live tokens: zero means nobody can sign in."""
+        live = or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > now)
+        with self.engine.connect() as conn:
+            people = conn.execute(
+                select(func.count()).select_from(users).where(users.c.disabled.is_(False))
+            ).scalar_one()
+            machines = conn.execute(
+                select(func.count())
+                .select_from(api_tokens)
+                .where(api_tokens.c.revoked_at.is_(None), live)
+            ).scalar_one()
+        return int(people) + int(machines)
+
+    def add_session(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(sessions).where(sessions.c.expires_at <= row["created_at"]))
+            conn.execute(insert(sessions).values(**row))
+
+    def get_session(self, session_hash: str) -> dict[str, Any] | None:
+        """The session joined with its user's role and state (None: no such session)."""
+        query = (
+            select(sessions, users.c.role, users.c.disabled)
+            .join(users, users.c.name == sessions.c.user_name)
+            .where(sessions.c.session_hash == session_hash)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def touch_session(self, session_hash: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.session_hash == session_hash)
+                .values(last_seen_at=now)
+            )
+
+    def delete_session(self, session_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(sessions).where(sessions.c.session_hash == session_hash))
+
+    def add_audit(self, row: dict[str, Any]) -> None:
+        """Append one audit entry (there is no method to change or remove one)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_log).values(**row))
+
+    def list_audit(
+        self, *, since: float | None = None, call_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries, oldest first (a listing reads in order)."""
+        query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        if call_id is not None:
+            query = query.where(audit_log.c.call_id == call_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)][::-1]
+
+    def has_handoff(self, call_id: str) -> bool:
+        """Whether the call was handed to the agents (who may then open it)."""
+        query = select(handoffs.c.handoff_id).where(handoffs.c.call_id == call_id).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     # --- helpers -------------------------------------------------------------------------
 
     def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -331,6 +571,9 @@ class Store:
         changed = {c: statement.excluded[c] for c in rows[0] if c not in keys}
         conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
+
+# Tables erasure leaves alone: the audit log keeps who did what (it holds no caller data).
+APPEND_ONLY_TABLES = frozenset({"audit_log"})
 
 _CALL_COLUMNS = (
     "call_id",
@@ -378,7 +621,7 @@ def _engine(url: str, lock_timeout_s: float) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             folder = Path(parsed.database).parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                create_private(private_dir(folder) / Path(parsed.database).name)
             except OSError as exc:
                 raise StoreError(
                     f"cannot create the folder {folder} for the store {url}: {exc.strerror}"
@@ -390,6 +633,7 @@ def _engine(url: str, lock_timeout_s: float) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten
             cursor.close()
 
         return engine

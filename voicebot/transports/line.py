@@ -18,7 +18,8 @@ Everything else is here, once:
 - **Echo and noise.** An optional ``CallerAudioProcessor`` cleans the caller's audio with the
   bot's outgoing audio as the echo reference.
 - **Recording.** With a ``recorder`` set, each tick's caller frame (as it arrived, before
-  clean-up) and bot frame are written to the call's stereo WAV.
+  clean-up) and bot frame are written to the call's stereo WAV (silence while the tick is
+  private: no consent, or a sensitive answer).
 """
 
 import asyncio
@@ -170,7 +171,7 @@ class LiveLine:
         if self._processor is not None:
             self._processor.far_end(frame.pcm)
         if self.recorder is not None:
-            self.recorder.write(self._heard, frame.pcm)
+            self.recorder.write(self._heard, frame.pcm, frame.private)
         if time.monotonic() - self._arrived > LATE_S:
             self.late_frames += 1
             self._on_late()

@@ -50,6 +50,7 @@ class SimulatedCaller:
         self._wall_start: float | None = None
         self.caller_track: list[np.ndarray] = []
         self.bot_track: list[np.ndarray] = []
+        self.private_ticks: list[bool] = []  # kept out of the stored recording (``stereo``)
         self.segment_starts: list[float] = []
         self.interrupts: list[float] = []
 
@@ -99,15 +100,20 @@ class SimulatedCaller:
         self._state = frame.state
         self._bot_spoke = self._bot_spoke or frame.state is LineState.SPEAKING
         self.bot_track.append(frame.pcm)
+        self.private_ticks.append(frame.private)
 
     async def interrupt(self) -> None:
         self.interrupts.append(self._tick * FRAME_S)
 
     def stereo(self) -> np.ndarray:
-        """(samples, 2) int16: caller left, bot right, on the call's timeline."""
+        """(samples, 2) int16: caller left, bot right, on the call's timeline; the call's
+        recording, so private ticks (no consent, a sensitive answer) are silent."""
         n = min(len(self.caller_track), len(self.bot_track))
         if n == 0:
             return np.zeros((0, 2), np.int16)
-        return np.stack(
-            [np.concatenate(self.caller_track[:n]), np.concatenate(self.bot_track[:n])], axis=1
-        )
+        ticks = zip(self.caller_track[:n], self.bot_track[:n], self.private_ticks[:n], strict=True)
+        frames = [
+            np.zeros((len(c), 2), np.int16) if private else np.stack([c, b], axis=1)
+            for c, b, private in ticks
+        ]
+        return np.concatenate(frames)
