@@ -89,6 +89,8 @@ def test_eval_digits_through_a_real_call(tmp_path, capsys):
     assert last_four["voice"] == "espeak-us" and last_four["family"] == "espeak"
     passed = [i["passed"] for i in report["items"]]
     assert report["exact_match"] == pytest.approx(np.mean(passed))
+    unsized = [i["passed_without_length"] for i in report["items"]]
+    assert report["exact_match_without_length"] == pytest.approx(np.mean(unsized))
     assert set(report["by_kind"]) == {"zip", "last_four"}
     assert report["by_voice"]["espeak-us"]["n"] == 2 and report["biased"]
     assert "2 answers: exact match" in out

@@ -5,7 +5,8 @@ the way the answer should come out makes that style likelier. A digit question g
 written as digits, one by one; any other turn gets the pack's vocabulary, so "Northwind" is
 not heard as "north wind". faster-whisper's ``initial_prompt`` and ``hotwords`` both put their
 text in that one place (for a single 30 s window they are the same decode), so a context
-yields one prompt text, and each backend places it there. Measured in eval/README.md.
+yields one prompt text, and each backend places it there. Measured in docs/benchmarks.md
+("Digits and recognizer biasing").
 
 The prompt can be copied back on audio the model cannot make out; ``echoes_prompt`` lets the
 guards drop such a copy instead of answering it as the caller's words.

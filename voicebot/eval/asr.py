@@ -121,9 +121,10 @@ class _Mute:
 class StreamingRecognizer:
     """The live-call path: a ``CallSession`` per recording, fed 20 ms frames (fast clock)."""
 
-    def __init__(self, model: str, vad: str = "webrtc") -> None:
+    def __init__(self, model: str, vad: str = "webrtc", vocabulary: tuple[str, ...] = ()) -> None:
         self._asr = make_asr(model)
         self._vad = vad
+        self._vocabulary = vocabulary  # a pack's recognizer vocabulary: the call's biasing
         self._workers = PriorityWorkers(2, "eval-asr")  # as a Bot's: partials yield to finals
         self._asr.transcribe(np.zeros(SAMPLE_RATE, np.float32))  # warm-up, as the bot does
 
@@ -145,6 +146,7 @@ class StreamingRecognizer:
             dialog=_Listener(),
             scheduler=Scheduler(self._workers, realtime=False),
             record=CallRecord(pack="-", asr_model=asr.name, tts_voice="mute"),
+            vocabulary=self._vocabulary,
         )
         caller = SimulatedCaller([CallerSegment(audio, Cue.CALL_START, 0.5)], tail_s=_TAIL_S)
         return await session.run(caller)
@@ -160,11 +162,15 @@ def evaluate_asr(
     model: str = "tiny.en",
     modes: tuple[str, ...] = MODES,
     vad: str = "webrtc",
+    vocabulary: tuple[str, ...] = (),
 ) -> dict:
-    """Recognize every manifest line in each mode; bad lines and unreadable audio are issues."""
+    """Recognize every manifest line in each mode; bad lines and unreadable audio are issues.
+    ``vocabulary`` biases the streaming mode as a pack's calls are (offline stays plain)."""
     entries, issues = read_jsonl(manifest, ("audio", "text"))
     recognizers = {
-        mode: PlainWhisper(model) if mode == "offline" else StreamingRecognizer(model, vad)
+        mode: PlainWhisper(model)
+        if mode == "offline"
+        else StreamingRecognizer(model, vad, vocabulary)
         for mode in modes
     }
     items: list[dict] = []
@@ -190,7 +196,7 @@ def evaluate_asr(
             if isinstance(recognizer, StreamingRecognizer):
                 recognizer.close()
     report = _summary(items, modes)
-    report.update(model=model, vad=vad, manifest=str(manifest))
+    report.update(model=model, vad=vad, manifest=str(manifest), vocabulary=list(vocabulary))
     return finish(report_path, report, issues, items, _write_markdown)
 
 

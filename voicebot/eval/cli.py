@@ -23,6 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "VAD/ASR path; both (default): side by side, streaming is the headline",
     )
     asr.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS, help="streaming VAD")
+    asr.add_argument(
+        "--pack", help="bias the streaming recognizer with this pack's vocabulary; default none"
+    )
     asr.add_argument("--report", type=Path, required=True, help="report JSON to write")
     asr.set_defaults(func=_asr)
 
@@ -92,11 +95,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         "question gets in a call",
     )
     digits.add_argument(
-        "--no-length",
-        action="store_true",
-        help="read answers without their expected length (to measure what it adds)",
-    )
-    digits.add_argument(
         "--voices", nargs="+", help="caller voices to speak each line (default: two per family)"
     )
     digits.add_argument("--line", default="mulaw", help="phone line condition, e.g. alaw+white-15")
@@ -122,11 +120,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _asr(args: argparse.Namespace) -> int:
+    from voicebot.dialog.pack import load_pack
     from voicebot.eval.asr import MODES, evaluate_asr
 
     check_writable(args.report, "report")
     modes = MODES if args.mode == "both" else (args.mode,)
-    report = evaluate_asr(args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad)
+    vocabulary = load_pack(args.pack).vocabulary if args.pack else ()
+    report = evaluate_asr(
+        args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad, vocabulary=vocabulary
+    )
     print(f"{report['n']} utterances, {report['audio_s']:.1f} s of audio, ASR {args.asr}")
     for mode, scores in report["modes"].items():
         print(
@@ -236,7 +238,6 @@ def _digits(args: argparse.Namespace) -> int:
         asr=args.asr,
         digits_asr=args.digits_asr,
         biased=not args.plain_decode,
-        use_length=not args.no_length,
         line=args.line,
         vad=args.vad,
         **({"voices": tuple(args.voices)} if args.voices else {}),
@@ -244,8 +245,9 @@ def _digits(args: argparse.Namespace) -> int:
     report = evaluate_digits(args.manifest, args.report, options)
     kinds = ", ".join(f"{k} {g['exact_match']:.3f}" for k, g in report["by_kind"].items())
     print(
-        f"{report['n']} answers: exact match {report['exact_match']:.3f} ({kinds}), digit "
-        f"error rate {report['digit_error_rate']:.3f}, RTF {report['rtf']:.3f}"
+        f"{report['n']} answers: exact match {report['exact_match']:.3f} ({kinds}; without the "
+        f"expected length {report['exact_match_without_length']:.3f}), digit error rate "
+        f"{report['digit_error_rate']:.3f}, RTF {report['rtf']:.3f}"
     )
     for voice, group in report["by_voice"].items():
         print(f"  {voice:>14}: {group['exact_match']:.3f} ({group['n']})")

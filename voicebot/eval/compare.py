@@ -56,6 +56,7 @@ SUITES: dict[str, tuple[Metric, ...]] = {
     ),
     "digits": (
         Metric("exact_match", True),
+        Metric("exact_match_without_length", True),
         Metric("digit_error_rate", False),
         Metric("rtf", False, timing=True),
     ),

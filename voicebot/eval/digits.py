@@ -19,9 +19,10 @@ give it. The digits are read from what the bot heard exactly as the dialog reads
 the report breaks it down by voice, voice family and kind, with the digit error rate
 (edit distance over the digits) and the recognizer's real-time factor beside it.
 
-Each means of getting digits right can be switched off to measure it: ``--plain-decode``
-(no digit-biased decode), ``--no-length`` (the answer's expected length is not used when
-reading it), ``--digits-asr MODEL`` (a second recognizer for digit turns).
+Each means of getting digits right can be measured: ``--plain-decode`` (no digit-biased
+decode), ``--digits-asr MODEL`` (a second recognizer for digit turns), and the expected
+length, from the same decode: ``exact_match_without_length`` reads every answer as if its
+length were not known.
 """
 
 import asyncio
@@ -77,7 +78,6 @@ class DigitOptions:
     asr: str = "tiny.en"
     digits_asr: str | None = None  # a second recognizer for digit turns only
     biased: bool = True  # the digit-biased decode a digit question gets (False: a plain one)
-    use_length: bool = True  # read answers knowing their expected length
     voices: tuple[str, ...] = DEFAULT_VOICES
     line: str = "mulaw"
     vad: str = "webrtc"
@@ -254,7 +254,7 @@ def evaluate_digits(manifest: Path, report_path: Path, options: DigitOptions) ->
             except (AudioInputError, CallerAudioError) as exc:
                 issues.append(Issue(where, f"{voice}: {exc}"))
                 continue
-            items.append(_item(entry, voice, audio, caller.hear(audio, _expects(entry)), options))
+            items.append(_item(entry, voice, audio, caller.hear(audio, _expects(entry))))
     finally:
         caller.close()
     report = _summary(items)
@@ -262,7 +262,6 @@ def evaluate_digits(manifest: Path, report_path: Path, options: DigitOptions) ->
         asr=options.asr,
         digits_asr=options.digits_asr,
         biased=options.biased,
-        use_length=options.use_length,
         line=options.line,
         voices=list(options.voices),
         manifest=str(manifest),
@@ -286,11 +285,12 @@ def _audio(
     return spoken(entry.data["say"], voice, condition, renderer, pause_s=pause, seed=entry.line)
 
 
-def _item(entry: Entry, voice: str, audio: np.ndarray, heard: Heard, options: DigitOptions):
+def _item(entry: Entry, voice: str, audio: np.ndarray, heard: Heard) -> dict:
     data = entry.data
     slot_type, expects = KINDS[data["kind"]]
-    length = len(data["digits"]) if options.use_length and expects.digits is not None else None
+    length = len(data["digits"]) if expects.digits is not None else None
     read = (parse_digit_slot(slot_type, heard.text, length) or "").lstrip("+")
+    unsized = (parse_digit_slot(slot_type, heard.text) or "").lstrip("+")
     family = "recorded" if voice == "recorded" else CALLER_VOICES[voice].family
     return {
         "name": f"{entry.line}:{voice}",
@@ -303,6 +303,7 @@ def _item(entry: Entry, voice: str, audio: np.ndarray, heard: Heard, options: Di
         "heard": heard.text,
         "read": read,
         "passed": read == data["digits"],
+        "passed_without_length": unsized == data["digits"],
         "digit_errors": _digit_errors(data["digits"], read),
         "turns": heard.turns,
         "dropped": list(heard.dropped),
@@ -332,6 +333,9 @@ def _summary(items: list[dict]) -> dict:
     return {
         "n": len(items),
         "exact_match": rate(items),
+        "exact_match_without_length": (
+            sum(i["passed_without_length"] for i in items) / len(items) if items else 0.0
+        ),
         "digit_error_rate": sum(i["digit_errors"] for i in items) / digits if digits else 0.0,
         "rtf": sum(i["compute_s"] for i in items) / audio_s if audio_s else 0.0,
         "split_turns": sum(i["turns"] > 1 for i in items),
@@ -365,15 +369,20 @@ def _write_markdown(report_path: Path, report: dict) -> None:
             f"# Digit eval: {report['asr']}"
             + (f" (digit turns: {report['digits_asr']})" if report["digits_asr"] else ""),
             f"Manifest `{report['manifest']}`: {report['n']} answers over line "
-            f"`{report['line']}`, {'digit-biased' if report['biased'] else 'plain'} decode, "
-            "expected length "
-            f"{'used' if report['use_length'] else 'not used'}; {report['failures']} lines "
-            "not evaluated.",
+            f"`{report['line']}`, {'digit-biased' if report['biased'] else 'plain'} decode; "
+            f"{report['failures']} lines not evaluated.",
             markdown_table(
-                ["exact match", "digit error rate", "RTF", "split into turns"],
+                [
+                    "exact match",
+                    "without the expected length",
+                    "digit error rate",
+                    "RTF",
+                    "split into turns",
+                ],
                 [
                     [
                         report["exact_match"],
+                        report["exact_match_without_length"],
                         report["digit_error_rate"],
                         report["rtf"],
                         report["split_turns"],
