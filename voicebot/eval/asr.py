@@ -44,8 +44,10 @@ from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.vad import make_vad
 
 MODES = ("offline", "streaming")
-# Silence after the recording: long enough for the endpointer and the last final transcript.
-_TAIL_S = 8.0
+# Silence after the recording, at most (a hang guard): the call ends when the listener hears
+# silence with every final transcript in (its no-input timeout), however long the
+# recognizer took; a fixed tail lost the last turns on a busy machine.
+_TAIL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class _Listener:
         return Reply("", kind="fallback")
 
     def no_input(self) -> Reply:
-        return Reply("", kind="reprompt")
+        return Reply("", kind="farewell", end_call=True)  # the recording is over
 
 
 class _Mute:
