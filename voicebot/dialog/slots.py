@@ -228,6 +228,10 @@ def _digit_run(words: Sequence[str]) -> DigitRun:
         start = i
         if _is_numeral(word):
             piece, i = _numeral_digits(word), i + 1
+            # "Double 812": Whisper wrote "double eight one two" with the digits after
+            # "double" as one numeral, so the repeat is of its first digit.
+            piece = piece[0] * repeat + piece[1:] if piece else piece
+            repeat = 1
         elif (number := read_number(words, i)) is not None:
             piece, i = str(number.value), number.end
         else:
