@@ -125,7 +125,7 @@ def twilio_router(state: ServerState) -> APIRouter:
             "twilio",
             refuse=apologize,
             finish=lambda: line.drain(state.config.drain_timeout_s),
-            trust_caller_id=bool(state.config.twilio_auth_token),
+            signed=bool(state.config.twilio_auth_token),
         )
 
     return router

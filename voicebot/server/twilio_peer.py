@@ -88,20 +88,7 @@ class TwilioPeer:
     async def __aenter__(self) -> "TwilioPeer":
         self._ws = await websockets.connect(self.url, additional_headers=self.headers)
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self.send(
-            {
-                "event": "start",
-                "start": {
-                    "streamSid": self.stream_sid,
-                    "accountSid": "AC" + "0" * 32,
-                    "callSid": self.call_sid,
-                    "tracks": ["inbound"],
-                    "customParameters": {"From": self.caller_id},
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-                "streamSid": self.stream_sid,
-            }
-        )
+        await self.send(start_message(self.stream_sid, self.call_sid, self.caller_id))
         self._tasks = [asyncio.create_task(self._line()), asyncio.create_task(self._receive())]
         return self
 
@@ -203,18 +190,7 @@ class TwilioPeer:
             frame = self._say.popleft() if self._say else SILENCE
             if frame is not SILENCE and _rms(frame) > VOICED_RMS:
                 self.log.speech_wall[self.tick] = time.monotonic()
-            await self.send(
-                {
-                    "event": "media",
-                    "streamSid": self.stream_sid,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(self.tick + 1),
-                        "timestamp": str(round(self.tick * TICK_S * 1000)),
-                        "payload": base64.b64encode(frame).decode(),
-                    },
-                }
-            )
+            await self.send(media_message(self.stream_sid, self.tick, frame))
             await self._play()
             self.tick += 1
 
@@ -265,6 +241,36 @@ class TwilioPeer:
         finally:
             self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason or ""
             self.closed.set()
+
+
+def start_message(stream_sid: str, call_sid: str, caller_id: str) -> dict:
+    """Twilio's ``start`` for a stream of 8 kHz mu-law, as our TwiML asks for it."""
+    return {
+        "event": "start",
+        "start": {
+            "streamSid": stream_sid,
+            "accountSid": "AC" + "0" * 32,
+            "callSid": call_sid,
+            "tracks": ["inbound"],
+            "customParameters": {"From": caller_id},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+        "streamSid": stream_sid,
+    }
+
+
+def media_message(stream_sid: str, tick: int, frame: bytes) -> dict:
+    """One 20 ms ``media`` message of the caller's line, as Twilio numbers them."""
+    return {
+        "event": "media",
+        "streamSid": stream_sid,
+        "media": {
+            "track": "inbound",
+            "chunk": str(tick + 1),
+            "timestamp": str(round(tick * TICK_S * 1000)),
+            "payload": base64.b64encode(frame).decode(),
+        },
+    }
 
 
 def _rms(mulaw: bytes) -> float:
