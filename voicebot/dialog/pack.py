@@ -27,6 +27,7 @@ _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
+        "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
@@ -34,6 +35,7 @@ _FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "
 _SLOT_KEYS = ("name", "type", "prompt", "reprompt")
 _OPTIONAL_SLOT_KEYS = ("sensitive",)
 _VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
+_RECOGNIZER_KEYS = frozenset({"bias", "vocabulary"})
 _Section = TypeVar("_Section", EscalationConfig, PrivacyConfig)
 
 
@@ -81,6 +83,7 @@ class Verification:
     prompt: str  # the verification question
     reprompt: str
     failed: str  # said before handing the call to a person
+    digits: int | None = None  # the answer's length (a ZIP code: 5): shorter or longer is re-asked
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,13 @@ class Pack:
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
+    # Domain terms the recognizer is biased toward on every turn (``recognizer:`` in the YAML;
+    # empty when ``bias: false``): the bank's name, its products, words Whisper mishears.
+    vocabulary: tuple[str, ...] = ()
+    not_heard: str = "Sorry, I didn't catch that."  # speech the recognizer could not make out
+    keypad_hint: str = "You can also type it on your phone's keypad."  # after a failed capture
+    wrong_length: str = "I heard {heard} digits, but I need {expected}."  # a digit answer
+    readback: str = "I have {value}. Is that right?"  # digits heard on a second try
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -155,6 +165,11 @@ def load_pack(name_or_path: str | Path) -> Pack:
         max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
+        vocabulary=_vocabulary(path, top.get("recognizer")),
+        not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
+        keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
+        wrong_length=_text_template(path, top, "wrong_length", {"heard", "expected"}),
+        readback=_text_template(path, top, "readback", {"value"}),
     )
 
 
@@ -192,6 +207,23 @@ def _section(path: Path, node: yaml.Node | None, what: str, kind: type[_Section]
         return kind.from_mapping(yaml.safe_load(yaml.serialize(node)))
     except ValueError as exc:
         raise PackError(f"{_where(path, node)}: {exc}") from exc
+
+
+def _vocabulary(path: Path, node: yaml.Node | None) -> tuple[str, ...]:
+    """The ``recognizer`` section: ``vocabulary`` (a list of terms), ``bias`` (default true)."""
+    if node is None:
+        return ()
+    fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
+    terms = _string_list(path, _required(path, node, fields, "vocabulary"), "vocabulary")
+    return tuple(terms) if _bool(path, fields, "bias", default=True) else ()
+
+
+def _text_template(path: Path, top: dict[str, yaml.Node], key: str, names: set[str]) -> str:
+    """One of the pack's own phrasings with ``{placeholders}`` (checked), or the default."""
+    if key not in top:
+        return getattr(Pack, key)
+    _template(path, top[key], key, names)
+    return _string(path, top[key], key)
 
 
 def _count(path: Path, fields: dict[str, yaml.Node], key: str, default: int) -> int:
@@ -307,15 +339,16 @@ def _template(path: Path, node: yaml.Node, what: str, known: set[str]) -> None:
 
 
 def _verification(path: Path, node: yaml.Node) -> Verification:
-    fields = _mapping(path, node, "verification", frozenset(_VERIFICATION_KEYS))
+    fields = _mapping(path, node, "verification", frozenset({*_VERIFICATION_KEYS, "digits"}))
     for key in _VERIFICATION_KEYS:
         _required(path, node, fields, key)
-    return Verification(*(_string(path, fields[k], k) for k in _VERIFICATION_KEYS))
+    digits = _count(path, fields, "digits", 0) or None
+    return Verification(*(_string(path, fields[k], k) for k in _VERIFICATION_KEYS), digits=digits)
 
 
-def _bool(path: Path, fields: dict[str, yaml.Node], key: str) -> bool:
+def _bool(path: Path, fields: dict[str, yaml.Node], key: str, default: bool = False) -> bool:
     if key not in fields:
-        return False
+        return default
     value = yaml.safe_load(yaml.serialize(fields[key]))
     if not isinstance(value, bool):
         raise PackError(f"{_where(path, fields[key])}: {key} must be true or false")

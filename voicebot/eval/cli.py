@@ -23,6 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "VAD/ASR path; both (default): side by side, streaming is the headline",
     )
     asr.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS, help="streaming VAD")
+    asr.add_argument(
+        "--pack", help="bias the streaming recognizer with this pack's vocabulary; default none"
+    )
     asr.add_argument("--report", type=Path, required=True, help="report JSON to write")
     asr.set_defaults(func=_asr)
 
@@ -92,6 +95,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     qa.add_argument("--report", type=Path, required=True, help="report JSON to write")
     qa.set_defaults(func=_qa)
 
+    digits = sub.add_parser(
+        "digits", help="digit strings (ZIPs, last fours, phone and card numbers): exact match"
+    )
+    digits.add_argument("--manifest", type=Path, required=True, help="digit manifest (JSONL)")
+    digits.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    digits.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    digits.add_argument(
+        "--digits-asr", help="a second recognizer for digit turns only (e.g. base); default none"
+    )
+    digits.add_argument(
+        "--plain-decode",
+        action="store_true",
+        help="no digit-biased decode (to measure what it adds); default: the decode a digit "
+        "question gets in a call",
+    )
+    digits.add_argument(
+        "--voices", nargs="+", help="caller voices to speak each line (default: two per family)"
+    )
+    digits.add_argument("--line", default="mulaw", help="phone line condition, e.g. alaw+white-15")
+    digits.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    digits.set_defaults(func=_digits)
+
     compare = sub.add_parser(
         "compare",
         help="what improved or regressed between two reports; exit 1 on a regression",
@@ -111,11 +136,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _asr(args: argparse.Namespace) -> int:
+    from voicebot.dialog.pack import load_pack
     from voicebot.eval.asr import MODES, evaluate_asr
 
     check_writable(args.report, "report")
     modes = MODES if args.mode == "both" else (args.mode,)
-    report = evaluate_asr(args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad)
+    vocabulary = load_pack(args.pack).vocabulary if args.pack else ()
+    report = evaluate_asr(
+        args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad, vocabulary=vocabulary
+    )
     print(f"{report['n']} utterances, {report['audio_s']:.1f} s of audio, ASR {args.asr}")
     for mode, scores in report["modes"].items():
         print(
@@ -248,6 +277,31 @@ def _qa(args: argparse.Namespace) -> int:
             f"  split {split}: agreement {scores['agreement']:.3f}, pass/fail agreement "
             f"{scores['outcome_agreement']:.3f} over {scores['calls']} calls"
         )
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _digits(args: argparse.Namespace) -> int:
+    from voicebot.eval.digits import DigitOptions, evaluate_digits
+
+    check_writable(args.report, "report")
+    options = DigitOptions(
+        asr=args.asr,
+        digits_asr=args.digits_asr,
+        biased=not args.plain_decode,
+        line=args.line,
+        vad=args.vad,
+        **({"voices": tuple(args.voices)} if args.voices else {}),
+    )
+    report = evaluate_digits(args.manifest, args.report, options)
+    kinds = ", ".join(f"{k} {g['exact_match']:.3f}" for k, g in report["by_kind"].items())
+    print(
+        f"{report['n']} answers: exact match {report['exact_match']:.3f} ({kinds}; without the "
+        f"expected length {report['exact_match_without_length']:.3f}), digit error rate "
+        f"{report['digit_error_rate']:.3f}, RTF {report['rtf']:.3f}"
+    )
+    for voice, group in report["by_voice"].items():
+        print(f"  {voice:>14}: {group['exact_match']:.3f} ({group['n']})")
     _print_issues_and_paths(report, args.report)
     return 0
 

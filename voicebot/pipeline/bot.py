@@ -136,6 +136,7 @@ class Bot:
             sinks=sinks,
             observer=observer,
             handoffs=handoffs or self.handoffs,
+            vocabulary=self.pack.vocabulary,
             privacy=CallPrivacy(record, self.pack.privacy),
         )
         return await session.run(transport)

@@ -38,6 +38,9 @@ class Turn:
     margin: float | None = None
     asr: dict[str, Any] | None = None  # caller: avg_logprob, no_speech_prob, rtf, raw_text
     dropped: str | None = None  # caller: why the recognized text was not believed
+    # caller: words (answered) | no_words (speech the recognizer could not make out: the bot
+    # says it did not understand) | silence (noise Whisper judged no speech: not answered)
+    heard: str | None = None
     planned_text: str | None = None  # bot: the full reply when it was cut off
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,7 +126,9 @@ def format_transcript(record: CallRecord) -> str:
                 notes.append(f"answered in {turn.timings['voice_to_voice_ms']:.0f} ms")
             lines.append(f"{stamp} BOT     {text}" + (f"   ({', '.join(notes)})" if notes else ""))
         elif turn.dropped:
-            lines.append(f"{stamp} CALLER  <{turn.dropped}: {turn.asr and turn.asr['raw_text']!r}>")
+            what = "not understood" if turn.heard == "no_words" else "not speech"
+            raw = turn.asr and turn.asr["raw_text"]
+            lines.append(f"{stamp} CALLER  <{what}, {turn.dropped}: {raw!r}>")
         else:
             conf = f"{turn.confidence:.2f}" if turn.confidence is not None else "-"
             logprob = turn.asr["avg_logprob"] if turn.asr else float("nan")

@@ -17,11 +17,18 @@ Turn-taking policy, in one place:
   only what the caller heard; a cough, a click or an "mm-hm" resumes the bot where it
   stopped;
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call;
+- speech the recognizer could not make out (nothing usable came back, though Whisper judged
+  it speech) is *not* silence: the dialog hears that the caller was not understood, so its
+  ladder asks again and then hands off, and a caller who keeps talking is never hung up on;
 - one dialog request at a time: a turn that comes while the dialog is busy waits for it, and
   a request the dialog has started counts (its reply is recorded even if the caller talked
   on before hearing it), so every action the dialog took is in the record;
 - privacy (``voicebot.privacy.call``): every turn is masked before it is recorded, and the
   recording is muted while a sensitive answer is given or without consent.
+
+The recognizer hears each turn in context (``ASRContext``): the answer the question being
+played asks for (a digit question gets a digit-biased decode) and the pack's vocabulary.
+Keypad tones in the audio are keypad turns, never speech.
 """
 
 import logging
@@ -31,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from voicebot.asr.base import ASR, EngineASR
+from voicebot.asr.base import ASR, ASRContext, EngineASR
+from voicebot.audio.dtmf import DtmfDetector
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
 from voicebot.audio.pcm import pcm16_to_float
 from voicebot.dialog.base import Dialog
@@ -56,6 +64,7 @@ from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.pipeline.scheduler import Completion, Job, Scheduler
 from voicebot.privacy.call import CallPrivacy
 from voicebot.transports.base import Transport
+from voicebot.transports.line import DIGIT_GAP_S, KEYPAD_DIGITS, KEYPAD_END
 from voicebot.tts.base import TTS
 from voicebot.vad.base import VAD
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
@@ -65,6 +74,9 @@ log = logging.getLogger(__name__)
 # Audio kept after the last voiced frame when transcribing: keeps word endings intact (a
 # speculation 80 ms into the pause gets what has arrived; the VAD already holds on ~0.1-0.3 s).
 _TAIL_S = 0.15
+# Whisper's own verdict that a stretch of audio held no speech: a drop with this reason (or
+# this no-speech probability) was noise the VAD let through, and stays silence.
+_NO_SPEECH_PROB = 0.6
 # How often the record is told what the caller has heard of the utterance playing.
 _SPEAKING_EVERY_S = 1.0
 
@@ -89,6 +101,7 @@ class _Recognition:
     hearing: "_Hearing"
     job: Job
     audio_end: float
+    context: ASRContext
     result: tuple[Transcript, float] | None = None  # (transcript, ready time)
 
 
@@ -102,6 +115,7 @@ class _Hearing:
     last_partial: float
     speech_end: float | None = None
     endpoint: float | None = None
+    voiced_s: float = 0.0
     partial: _Recognition | None = None
     speculative: _Recognition | None = None  # started in a pause; valid if nothing follows
     speculative_end: float | None = None  # the speech end it was started for
@@ -137,8 +151,10 @@ class CallSession:
         sinks: list[RecordSink] | None = None,
         observer: Observer | None = None,
         handoffs: HandoffSink | None = None,
+        vocabulary: tuple[str, ...] = (),
         privacy: CallPrivacy | None = None,
     ) -> None:
+        """``vocabulary``: the pack's domain terms, biasing the recognizer on every turn."""
         self.config = config or CallConfig()
         self._privacy = privacy or CallPrivacy(record)
         self._handoffs = handoffs
@@ -164,7 +180,11 @@ class CallSession:
         self._dialog_queue: deque[tuple[str, Callable[[], Reply], BotUtterance]] = deque()
         self._dialog_busy = False
         self._listening_since: float | None = None
+        self._vocabulary = vocabulary
         self._expects = Expectation()  # what the question the caller last heard asks for
+        self._keypad = DtmfDetector()
+        self._keys = ""  # keypad tones heard in the audio, sent as one entry like a line's
+        self._keys_at = 0.0
         self._speaking: BotUtterance | None = None  # the utterance in record.speaking
         self._speaking_at = 0.0
         self._ended = False
@@ -214,11 +234,15 @@ class CallSession:
 
     async def _on_caller_frame(self, frame: AudioFrame) -> None:
         if frame.dtmf:
+            self._keys = ""  # the line's own keypad events: tones in the audio repeat them
             self._on_keypad(frame.dtmf)
+        self._hear_tones(frame.pcm)
         self._recent.append(frame.pcm)
         if self._hearing is not None:
             self._hearing.audio.append(frame.pcm)
-        event = self._endpointer.push(frame.t, self._vad.speech_prob(frame.pcm))
+        # Keypad tones are not speech: they must not open a turn or interrupt the bot.
+        prob = 0.0 if self._keypad.tone else self._vad.speech_prob(frame.pcm)
+        event = self._endpointer.push(frame.t, prob)
         if isinstance(event, SpeechStarted):
             await self._on_speech_started(event)
         elif isinstance(event, SpeechPaused):
@@ -336,6 +360,7 @@ class CallSession:
         if not hearing.confirmed and hearing.paused_bot_at is None:
             self._confirm(hearing)  # over the bot, the final transcript decides (_on_final)
         hearing.speech_end, hearing.endpoint = event.end, self._now
+        hearing.voiced_s = event.voiced_s
         self._awaiting.append(hearing)
         if not speculation_holds:
             hearing.final = self._transcribe("final", hearing, event.end + _TAIL_S)
@@ -343,6 +368,16 @@ class CallSession:
         hearing.final = hearing.speculative
         if hearing.final.result is not None:
             self._on_final(hearing, *hearing.final.result)  # the speculation was right
+
+    def _hear_tones(self, pcm: np.ndarray) -> None:
+        """Keys typed as tones in the audio, grouped as a line groups its keypad events:
+        ``#`` ends the entry, or ``DIGIT_GAP_S`` after the last key."""
+        key = self._keypad.push(pcm)
+        if key in KEYPAD_DIGITS:
+            self._keys, self._keys_at = self._keys + key, self._now
+        elif self._keys and (key == KEYPAD_END or self._now - self._keys_at >= DIGIT_GAP_S):
+            keys, self._keys = self._keys, ""
+            self._on_keypad(keys)
 
     def _on_keypad(self, digits: str) -> None:
         """Typed digits are a caller turn of their own, certain and needing no recognizer;
@@ -380,13 +415,16 @@ class CallSession:
 
     def _transcribe(self, kind: str, hearing: _Hearing, until: float) -> _Recognition:
         audio = hearing.samples(until)
+        context = ASRContext(self._expects, self._vocabulary)
         call = self._asr_call
         if call is not None:
             final = kind != "partial"
-            job = self._jobs.submit_future(kind, self._now, lambda: call.submit(audio, final=final))
+            job = self._jobs.submit_future(
+                kind, self._now, lambda: call.submit(audio, final=final, context=context)
+            )
         else:
-            job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio))
-        job.tag = _Recognition(hearing, job, until)
+            job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio, context))
+        job.tag = _Recognition(hearing, job, until, context)
         return job.tag
 
     # --- worker results ----------------------------------------------------------------
@@ -400,7 +438,7 @@ class CallSession:
             # The recognizer failed (GPU out of memory, a broken engine): this turn is not
             # heard, like a dropped one, and the call goes on; the caller is asked again.
             log.error("%s transcription failed: %r", kind, completion.error)
-            value = Transcript("", 0.0, 1.0, 0.0, 0.0, dropped="asr_error")
+            value = Transcript("", 0.0, 0.0, 0.0, 0.0, dropped="asr_error")
         if isinstance(tag, _Recognition):
             tag.result = (value, completion.ready)
             hearing = tag.hearing
@@ -429,6 +467,7 @@ class CallSession:
     def _on_final(self, hearing: _Hearing, transcript: Transcript, ready: float) -> None:
         self._awaiting.remove(hearing)
         assert hearing.speech_end is not None and hearing.endpoint is not None
+        assert hearing.final is not None
         dropped = transcript.dropped
         if not hearing.confirmed and not dropped and is_backchannel(transcript.text):
             dropped = "backchannel"  # said over the bot: it goes on, nobody answers
@@ -442,9 +481,12 @@ class CallSession:
                 "no_speech_prob": round(transcript.no_speech_prob, 4),
                 "rtf": round(transcript.rtf, 4),
                 "raw_text": transcript.raw_text,
+                "expects": str(hearing.final.context.expects.kind),
+                "voiced_s": round(hearing.voiced_s, 3),
             },
             dropped=dropped,
             endpoint=hearing.endpointing,
+            heard=_heard(transcript),
             timings={
                 "speech_start": round(hearing.speech_start, 3),
                 "speech_end": round(hearing.speech_end, 3),
@@ -456,8 +498,14 @@ class CallSession:
         self.record.turns.append(turn)
         self._persist()
         self._observer("final", transcript)
+        if dropped and not hearing.confirmed:
+            self._resume(hearing)  # said over the bot (an "mm-hm", a cough): the bot goes on
+            return
+        if turn.heard == "silence" or (dropped and hearing.superseded):
+            return  # noise, or the caller went on talking: the next turn is answered
         if dropped:
-            self._resume(hearing)  # if it paused the bot, the bot carries on
+            caller_turn = CallerTurn("", transcript, hearing.speech_start, hearing.speech_end)
+            self._ask_dialog("respond", lambda: self._dialog.not_understood(caller_turn), turn)
             return
         if not hearing.confirmed:
             self._confirm(hearing)
@@ -647,3 +695,14 @@ class CallSession:
         self.record.duration_s = max(self.record.duration_s, round(self._now, 3))
         for sink in self._sinks:
             sink.update(self.record)
+
+
+def _heard(transcript: Transcript) -> str:
+    """What a caller turn was: ``words`` (answered), ``no_words`` (speech the recognizer could
+    not make out: nothing usable came back, a guard dropped it, another script, a failure) or
+    ``silence`` (Whisper judged it no speech: noise the VAD let through)."""
+    if not transcript.dropped:
+        return "words"
+    if transcript.dropped == "no_speech" or transcript.no_speech_prob > _NO_SPEECH_PROB:
+        return "silence"
+    return "no_words"
