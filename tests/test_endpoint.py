@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, tone
+from voicebot.asr.base import ASRContext
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
 from voicebot.events import Expect, Expectation, Reply, SpeechEnded, SpeechPaused, Transcript
 from voicebot.pipeline.endpoint import (
@@ -195,7 +196,7 @@ class DigitsASR:
     name = "digits"
     WORDS = ("nine", "four", "one", "zero", "seven")
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         loud = np.abs(audio) > 0.05
         # A tone crosses zero: count bursts on 10 ms envelopes, not samples.
         frames = loud[: len(loud) // 160 * 160].reshape(-1, 160).any(axis=1)
