@@ -16,6 +16,7 @@ from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 from voicebot.handoff.policy import EscalationConfig
+from voicebot.handoff.transfer import TransferTarget, TransferTargetError
 from voicebot.privacy.config import PrivacyConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
@@ -27,6 +28,7 @@ _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
+        "transfer_to",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
@@ -100,6 +102,7 @@ class Pack:
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
+    transfer_to: TransferTarget | None = None  # the agents' line (``--transfer-to`` wins)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -155,7 +158,18 @@ def load_pack(name_or_path: str | Path) -> Pack:
         max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
+        transfer_to=_transfer_to(path, top),
     )
+
+
+def _transfer_to(path: Path, top: dict[str, yaml.Node]) -> TransferTarget | None:
+    if "transfer_to" not in top:
+        return None
+    node = top["transfer_to"]
+    try:
+        return TransferTarget.parse(_string(path, node, "transfer_to"), "transfer_to")
+    except TransferTargetError as exc:
+        raise PackError(f"{_where(path, node)}: {exc}") from exc
 
 
 def _compose(path: Path) -> yaml.Node:

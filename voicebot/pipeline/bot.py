@@ -96,9 +96,11 @@ class Bot:
         recording: str | None = None,
         handoffs: HandoffSink | None = None,
         call_id: str | None = None,
+        telephony: dict[str, str] | None = None,
     ) -> CallRecord:
         """Run one call over ``transport``; returns its transcript record. ``handoffs``
-        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new)."""
+        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new);
+        ``telephony`` holds the carrier's ids of the call (kept in the record and packet)."""
         record = CallRecord(
             **({"call_id": call_id} if call_id else {}),
             pack=self.pack.name,
@@ -106,6 +108,7 @@ class Bot:
             tts_voice=self.tts.name,
             caller_audio=caller_audio,
             caller_id=caller_id,
+            telephony=dict(telephony or {}),
             recording=recording,
         )
         dialog: Dialog = DialogManager(

@@ -45,6 +45,7 @@ class CallRecord:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     caller_audio: str | None = None
     caller_id: str | None = None
+    telephony: dict[str, str] = field(default_factory=dict)  # the carrier's ids (call_sid)
     duration_s: float = 0.0
     ended_by: str | None = None  # bot | handoff | caller | timeout | error
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...

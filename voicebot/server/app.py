@@ -83,7 +83,7 @@ def create_app(
     desk = [desk_router(store, streams=state.event_streams)] if store is not None else []
     for router in (
         auth_router(accounts, config.limits, config.public_url),
-        twilio_router(state),
+        twilio_router(state, store.record_transfer if store is not None else None),
         browser_router(state),
         api_router(state.calls, config.recordings_dir, store),
         metrics_router(),
