@@ -73,6 +73,7 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
     streams = streams or Budget("event_streams", 64)
     add_page(router, "/agent", STATIC / "agent.html", signed_in("agent", page=True))
     add_page(router, "/agent.js", STATIC / "agent.js", AGENTS)
+    add_page(router, "/dom.js", STATIC / "dom.js", AGENTS)  # shared by the desk's pages
 
     @router.get("/api/handoffs")
     @allow(AGENTS)
@@ -180,14 +181,8 @@ async def _events(
         since = max((r["updated_at"] for r in rows), default=0.0)
         open_cards = [card(r) for r in rows if r["status"] != "closed"]
         yield _sse("snapshot", open_cards)
-        quiet = unchecked = 0.0
-        while not await request.is_disconnected():
-            await asyncio.sleep(poll_s)
-            unchecked += poll_s
-            if unchecked >= _RECHECK_S:
-                unchecked = 0.0
-                if not await request.state.gate.still_signed_in(request):
-                    return
+        quiet = 0.0
+        async for _ in polls(request, poll_s):
             changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
             for row in sorted(changed, key=lambda r: r["updated_at"]):
                 since = max(since, row["updated_at"])
@@ -198,6 +193,20 @@ async def _events(
                 yield ": keepalive\n\n"  # proxies close idle streams
     finally:
         give_back()
+
+
+async def polls(request: Request, poll_s: float) -> AsyncIterator[None]:
+    """An event stream's clock: every ``poll_s`` while the client is connected and still
+    signed in (re-checked every ``_RECHECK_S``: signed out, disabled or revoked ends it)."""
+    unchecked = 0.0
+    while not await request.is_disconnected():
+        await asyncio.sleep(poll_s)
+        unchecked += poll_s
+        if unchecked >= _RECHECK_S:
+            unchecked = 0.0
+            if not await request.state.gate.still_signed_in(request):
+                return
+        yield
 
 
 def _sse(event: str, data: Any) -> str:
