@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ AGENTS = signed_in("agent")
 Kind = Literal["intent", "answer", "step", "facts", "compliance"]
 Role = Literal["caller", "agent"]
 
+_KEEP_CALLS = 1000  # handed-off calls followed at once; the oldest are forgotten
 FAQ_MIN_SIMILARITY = 0.5  # cosine of MiniLM embeddings: below it a fact is off-topic
 NOT_VERIFIED = "Caller not verified: verify their identity before giving account details."
 # What each flow's action touches in the back office: the facts worth having on screen.
@@ -285,25 +287,34 @@ class AssistService:
         self._assistant = assistant
         self._bot = bot
         self.store = store
-        self._states: dict[str, AssistState] = {}
+        self._states: OrderedDict[str, AssistState] = OrderedDict()  # by handoff id
         self._lock = asyncio.Lock()
-        self._seen: dict[str, int] = {}  # call id -> turns of the record already looked at
+        # call id -> turns of its record already looked at (the newest calls only)
+        self._seen: OrderedDict[str, int] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 
     def update(self, record: CallRecord) -> None:
         """``RecordSink``: the caller's and agent's turns added after the handoff (on the
-        event loop, like every sink; the suggestions are made in the background)."""
+        event loop, like every sink; the suggestions are made in the background). Never
+        raises: a sink's error would reach the call."""
         if record.handoff is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.error("agent assist: a record update off the event loop, skipped")
             return
         seen = self._seen.setdefault(record.call_id, len(record.turns))  # the bot's part
         self._seen[record.call_id] = len(record.turns)
+        self._seen.move_to_end(record.call_id)
+        while len(self._seen) > _KEEP_CALLS:
+            self._seen.popitem(last=False)
         handoff_id = record.handoff["handoff_id"]
         for index in range(seen, len(record.turns)):
             turn = record.turns[index]
             if turn.role in ("caller", "agent") and turn.text and not turn.dropped:
-                task = asyncio.get_running_loop().create_task(
-                    self._feed(handoff_id, AssistTurn(index, turn.role, turn.text))  # type: ignore[arg-type]
-                )
+                role: Role = "caller" if turn.role == "caller" else "agent"
+                task = loop.create_task(self._feed(handoff_id, AssistTurn(index, role, turn.text)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -334,6 +345,8 @@ class AssistService:
                 row = await asyncio.to_thread(self.store.get_handoff, handoff_id)
                 pack = self.assistant().pack
                 state = self._states[handoff_id] = AssistState.from_packet(row["packet"], pack)
+                while len(self._states) > _KEEP_CALLS:
+                    self._states.popitem(last=False)
             made = await asyncio.to_thread(self.assistant().suggest, turn, state)
             await asyncio.to_thread(
                 self.store.add_suggestions, handoff_id, [asdict(s) for s in made]

@@ -218,7 +218,8 @@ def twilio_router(state: ServerState, record_transfer: TransferSink | None = Non
             record.handoff["transfer"] = transfer
             for sink in state.calls.sinks():
                 sink.update(record)
-        metrics.TRANSFERS.labels("twilio", transfer["outcome"]).inc()
+        if transfer["outcome"] != "dialing":  # counted once, when it has ended
+            metrics.TRANSFERS.labels("twilio", transfer["outcome"]).inc()
         if record_transfer is None:
             return
         try:
