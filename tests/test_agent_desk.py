@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.browsers import launch
 from tests.fakes import NoCalls
 from tests.servers import Server
 from tests.signin import SIGN_IN_PAGE, TWILIO_TOKEN, add_user, sign_in_page, signed_in
@@ -120,16 +119,6 @@ def test_event_stream_sends_the_queue_then_changes(desk):
     client.close()
     assert events[0][0] == "snapshot" and [c["handoff_id"] for c in events[0][1]] == ["h1"]
     assert events[1][1]["handoff_id"] == "h2" and events[1][1]["reason"] == "negative_sentiment"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = launch(p)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

@@ -42,11 +42,11 @@ from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack
 from voicebot.dialog.slots import parse_slot
 from voicebot.errors import HandoffError
 from voicebot.handoff import sentiment
-from voicebot.handoff.desk import _Body, _sse, polls
 from voicebot.pipeline.record import CallRecord
 from voicebot.privacy.redact import PII, redact
 from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
 from voicebot.server.limits import Budget
+from voicebot.server.streams import follow, open_stream, sse
 from voicebot.services.base import Services
 from voicebot.store.store import Store, UnknownHandoffError
 
@@ -415,39 +415,26 @@ def assist_router(service: AssistService, *, poll_s: float = 0.25, streams: Budg
     @allow(AGENTS)
     async def stream(handoff_id: str, request: Request) -> StreamingResponse:
         await asyncio.to_thread(known, handoff_id)
-        give_back = streams.take()
-        if give_back is None:
-            raise HTTPException(503, "too many event streams open: try later")
-        return StreamingResponse(
-            _Body(_events(store, handoff_id, request, poll_s, give_back), give_back),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return await open_stream(
+            streams, "event streams are open", _events(store, handoff_id, request, poll_s)
         )
 
     return router
 
 
 async def _events(
-    store: Store,
-    handoff_id: str,
-    request: Request,
-    poll_s: float,
-    give_back: Callable[[], None],
+    store: Store, handoff_id: str, request: Request, poll_s: float
 ) -> AsyncIterator[str]:
-    """Every suggestion so far, then each new or changed one (used, not used), while the
-    viewer stays signed in (re-checked as the desk's stream does)."""
-    try:
-        since = 0.0
-        yield ": assist\n\n"  # the stream is open: the panel shows it live
-        ticks = polls(request, poll_s)
-        while True:
-            rows = await asyncio.to_thread(store.suggestions, handoff_id, since)
-            for row in rows:
-                since = max(since, row["updated_at"])
-                yield _sse("suggestion", shown(row))
-            try:
-                await anext(ticks)  # the desk's clock: connected and still signed in
-            except StopAsyncIteration:
-                return
-    finally:
-        give_back()
+    """Every suggestion so far, then each new or changed one (used, not used)."""
+    since = 0.0
+
+    async def changes() -> list[str]:
+        nonlocal since
+        rows = await asyncio.to_thread(store.suggestions, handoff_id, since)
+        since = max([since, *(r["updated_at"] for r in rows)])
+        return [sse("suggestion", shown(r)) for r in rows]
+
+    for event in await changes():
+        yield event
+    async for event in follow(request, poll_s, changes):
+        yield event

@@ -14,8 +14,7 @@ shares the database, and costs one indexed query per open page every ``poll_s``.
 """
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +26,10 @@ from voicebot.auth import Principal, audit
 from voicebot.errors import HandoffError
 from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
 from voicebot.server.limits import Budget
+from voicebot.server.streams import follow, open_stream, sse
 from voicebot.store.store import DISPOSITIONS, Store, UnknownHandoffError
 
 STATIC = Path(__file__).parent / "static"
-_KEEPALIVE_S = 15.0
-_RECHECK_S = 30.0  # an open stream re-checks its sign-in this often (signed out: it ends)
 AGENTS = signed_in("agent")
 
 
@@ -73,7 +71,6 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
     streams = streams or Budget("event_streams", 64)
     add_page(router, "/agent", STATIC / "agent.html", signed_in("agent", page=True))
     add_page(router, "/agent.js", STATIC / "agent.js", AGENTS)
-    add_page(router, "/dom.js", STATIC / "dom.js", AGENTS)  # shared by the desk's pages
 
     @router.get("/api/handoffs")
     @allow(AGENTS)
@@ -89,20 +86,11 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
     @allow(AGENTS)
     async def stream(request: Request) -> StreamingResponse:
         who = signed_in_principal(request)
-        give_back = streams.take()
-        if give_back is None:
-            raise HTTPException(
-                503, f"{streams.limit} desktops are following the queue already: try later"
-            )
-        try:
-            await asyncio.to_thread(audit, store, who, "viewed", "queue", "stream")
-        except BaseException:
-            give_back()
-            raise
-        return StreamingResponse(
-            _Body(_events(store, request, poll_s, give_back), give_back),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return await open_stream(
+            streams,
+            "desktops are following the queue",
+            _events(store, request, poll_s),
+            lambda: asyncio.to_thread(audit, store, who, "viewed", "queue", "stream"),
         )
 
     @router.get("/api/handoffs/{handoff_id}")
@@ -131,24 +119,6 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
     return router
 
 
-class _Body:
-    """An event stream's body. Its generator gives the stream's place back when it ends;
-    if it never starts (the client left before the first byte), dropping the body does."""
-
-    def __init__(self, events: AsyncIterator[str], give_back: Callable[[], None]) -> None:
-        self._events = events
-        self._give_back = give_back
-
-    def __aiter__(self) -> "_Body":
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._events.__anext__()
-
-    def __del__(self) -> None:
-        self._give_back()
-
-
 def _audit(
     store: Store, who: Principal, action: Any, row: dict[str, Any], detail: dict | None = None
 ) -> None:
@@ -171,43 +141,20 @@ def _act(action: Any, handoff_id: str, *args: str) -> dict[str, Any]:
         raise HTTPException(409, str(exc)) from exc
 
 
-async def _events(
-    store: Store, request: Request, poll_s: float, give_back: Callable[[], None]
-) -> AsyncIterator[str]:
-    """The open queue first, then every change as it happens, while the viewer stays
-    signed in (re-checked every ``_RECHECK_S``); gives its stream place back at the end."""
-    try:
-        rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
-        since = max((r["updated_at"] for r in rows), default=0.0)
-        open_cards = [card(r) for r in rows if r["status"] != "closed"]
-        yield _sse("snapshot", open_cards)
-        quiet = 0.0
-        async for _ in polls(request, poll_s):
-            changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
-            for row in sorted(changed, key=lambda r: r["updated_at"]):
-                since = max(since, row["updated_at"])
-                yield _sse("handoff", card(row))
-            quiet = 0.0 if changed else quiet + poll_s
-            if quiet >= _KEEPALIVE_S:
-                quiet = 0.0
-                yield ": keepalive\n\n"  # proxies close idle streams
-    finally:
-        give_back()
+async def _events(store: Store, request: Request, poll_s: float) -> AsyncIterator[str]:
+    """The open queue first, then every change as it happens."""
+    rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
+    since = max((r["updated_at"] for r in rows), default=0.0)
+    yield sse("snapshot", [card(r) for r in rows if r["status"] != "closed"])
 
+    async def changes() -> list[str]:
+        nonlocal since
+        changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
+        events = []
+        for row in sorted(changed, key=lambda r: r["updated_at"]):
+            since = max(since, row["updated_at"])
+            events.append(sse("handoff", card(row)))
+        return events
 
-async def polls(request: Request, poll_s: float) -> AsyncIterator[None]:
-    """An event stream's clock: every ``poll_s`` while the client is connected and still
-    signed in (re-checked every ``_RECHECK_S``: signed out, disabled or revoked ends it)."""
-    unchecked = 0.0
-    while not await request.is_disconnected():
-        await asyncio.sleep(poll_s)
-        unchecked += poll_s
-        if unchecked >= _RECHECK_S:
-            unchecked = 0.0
-            if not await request.state.gate.still_signed_in(request):
-                return
-        yield
-
-
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    async for event in follow(request, poll_s, changes):
+        yield event

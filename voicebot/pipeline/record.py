@@ -15,6 +15,13 @@ from typing import Any, Protocol
 from voicebot.audio.io import write_text_atomic
 from voicebot.privacy.redact import redact_json
 
+# How a call ended (``CallRecord.ended_by``). The bot's doing: ``bot``, ``handoff``,
+# ``timeout``. The caller's: ``caller`` (hung up, or the line went dead) and ``protocol``
+# (the peer broke its protocol or flooded, and was dropped). The server's, below: it fell
+# behind the caller's audio, failed, was stopped, or died mid-call (``interrupted``: marked
+# by the next worker to start, see ``voicebot.store.lease``).
+SERVER_ENDINGS = frozenset({"overload", "error", "shutdown", "interrupted"})
+
 
 @dataclass
 class Turn:
@@ -47,13 +54,17 @@ class CallRecord:
     caller_id: str | None = None
     telephony: dict[str, str] = field(default_factory=dict)  # the carrier's ids (call_sid)
     duration_s: float = 0.0
-    ended_by: str | None = None  # bot | handoff | caller | timeout | error
+    ended_by: str | None = None  # bot | handoff | timeout | caller | protocol | SERVER_ENDINGS
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
     handoff: dict[str, Any] | None = None  # id, reason, explanation, signals, summary
     recording: str | None = None  # where the call audio is kept (path or URL)
     consent: dict[str, Any] | None = None  # recording consent: state, when (voicebot.privacy)
     muted: list[dict[str, Any]] = field(default_factory=list)  # spans kept out of the recording
     turns: list[Turn] = field(default_factory=list)
+    # The bot's utterance being played, as far as the caller has heard it (kept up to date
+    # while it plays): a process that dies mid-sentence leaves it here, and the recovery
+    # makes it the call's last turn.
+    speaking: Turn | None = None
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed
     survey: dict[str, Any] | None = None  # post-call survey: asked, score (1-5), via

@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 # Audio kept after the last voiced frame when transcribing: keeps word endings intact (a
 # speculation 80 ms into the pause gets what has arrived; the VAD already holds on ~0.1-0.3 s).
 _TAIL_S = 0.15
+# How often the record is told what the caller has heard of the utterance playing.
+_SPEAKING_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class CallSession:
         self._dialog_queue: deque[tuple[str, Callable[[], Reply], BotUtterance]] = deque()
         self._dialog_busy = False
         self._listening_since: float | None = None
+        self._speaking: BotUtterance | None = None  # the utterance in record.speaking
+        self._speaking_at = 0.0
         self._ended = False
         self._now = 0.0
 
@@ -166,7 +170,7 @@ class CallSession:
             while not self._ended:
                 frame = await transport.receive()
                 if frame is None:
-                    self._finish("caller")
+                    self._finish(transport.ended_by)  # the caller, or the line's reason
                     break
                 self._now = frame.t
                 for completion in await self._jobs.collect(frame.t):
@@ -519,6 +523,7 @@ class CallSession:
             self._close_bot_turn(utterance)
             if utterance.reply.end_call:
                 self._finish("handoff" if utterance.reply.kind == "handoff" else "bot")
+        self._note_speaking()
         self._update_listening()
         private = self._privacy.tick_private()
         await self._transport.send(BotFrame(tick.pcm, t, self._line_state(), private))
@@ -533,12 +538,34 @@ class CallSession:
         )
         self._persist()
 
+    def _note_speaking(self) -> None:
+        """Keep ``record.speaking`` (what the caller has heard of the utterance playing) up
+        to date: at its first audio, then every ``_SPEAKING_EVERY_S``, so that a process
+        killed mid-sentence leaves the words heard so far in the record."""
+        utterance = self._playout.current
+        if utterance is None or utterance.first_audio is None:
+            return
+        if utterance is self._speaking and self._now - self._speaking_at < _SPEAKING_EVERY_S:
+            return
+        self._speaking, self._speaking_at = utterance, self._now
+        self.record.speaking = self._bot_turn(utterance, self._now, utterance.spoken_text())
+        self._persist()
+
     def _close_bot_turn(self, utterance: BotUtterance) -> None:
         """Record what the caller heard of a reply (nothing, part, or all of it)."""
         if utterance.reply.kind == "pending":
             return  # cut off before the dialog even answered: nothing to record
         spoken = utterance.spoken_text() if utterance.interrupted else utterance.reply.text
         ended = utterance.ended if utterance.ended is not None else self._now
+        turn = self._bot_turn(utterance, ended, spoken)
+        if utterance is self._speaking:
+            self._speaking = self.record.speaking = None
+        self.record.turns.append(turn)
+        self._persist()
+        self._observer("bot_turn", turn)
+
+    def _bot_turn(self, utterance: BotUtterance, ended: float, spoken: str) -> Turn:
+        """The bot turn of ``utterance`` as heard: ``spoken`` of it, until ``ended``."""
         start = utterance.first_audio if utterance.first_audio is not None else ended
         turn = Turn(
             role="bot",
@@ -554,9 +581,7 @@ class CallSession:
             turn.intent = utterance.caller.intent
             if "voice_to_voice_ms" in utterance.caller.timings:
                 turn.timings["voice_to_voice_ms"] = utterance.caller.timings["voice_to_voice_ms"]
-        self.record.turns.append(turn)
-        self._persist()
-        self._observer("bot_turn", turn)
+        return turn
 
     def _line_state(self) -> LineState:
         if self._playout.has_audio:

@@ -6,8 +6,8 @@ finished calls are read back (``voicebot.store.Store``; in memory when None), ``
 receive every call record as it changes (the store's writer), and ``routers`` are mounted
 as they are; ``services`` run for the app's lifetime on its event loop (the SIP user agent:
 ``voicebot.server.sip.SipService.serving``). ``store`` holds the users, tokens, sessions and
-audit log, and brings the agent desktop; without one nobody can sign in, so every protected
-route refuses.
+audit log, and brings the agent desktop and the supervisor view; without one nobody can
+sign in, so every protected route refuses.
 
 Every route declares who may call it (``voicebot.server.access``); the app-wide ``Gate``
 enforces it, and request bodies are capped (``Limits.body_bytes``).
@@ -15,9 +15,11 @@ enforces it, and request bodies are capped (``Limits.body_bytes``).
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 
 from voicebot.auth import Accounts
@@ -31,6 +33,7 @@ from voicebot.server.browser import browser_router
 from voicebot.server.calls import CallHistory, CallRegistry, MemoryHistory, TranscriptDir
 from voicebot.server.metrics import MeteredTTS, metrics_router
 from voicebot.server.state import ServerConfig, ServerState
+from voicebot.server.supervisor import supervisor_router
 from voicebot.server.twilio import twilio_router
 from voicebot.store.store import Store
 
@@ -85,12 +88,15 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
-    desk = []
-    if assist is not None:
-        desk = [
+    desk = (
+        [
             desk_router(assist.store, streams=state.event_streams),
+            supervisor_router(assist.store, streams=state.event_streams),
             assist_router(assist, streams=state.event_streams),
         ]
+        if assist is not None
+        else []
+    )
     for router in (
         auth_router(accounts, config.limits, config.public_url),
         twilio_router(state, store.record_transfer if store is not None else None),
@@ -118,3 +124,18 @@ def warn_at_start(config: ServerConfig, accounts: Accounts | None) -> None:
         log.warning("--public-call: anyone who reaches this server can start browser calls")
     if accounts is None or not accounts.configured():
         log.warning("nobody can sign in yet: add a user (voicebot users add NAME --role admin)")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn that ends the calls in progress before it closes their sockets: each peer
+    is told why (1012, "the server is shutting down") and each record says ``shutdown``,
+    instead of both seeing a dropped connection. ``voicebot serve`` runs this."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState, grace_s: float = 5.0) -> None:
+        super().__init__(config)
+        self._state = state
+        self._grace_s = grace_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._state.calls.close(self._grace_s)
+        await super().shutdown(sockets)

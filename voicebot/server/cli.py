@@ -98,6 +98,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
     serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
     add_store_options(serve, webhooks=True)
+    serve.add_argument(
+        "--alert-queue-wait-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="alert supervisors once a handed-off caller has waited this long for an agent",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -114,13 +121,17 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
-    from voicebot.server.app import create_app
+    from voicebot.server.app import GracefulServer, create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
     from voicebot.transports.sip import SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
+    if args.alert_queue_wait_s is not None and args.alert_queue_wait_s <= 0:
+        raise VoicebotError(
+            f"--alert-queue-wait-s must be positive (got {args.alert_queue_wait_s:g})"
+        )
     if args.public_url and not args.public_url.startswith(("http://", "https://")):
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
     if args.recordings is not None:
@@ -210,7 +221,7 @@ def _serve(args: argparse.Namespace) -> int:
     if sip is not None:
         print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
-        uvicorn.run(
+        server = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
@@ -218,6 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
             ws_max_size=65536,  # a media message is ~300 bytes; anything huge is refused (1009)
             proxy_headers=True,
         )
+        GracefulServer(server, app.state.voicebot).run()
     finally:
         retention.stop()
         bot.close()

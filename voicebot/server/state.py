@@ -1,6 +1,7 @@
 """What the server's routes share: the bot (models loaded once), the settings, the calls."""
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
-from voicebot.server.limits import Budget, Limits, RateLimiter
+from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter, WaitingRoom
 from voicebot.server.lines import run_line
 from voicebot.transports.line import LiveLine
 
@@ -52,9 +53,10 @@ class ServerState:
         self.calls = calls
         self._spoken: dict[str, np.ndarray] = {}
         limits = config.limits
-        self.waiting = Budget("waiting_sockets", limits.waiting_sockets)
+        self.waiting = WaitingRoom(limits.waiting_sockets)
         self.event_streams = Budget("event_streams", limits.event_streams)
         self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
+        self.peers = PeerLog(logging.getLogger("voicebot.peers"))
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -63,6 +65,7 @@ class ServerState:
             "send_timeout_s": self.config.send_timeout_s,
             "processor": self.config.cleanup.processor(),
             "on_late": metrics.LATE_FRAMES.labels(transport).inc,
+            "on_peer_error": self.peers.note,
         }
 
     async def serve(
@@ -78,6 +81,8 @@ class ServerState:
             start_timeout_s=self.config.start_timeout_s,
             recordings_dir=self.config.recordings_dir,
             waiting=self.waiting,
+            limits=self.config.limits,
+            peers=self.peers,
             **options,
         )
 

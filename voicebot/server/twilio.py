@@ -323,7 +323,7 @@ def twilio_router(state: ServerState, record_transfer: TransferSink | None = Non
             "twilio",
             refuse=apologize,
             finish=lambda: line.drain(state.config.drain_timeout_s),
-            trust_caller_id=bool(state.config.twilio_auth_token),
+            signed=bool(state.config.twilio_auth_token),
             after=after,
         )
 

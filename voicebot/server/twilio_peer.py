@@ -99,18 +99,9 @@ class TwilioPeer:
         self._ws = await websockets.connect(self.url, additional_headers=self.headers)
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         await self.send(
-            {
-                "event": "start",
-                "start": {
-                    "streamSid": self.stream_sid,
-                    "accountSid": self.account_sid,
-                    "callSid": self.call_sid,
-                    "tracks": ["inbound"],
-                    "customParameters": self.parameters,
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-                "streamSid": self.stream_sid,
-            }
+            start_message(
+                self.stream_sid, self.call_sid, self.caller_id, self.parameters, self.account_sid
+            )
         )
         self._tasks = [asyncio.create_task(self._line()), asyncio.create_task(self._receive())]
         return self
@@ -213,18 +204,7 @@ class TwilioPeer:
             frame = self._say.popleft() if self._say else SILENCE
             if frame is not SILENCE and _rms(frame) > VOICED_RMS:
                 self.log.speech_wall[self.tick] = time.monotonic()
-            await self.send(
-                {
-                    "event": "media",
-                    "streamSid": self.stream_sid,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(self.tick + 1),
-                        "timestamp": str(round(self.tick * TICK_S * 1000)),
-                        "payload": base64.b64encode(frame).decode(),
-                    },
-                }
-            )
+            await self.send(media_message(self.stream_sid, self.tick, frame))
             await self._play()
             self.tick += 1
 
@@ -280,6 +260,43 @@ class TwilioPeer:
 def new_sid(prefix: str) -> str:
     """A Twilio-style id: two letters and 32 hex digits."""
     return prefix + uuid.uuid4().hex
+
+
+def start_message(
+    stream_sid: str,
+    call_sid: str,
+    caller_id: str,
+    parameters: dict[str, str] | None = None,
+    account_sid: str = ACCOUNT_SID,
+) -> dict:
+    """Twilio's ``start`` for a stream of 8 kHz mu-law, as our TwiML asks for it
+    (``parameters``: the stream's ``<Parameter>``s; default ``From`` = ``caller_id``)."""
+    return {
+        "event": "start",
+        "start": {
+            "streamSid": stream_sid,
+            "accountSid": account_sid,
+            "callSid": call_sid,
+            "tracks": ["inbound"],
+            "customParameters": {"From": caller_id} if parameters is None else parameters,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+        "streamSid": stream_sid,
+    }
+
+
+def media_message(stream_sid: str, tick: int, frame: bytes) -> dict:
+    """One 20 ms ``media`` message of the caller's line, as Twilio numbers them."""
+    return {
+        "event": "media",
+        "streamSid": stream_sid,
+        "media": {
+            "track": "inbound",
+            "chunk": str(tick + 1),
+            "timestamp": str(round(tick * TICK_S * 1000)),
+            "payload": base64.b64encode(frame).decode(),
+        },
+    }
 
 
 def _rms(mulaw: bytes) -> float:

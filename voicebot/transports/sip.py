@@ -75,6 +75,7 @@ from voicebot.audio.resample import StreamResampler
 from voicebot.errors import SipConfigError
 from voicebot.events import BotFrame
 from voicebot.handoff.transfer import FALLBACK_MESSAGE, HANDOFF_HEADER
+from voicebot.pipeline.record import SERVER_ENDINGS
 from voicebot.transports.line import LiveLine
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ class SipLine(LiveLine):
                 self._step()
         except Exception:  # a media bug must still end this call cleanly, and only it
             log.exception("SIP call %s: the media clock failed", self.call_id)
-            self.end(1011, "internal error")
+            self.end(1011, "internal error", by="error")
 
     def _step(self) -> None:
         if not self._attached:  # nobody else sends: what play() queued, else silence
@@ -518,12 +519,13 @@ class SipLine(LiveLine):
 
     async def hang_up(self) -> None:
         """End the call from our side: BYE (unless the caller already left), media closed."""
+        ours = self.hangup is None or self.hangup.by in SERVER_ENDINGS  # e.g. a shutdown
         if self.hangup is None:
             self.end(1000, "bot hung up")
-            if self._call.dialog.state == DialogState.CONFIRMED:
-                with contextlib.suppress(TimeoutError):
-                    await self._agent.request(self._call, "BYE", {})
-                self._call.dialog.terminate()
+        if ours and self._call.dialog.state == DialogState.CONFIRMED:
+            with contextlib.suppress(TimeoutError):
+                await self._agent.request(self._call, "BYE", {})
+            self._call.dialog.terminate()
         self.close()
 
     def close(self) -> None:
@@ -657,6 +659,8 @@ class SipUserAgent:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Hang up every call (BYE, in parallel, for at most ``timeout_s``), unregister."""
         if self.lines:
+            for line in self.lines.values():  # their records say so, not "caller"
+                line.end(1012, "the server is shutting down", by="shutdown")
             hang_ups = [line.hang_up() for line in list(self.lines.values())]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*hang_ups), timeout_s)
