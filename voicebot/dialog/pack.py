@@ -16,6 +16,7 @@ from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 from voicebot.handoff.policy import EscalationConfig
+from voicebot.handoff.transfer import TransferTarget, TransferTargetError
 from voicebot.privacy.config import PrivacyConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
@@ -28,6 +29,7 @@ _PACK_KEYS = frozenset(
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
         "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
+        "transfer_to",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
@@ -110,6 +112,7 @@ class Pack:
     keypad_hint: str = "You can also type it on your phone's keypad."  # after a failed capture
     wrong_length: str = "I heard {heard} digits, but I need {expected}."  # a digit answer
     readback: str = "I have {value}. Is that right?"  # digits heard on a second try
+    transfer_to: TransferTarget | None = None  # the agents' line (``--transfer-to`` wins)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -170,7 +173,18 @@ def load_pack(name_or_path: str | Path) -> Pack:
         keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
         wrong_length=_text_template(path, top, "wrong_length", {"heard", "expected"}),
         readback=_text_template(path, top, "readback", {"value"}),
+        transfer_to=_transfer_to(path, top),
     )
+
+
+def _transfer_to(path: Path, top: dict[str, yaml.Node]) -> TransferTarget | None:
+    if "transfer_to" not in top:
+        return None
+    node = top["transfer_to"]
+    try:
+        return TransferTarget.parse(_string(path, node, "transfer_to"), "transfer_to")
+    except TransferTargetError as exc:
+        raise PackError(f"{_where(path, node)}: {exc}") from exc
 
 
 def _compose(path: Path) -> yaml.Node:

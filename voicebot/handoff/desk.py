@@ -60,6 +60,8 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "transcript": packet.get("transcript", []),
         "recording": packet.get("recording"),
         "consent": packet.get("consent"),  # recording consent: state and time
+        "telephony": packet.get("telephony", {}),  # the carrier's ids (Twilio's CallSid)
+        "transfer": packet.get("transfer"),  # where the caller was sent, and how it went
     }
 
 

@@ -98,9 +98,11 @@ class Bot:
         handoffs: HandoffSink | None = None,
         call_id: str | None = None,
         clock: Clock = time.perf_counter,
+        telephony: dict[str, str] | None = None,
     ) -> CallRecord:
         """Run one call over ``transport``; returns its transcript record. ``handoffs``
-        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new).
+        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new);
+        ``telephony`` holds the carrier's ids of the call (kept in the record and packet).
         ``clock`` measures model compute time (``Scheduler``): tests of call-clock timings
         pass one that stands still, so what they assert does not depend on the machine's load."""
         record = CallRecord(
@@ -110,6 +112,7 @@ class Bot:
             tts_voice=self.tts.name,
             caller_audio=caller_audio,
             caller_id=caller_id,
+            telephony=dict(telephony or {}),
             recording=recording,
         )
         dialog: Dialog = DialogManager(

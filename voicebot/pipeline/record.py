@@ -57,6 +57,7 @@ class CallRecord:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     caller_audio: str | None = None
     caller_id: str | None = None
+    telephony: dict[str, str] = field(default_factory=dict)  # the carrier's ids (call_sid)
     duration_s: float = 0.0
     ended_by: str | None = None  # bot | handoff | timeout | caller | protocol | SERVER_ENDINGS
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...

@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 
 from voicebot.auth import Accounts
+from voicebot.handoff.assist import AssistService, assist_router
 from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import RecordSink
@@ -59,6 +60,10 @@ def create_app(
         record_sinks.append(transcripts)
     if not isinstance(bot.tts, MeteredTTS):
         bot.tts = MeteredTTS(bot.tts)  # the TTS protocol reports no timings: measure here
+    # Agent assist follows the turns of handed-off calls (its models: the bot's, when needed).
+    assist = AssistService(None, store, bot) if store is not None else None
+    if assist is not None:
+        record_sinks.append(assist)
     state = ServerState(bot, config, CallRegistry(config.max_calls, history, record_sinks))
     accounts = Accounts(store, config.sessions) if store is not None else None
 
@@ -85,15 +90,16 @@ def create_app(
     app.state.voicebot = state
     desk = (
         [
-            desk_router(store, streams=state.event_streams),
-            supervisor_router(store, streams=state.event_streams),
+            desk_router(assist.store, streams=state.event_streams),
+            supervisor_router(assist.store, streams=state.event_streams),
+            assist_router(assist, streams=state.event_streams),
         ]
-        if store is not None
+        if assist is not None
         else []
     )
     for router in (
         auth_router(accounts, config.limits, config.public_url),
-        twilio_router(state),
+        twilio_router(state, store.record_transfer if store is not None else None),
         browser_router(state),
         api_router(state.calls, config.recordings_dir, store),
         metrics_router(),

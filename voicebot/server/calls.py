@@ -141,8 +141,10 @@ class CallRegistry:
         while self._slots and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    def sinks(self, slot: CallSlot) -> list[RecordSink]:
-        return [slot, *self._sinks]
+    def sinks(self, slot: CallSlot | None = None) -> list[RecordSink]:
+        """Where a call's record goes: its slot (live) and the history; without a slot,
+        only the history (a finished call's record updated later, e.g. a transfer's end)."""
+        return [slot, *self._sinks] if slot is not None else list(self._sinks)
 
     def live_rows(self) -> list[dict[str, Any]]:
         return [call_row(r) | {"active": True} for r in self.live.values()]

@@ -143,6 +143,7 @@ async def run_line(
     limits: Limits,
     peers: PeerLog,
     signed: bool,
+    after: Callable[[CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
 ) -> CallRecord | None:
     """Serve one accepted socket until the call ends; returns the record (None: no call).
 
@@ -151,7 +152,8 @@ async def run_line(
     the peer proved who it is (Twilio's signature, a signed-in user), so it takes a call
     slot on ``start`` and the caller ID it sends may identify the caller; an unsigned one
     must first stream audio in real time (``Limits.proof_of_audio_s``), and its caller ID
-    is treated as withheld, so the dialog asks for the number like for any withheld one."""
+    is treated as withheld, so the dialog asks for the number like for any withheld one.
+    ``after``: as for ``call_on_line``, before ``finish`` and the close."""
     evicted = "too many connections waiting to start a call: this one waited longest"
     give_back = waiting.enter(lambda: line.end(1013, evicted, by="protocol"))
     started = asyncio.Event()
@@ -186,7 +188,14 @@ async def run_line(
                 line.caller_id = None
             line.begin()
             record = await call_on_line(
-                line, bot, calls, slot, transport, observer=observer, recordings_dir=recordings_dir
+                line,
+                bot,
+                calls,
+                slot,
+                transport,
+                observer=observer,
+                recordings_dir=recordings_dir,
+                after=after,
             )
             reason = f"call ended by {record.ended_by}"
             if line.hangup is None and finish is not None:
@@ -237,6 +246,7 @@ async def call_on_line(
             observer=observe,
             caller_id=line.caller_id,
             call_id=call_id,
+            telephony=line.telephony,
             recording=str(line.recorder.path) if line.recorder else None,
         )
         if after is not None:

@@ -11,6 +11,7 @@ from fastapi import WebSocket
 
 from voicebot.audio.apm import AudioCleanup
 from voicebot.auth import SessionPolicy
+from voicebot.handoff.transfer import TransferTarget
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord
 from voicebot.server import metrics
@@ -30,6 +31,9 @@ class ServerConfig:
     public_call: bool = False  # /call and /ws/call without sign-in (rate-limited)
     metrics_token: str | None = None  # a bearer token that may read /metrics only
     public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
+    # The agents' line a handed-off Twilio caller is dialed to (``--transfer-to``, else the
+    # pack's); None: the caller hears that an agent will call back.
+    transfer_to: TransferTarget | None = None
     limits: Limits = field(default_factory=Limits)
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     cleanup: AudioCleanup = field(default_factory=AudioCleanup)

@@ -72,6 +72,25 @@ handoffs = Table(
     Column("updated_at", Float, nullable=False, index=True),
 )
 
+# Agent assist: what was suggested to the agent during the human part of a call, tied to
+# the transcript turn that produced it, and whether the agent used it (None: not said yet).
+assist_suggestions = Table(
+    "assist_suggestions",
+    metadata,
+    Column("handoff_id", String(64), ForeignKey("handoffs.handoff_id"), primary_key=True),
+    Column("suggestion_id", String(64), primary_key=True),
+    Column("turn", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used", Boolean),
+    Column("used_by", String(128)),
+    Column("used_at", Float),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
 # Transactional outbox: a webhook delivery is written in the same transaction as its
 # handoff, so a receiver that is down (or a crash) never loses a packet.
 webhook_outbox = Table(

@@ -53,6 +53,7 @@ from voicebot.store.schema import (
     alert_outbox,
     alerts,
     api_tokens,
+    assist_suggestions,
     audit_log,
     calls,
     handoffs,
@@ -373,6 +374,53 @@ class Store:
                     .where(where, handoffs.c.status == "queued")
                     .values(status="closed", disposition="transferred", closed_at=now)
                 )
+
+    # --- agent assist --------------------------------------------------------------------
+
+    def add_suggestions(self, handoff_id: str, suggestions: list[dict[str, Any]]) -> None:
+        """Keep what the assistant suggested (masked once more); one id is stored once."""
+        now = time.time()
+        rows = [
+            redact_json({k: s[k] for k in ("suggestion_id", "turn", "kind", "title", "text")})
+            | {"data": redact_json(s["data"]), "handoff_id": handoff_id}
+            | {"created_at": now, "updated_at": now}
+            for s in suggestions
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                self._upsert(conn, assist_suggestions, rows, ["handoff_id", "suggestion_id"])
+
+    def suggestions(self, handoff_id: str, since: float | None = None) -> list[dict[str, Any]]:
+        """A handoff's suggestions in the order they were made (``since``: changed after)."""
+        query = (
+            select(assist_suggestions)
+            .where(assist_suggestions.c.handoff_id == handoff_id)
+            .order_by(assist_suggestions.c.turn, assist_suggestions.c.created_at)
+        )
+        if since is not None:
+            query = query.where(assist_suggestions.c.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_suggestion(
+        self, handoff_id: str, suggestion_id: str, used: bool, agent: str
+    ) -> dict[str, Any]:
+        """Record whether ``agent`` used a suggestion; ``HandoffError`` if there is none."""
+        now = time.time()
+        where = (
+            assist_suggestions.c.handoff_id == handoff_id,
+            assist_suggestions.c.suggestion_id == suggestion_id,
+        )
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(assist_suggestions)
+                .where(*where)
+                .values(used=used, used_by=agent, used_at=now, updated_at=now)
+            ).rowcount
+            row = conn.execute(select(assist_suggestions).where(*where)).first()
+        if not done or row is None:
+            raise HandoffError(f"handoff {handoff_id} has no suggestion {suggestion_id!r}")
+        return dict(row._mapping)
 
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""

@@ -107,6 +107,9 @@ class LiveLine:
         self.ended = asyncio.Event()
         self.late_frames = 0
         self.caller_id: str | None = None  # the calling number, when the peer says
+        # The carrier's own ids of this call (Twilio's call_sid, account_sid, stream_sid),
+        # kept in the record and the handoff packet so the carrier's side can be matched.
+        self.telephony: dict[str, str] = {}
         self.recorder: StereoRecorder | None = None
         self._heard = np.zeros(0, np.int16)  # this tick's caller frame, for the recorder
         self._opened_at = time.monotonic()  # no live peer sent more audio than time since

@@ -74,6 +74,7 @@ from voicebot.audio.pcm import alaw_decode, alaw_encode, mulaw_decode, mulaw_enc
 from voicebot.audio.resample import StreamResampler
 from voicebot.errors import SipConfigError
 from voicebot.events import BotFrame
+from voicebot.handoff.transfer import FALLBACK_MESSAGE, HANDOFF_HEADER
 from voicebot.pipeline.record import SERVER_ENDINGS
 from voicebot.transports.line import LiveLine
 
@@ -83,7 +84,6 @@ RATE = 8000
 PTIME_S = 0.02
 FRAME = 160  # samples of one 20 ms RTP packet at 8 kHz
 USER_AGENT = "voicebot"
-HANDOFF_HEADER = "X-Voicebot-Handoff"
 T1_S, T2_S, TIMER_F_S = 0.5, 4.0, 32.0  # RFC 3261 retransmission timers (non-INVITE)
 _STALL_S = 1.0  # a clock this far behind resynchronizes instead of bursting packets
 
@@ -143,10 +143,7 @@ class SipSettings:
     credentials: tuple[str, str] | None = None  # digest (username, password)
     transfer_to: str | None = None  # the agents' queue: REFER target on handoff
     transfer_timeout_s: float = 30.0  # REFER accepted, no final NOTIFY this long: failed
-    fallback_message: str = (
-        "I'm sorry, I couldn't put you through to an agent right now. An agent has the "
-        "details of this call and will call you back. Goodbye."
-    )
+    fallback_message: str = FALLBACK_MESSAGE
 
     @classmethod
     def resolve(

@@ -128,6 +128,12 @@ class TwilioLine(LiveLine):
             {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
         )
         self.call_sid = str(start.get("callSid") or "") or None
+        account_sid = start.get("accountSid")
+        self.telephony = {"carrier": "twilio", "stream_sid": stream_sid}
+        if self.call_sid:
+            self.telephony["call_sid"] = self.call_sid
+        if isinstance(account_sid, str) and account_sid:
+            self.telephony["account_sid"] = account_sid
         self.caller_id = self.parameters.get("From") or None  # our TwiML passes it
         self.stream_sid = stream_sid
 
