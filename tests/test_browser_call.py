@@ -25,7 +25,11 @@ pytestmark = pytest.mark.e2e
 
 def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, tmp_path):
     mic = tmp_path / "caller.wav"
-    speech = caller_audio("hi I lost my card yesterday", line="linear")
+    # Long enough for partial transcripts on a busy machine (they yield to finals).
+    speech = caller_audio(
+        "hi I lost my card yesterday, I think it fell out of my bag on the train home",
+        line="linear",
+    )
     audio = np.concatenate([silence(11.0), speech, silence(6.0)])  # spoken after the greeting
     sf.write(mic, audio, 16000, subtype="PCM_16")
     store = Store(f"sqlite:///{tmp_path}/auth.db")
