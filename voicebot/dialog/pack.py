@@ -15,6 +15,7 @@ import yaml
 from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
+from voicebot.handoff.config import QueueConfig
 from voicebot.handoff.policy import EscalationConfig
 from voicebot.privacy.config import PrivacyConfig
 
@@ -27,6 +28,7 @@ _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
+        "queue",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
@@ -100,6 +102,7 @@ class Pack:
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
+    queue: QueueConfig = field(default_factory=QueueConfig)  # hold, callback (live transfer)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -155,6 +158,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
+        queue=_section(path, top.get("queue"), "queue", QueueConfig),
     )
 
 

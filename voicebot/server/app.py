@@ -7,7 +7,8 @@ receive every call record as it changes (the store's writer), and ``routers`` ar
 as they are; ``services`` run for the app's lifetime on its event loop (the SIP user agent:
 ``voicebot.server.sip.SipService.serving``). ``store`` holds the users, tokens, sessions and
 audit log, and brings the agent desktop; without one nobody can sign in, so every protected
-route refuses.
+route refuses. With a store, handed-off callers hold on the line for an agent
+(``voicebot.handoff.bridge``; ``queue`` overrides the pack's ``queue:`` settings).
 
 Every route declares who may call it (``voicebot.server.access``); the app-wide ``Gate``
 enforces it, and request bodies are capped (``Limits.body_bytes``).
@@ -21,6 +22,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import APIRouter, Depends, FastAPI
 
 from voicebot.auth import Accounts
+from voicebot.handoff.bridge import LiveQueue
+from voicebot.handoff.config import QueueConfig
 from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import RecordSink
@@ -45,6 +48,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     services: Sequence[Callable[[ServerState], AbstractAsyncContextManager[object]]] = (),
     store: Store | None = None,
+    queue: QueueConfig | None = None,
 ) -> FastAPI:
     config = config or ServerConfig()
     record_sinks = list(sinks)
@@ -80,7 +84,13 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
-    desk = [desk_router(store, streams=state.event_streams)] if store is not None else []
+    if store is not None:
+        state.queue = LiveQueue(store, bot, state.spoken, queue)
+    desk = (
+        [desk_router(store, streams=state.event_streams, queue=state.queue)]
+        if store is not None
+        else []
+    )
     for router in (
         auth_router(accounts, config.limits, config.public_url),
         twilio_router(state),

@@ -85,13 +85,15 @@ async def run_line(
     recordings_dir: Path | None = None,
     waiting: Budget | None = None,
     trust_caller_id: bool,
+    after: Callable[[LiveLine, CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
 ) -> CallRecord | None:
     """Serve one accepted socket until the call ends; returns the record (None: no call).
 
     ``waiting`` caps the sockets that have not said ``start`` yet (beyond it: 1013).
     ``trust_caller_id``: whether the caller ID the peer sends may identify the caller; an
     untrusted one (an unsigned stream, an anonymous browser) is treated as withheld, so the
-    dialog asks for the number like for any withheld caller ID."""
+    dialog asks for the number like for any withheld caller ID. ``after``: what happens to
+    the line once the bot is done (a handed-off caller holds for an agent)."""
     give_back = waiting.take() if waiting is not None else lambda: None
     if give_back is None:
         await _close(ws, 1013, "too many connections waiting to start a call: try later")
@@ -119,7 +121,14 @@ async def run_line(
                 log.info("%s caller ID not used to identify the caller: unsigned", transport)
                 line.caller_id = None
             record = await call_on_line(
-                line, bot, calls, slot, transport, observer=observer, recordings_dir=recordings_dir
+                line,
+                bot,
+                calls,
+                slot,
+                transport,
+                observer=observer,
+                recordings_dir=recordings_dir,
+                after=(lambda r, s: after(line, r, s)) if after is not None else None,
             )
             reason = f"call ended by {record.ended_by}"
             if line.hangup is None and finish is not None:

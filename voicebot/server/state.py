@@ -10,8 +10,9 @@ from fastapi import WebSocket
 
 from voicebot.audio.apm import AudioCleanup
 from voicebot.auth import SessionPolicy
+from voicebot.handoff.bridge import LiveQueue
 from voicebot.pipeline.bot import Bot
-from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
 from voicebot.server.limits import Budget, Limits, RateLimiter
@@ -51,6 +52,12 @@ class ServerState:
         self.waiting = Budget("waiting_sockets", limits.waiting_sockets)
         self.event_streams = Budget("event_streams", limits.event_streams)
         self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
+        self.queue: LiveQueue | None = None  # handed-off callers holding for the desk
+
+    async def after_call(self, line: LiveLine, record: CallRecord, sinks: list[RecordSink]) -> None:
+        """A caller the bot handed off stays on the line for an agent (with a desk)."""
+        if self.queue is not None and record.ended_by == "handoff" and record.handoff:
+            await self.queue.hold(line, record, sinks)
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -74,6 +81,7 @@ class ServerState:
             start_timeout_s=self.config.start_timeout_s,
             recordings_dir=self.config.recordings_dir,
             waiting=self.waiting,
+            after=self.after_call,
             **options,
         )
 
