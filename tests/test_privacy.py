@@ -333,3 +333,15 @@ def test_redaction_meets_the_issue_targets_on_whisper_output(tmp_path):
     for kind in ("card", "security_code", "ssn", "phone"):
         assert report["recall"][kind] >= TARGETS[kind], kind
     assert report["precision"] >= TARGETS["precision"] and report["clean_untouched"] == 1.0
+
+
+def test_the_tick_that_ends_a_muted_call_stays_out_of_the_recording():
+    """The session sends the tick that finished the call after ``finish``: it belongs to the
+    span that was in force (a declined caller's last words, a card number's tail)."""
+    record = CallRecord(pack="bank", asr_model="x", tts_voice="y")
+    privacy = CallPrivacy(record)
+    privacy.reply(Reply("Goodbye.", "answer", consent=ConsentState.DECLINED), None, 0.2)
+    privacy.finish(4.0)
+    assert privacy.tick_private()
+    assert record.muted == [{"start": 0.0, "end": 4.0, "reason": "consent"}]
+    assert record.recording is None

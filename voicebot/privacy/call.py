@@ -151,10 +151,12 @@ class CallPrivacy:
         return private
 
     def finish(self, t: float) -> None:
-        """Close the last muted span; a call with no recorded audio has no recording."""
+        """Close the last muted span; a call with no recorded audio has no recording.
+
+        The span stays in force: the session may still send the tick that finished the call,
+        and that audio belongs to the span."""
         if self._muted is not None:
             self._close_mute(t)
-            self._muted = None
         if self.record.consent is None:
             self._set_consent(ConsentState.NONE, t)
         if not self._recorded:
