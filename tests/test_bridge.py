@@ -85,20 +85,27 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
     async def phone_call():
         url = f"{server.ws_url}/twilio/media"
         async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
-            await hand_off(peer, caller_audio)
-            await queue_state(store, "holding")
-            result["hold_tick"] = peer.tick
-            await peer.wait_bot_speaking(after=peer.tick, timeout=120)  # the hold message
-            await asyncio.to_thread(bridged.wait, 300)
-            result["bridged_tick"] = start = peer.tick
-            await peer.wait_bot_done(after=start, quiet_s=1.5, timeout=120)  # the agent
-            peer.say(caller_audio(CALLER_SAYS))
-            await peer.wait_said(timeout=60)
-            await asyncio.to_thread(caller_recognized.wait, 300)
-            result["heard"] = peer.heard_audio(start)
-            await peer.stop()
-            await peer.wait_closed(timeout=60)
-            result["closed"] = (peer.close_code, peer.close_reason)
+            try:
+                await talk(peer)
+            except BaseException as exc:
+                result["error"] = (repr(exc), peer.close_code, peer.close_reason, peer.tick)
+                raise
+
+    async def talk(peer):
+        await hand_off(peer, caller_audio)
+        await queue_state(store, "holding")
+        result["hold_tick"] = peer.tick
+        await peer.wait_bot_speaking(after=peer.tick, timeout=120)  # the hold message
+        await asyncio.to_thread(bridged.wait, 300)
+        result["bridged_tick"] = start = peer.tick
+        await peer.wait_bot_done(after=start, quiet_s=1.5, timeout=120)  # the agent
+        peer.say(caller_audio(CALLER_SAYS))
+        await peer.wait_said(timeout=60)
+        await asyncio.to_thread(caller_recognized.wait, 300)
+        result["heard"] = peer.heard_audio(start)
+        await peer.stop()
+        await peer.wait_closed(timeout=60)
+        result["closed"] = (peer.close_code, peer.close_reason)
 
     call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
     try:
@@ -113,15 +120,19 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
                 card = page.locator("article[data-status=queued]")
                 card.wait_for(timeout=WAIT_MS)
                 card.locator("button.claim").click()
-                page.wait_for_function("window.desk.connected", timeout=WAIT_MS)
+                page.wait_for_function("() => window.desk.connected", timeout=WAIT_MS)
                 bridged.set()
-                page.wait_for_function(
-                    "window.desk.events.some(e => e.type === 'turn' && e.role === 'caller'"
-                    " && /stol|airport/i.test(e.text))",
-                    timeout=WAIT_MS,
-                )
+                try:
+                    page.wait_for_function(
+                        "() => window.desk.events.some(e => e.type === 'turn'"
+                        " && e.role === 'caller' && /stol|airport/i.test(e.text))",
+                        timeout=WAIT_MS,
+                    )
+                except Exception:  # say what each side got, and how the call ended
+                    seen = page.evaluate("window.desk.events")
+                    pytest.fail(f"the agent never saw the caller's words: {seen}; peer: {result}")
                 caller_recognized.set()
-                page.wait_for_function("window.desk.closed !== null", timeout=WAIT_MS)
+                page.wait_for_function("() => window.desk.closed !== null", timeout=WAIT_MS)
                 agent_heard = page.evaluate("window.desk.heardBase64()")
                 events = page.evaluate("window.desk.events")
                 closed_for_agent = page.evaluate("window.desk.closed")

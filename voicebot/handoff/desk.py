@@ -27,6 +27,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect
 
 from voicebot.auth import Principal, audit
 from voicebot.errors import HandoffError
@@ -185,8 +186,8 @@ def desk_router(
             await link.flush()
             pump.cancel()
         reason = held.end_reason if held.done.is_set() else "agent left"
-        with contextlib.suppress(RuntimeError, ConnectionError):
-            await ws.close(1000, reason)
+        with contextlib.suppress(RuntimeError, ConnectionError, WebSocketDisconnect):
+            await ws.close(1000, reason)  # the agent may be gone already
 
     return router
 
