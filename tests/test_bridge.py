@@ -169,7 +169,7 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
     assert (row["status"], row["agent"]) == ("claimed", "ana")
     assert queue["state"] == "answered" and queue["agent"] == "ana" and queue["waited_s"] > 0
     assert record["ended_by"] == "handoff" and record["duration_s"] > hold[0]["end"]
-    assert result["closed"] == (1000, "caller hung up")
+    assert result["closed"] == (1000, "stream stopped")  # the peer sent "stop"
     assert closed_for_agent["reason"] == "caller hung up"
     # The recording goes on with both legs: the caller's (left) and the agent's (right).
     audio, rate = sf.read(record["recording"])
