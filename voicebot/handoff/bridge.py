@@ -400,6 +400,14 @@ class HeldCall:
         self._set_queue({"state": "answered", "agent": agent.name, "waited_s": waited})
         self.bridged.set()
 
+    def hang_up(self) -> None:
+        """The claiming agent closed the handoff: end the call (bridged or still holding)."""
+        if self.agent is not None:
+            self.agent.hang_up()
+        else:
+            self._say.clear()
+            self._ending = True
+
     def _agent_left(self, agent: AgentLink) -> None:
         self.agent = None
         self.agent_leg = None

@@ -146,8 +146,8 @@ def desk_router(
             _audit, store, who, "closed", row, {"disposition": body.disposition}
         )
         held = queue.live(handoff_id) if queue is not None else None
-        if held is not None and held.agent is not None and held.agent.name == who.name:
-            held.agent.hang_up()
+        if held is not None:
+            held.hang_up()  # the agent is done with this caller
         return card(row)
 
     @router.websocket("/desk/bridge/{handoff_id}")
