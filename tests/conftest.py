@@ -45,6 +45,19 @@ def store(request, tmp_path):
     instance.close()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (``tests/browsers.py``) for a module's page tests."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browsers import launch
+
+    with sync_playwright() as p:
+        instance = launch(p)
+        yield instance
+        instance.close()
+
+
 @pytest.fixture(scope="session")
 def tts():
     from voicebot.tts.piper import PiperTTS

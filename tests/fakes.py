@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from voicebot.asr.base import ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import CallerTurn, IntentResult, Reply, SpeechChunk, Transcript
 
@@ -33,9 +34,11 @@ class ScriptedASR:
         self.texts = texts
         self.compute_s = compute_s
         self.calls: list[float] = []  # audio seconds per call
+        self.contexts: list[ASRContext | None] = []  # what each call was told to expect
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         time.sleep(self.compute_s)
+        self.contexts.append(context)
         self.calls.append(len(audio) / SAMPLE_RATE)
         # Each utterance is a tone whose frequency encodes its index: 300 Hz + 100 Hz * i.
         spectrum = np.abs(np.fft.rfft(audio))
@@ -57,6 +60,21 @@ def tone(index: int, seconds: float, amplitude: float = 0.3) -> np.ndarray:
     """The caller 'says' scripted utterance ``index``: a tone the ScriptedASR decodes."""
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return (amplitude * np.sin(2 * np.pi * (300 + 100 * index) * t)).astype(np.float32)
+
+
+def keypad_tones(keys: str, press_s: float = 0.1, gap_s: float = 0.1) -> np.ndarray:
+    """A caller typing ``keys`` on a phone's keypad: each key's two DTMF tones (ITU-T Q.23),
+    as a phone plays them into the line."""
+    from voicebot.audio.dtmf import HIGH_HZ, KEYS, LOW_HZ
+
+    t = np.arange(round(press_s * SAMPLE_RATE)) / SAMPLE_RATE
+    pieces = []
+    for key in keys:
+        row = next(i for i, keys_of_row in enumerate(KEYS) if key in keys_of_row)
+        low, high = LOW_HZ[row], HIGH_HZ[KEYS[row].index(key)]
+        pieces.append(0.25 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t)))
+        pieces.append(np.zeros(round(gap_s * SAMPLE_RATE)))
+    return np.concatenate(pieces).astype(np.float32)
 
 
 class BeepTTS:
@@ -95,6 +113,10 @@ class EchoDialog:
             return Reply("Goodbye", kind="farewell", intent=intent, end_call=True)
         return Reply(f"You said {turn.text}. Anything else", kind="answer", intent=intent)
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        self.turns.append(f"<{turn.transcript.dropped}>")
+        return Reply("Sorry, say that again", kind="fallback")
+
     def no_input(self) -> Reply:
         self.silences += 1
         if self.silences >= 2:
@@ -115,9 +137,11 @@ class EngineScriptedASR(ScriptedASR):
     def open_call(self) -> "EngineScriptedASR":
         return self
 
-    def submit(self, audio: np.ndarray, *, final: bool) -> "Future[Transcript]":
+    def submit(
+        self, audio: np.ndarray, *, final: bool, context: ASRContext | None = None
+    ) -> "Future[Transcript]":
         self.submitted.append(final)
-        return self._pool.submit(self.transcribe, audio)
+        return self._pool.submit(self.transcribe, audio, context)
 
     def close(self) -> None:
         self.closed_calls += 1

@@ -32,8 +32,8 @@ from voicebot.store.schema import audit_log
 SCRAPE = "test-scrape-token"
 # Every route open without sign-in, on purpose. A new one must be added here, with its
 # reason in its ``public(...)`` rule: that is the review this list forces.
-PUBLIC = {"/healthz", "/login", "/login.js", "/auth/login"}
-TWILIO = {"/twilio/voice", "/twilio/media"}
+PUBLIC = {"/healthz", "/readyz", "/login", "/login.js", "/auth/login"}
+TWILIO = {"/twilio/voice", "/twilio/media", "/twilio/continue", "/twilio/dial"}
 WRONG = {"detail": "wrong name or password"}
 INVALID = {"detail": "invalid credentials"}
 
@@ -289,7 +289,8 @@ def test_limits_refuse_with_a_reason_and_are_counted(sqlite_store):
         big = httpx.post(login, json={"name": "sue", "password": "x" * 2000})
         assert big.status_code == 413
 
-        # Sockets that have not said "start" yet: two may wait, the third is told why.
+        # Sockets that have not said "start" yet: two may wait; a third makes the one that
+        # waited longest leave (told why), so idle sockets never keep a caller out.
         url = f"{server.ws_url}/twilio/media"
         headers = {"X-Twilio-Signature": signature(TWILIO_TOKEN, url, [])}
 
@@ -298,13 +299,15 @@ def test_limits_refuse_with_a_reason_and_are_counted(sqlite_store):
             second = await websockets.connect(url, additional_headers=headers)
             third = await websockets.connect(url, additional_headers=headers)
             with pytest.raises(websockets.ConnectionClosed):
-                await asyncio.wait_for(third.recv(), 30)
-            for ws in (first, second):
+                await asyncio.wait_for(first.recv(), 30)
+            for ws in (second, third):
+                assert ws.close_code is None  # still waiting
                 await ws.close()
-            return third.close_code, third.close_reason
+            return first.close_code, first.close_reason
 
         code, reason = asyncio.run(waiting_then_one_more())
-        assert code == 1013 and "too many connections waiting" in reason
+        assert code == 1013
+        assert reason == "too many connections waiting to start a call: this one waited longest"
 
         # Public browser calls: two from this address, then "try again in ...".
         async def browser_calls():

@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.browsers import launch
 from tests.fakes import NoCalls
 from tests.servers import Server
 from tests.signin import SIGN_IN_PAGE, TWILIO_TOKEN, add_user, sign_in_page, signed_in
 from voicebot.server import ServerConfig, create_app
-from voicebot.server.twilio_peer import TwilioPeer
+from voicebot.server.twilio_peer import TwilioCall
 from voicebot.store import Store, StoreWriter
 
 
@@ -122,16 +121,6 @@ def test_event_stream_sends_the_queue_then_changes(desk):
     assert events[1][1]["handoff_id"] == "h2" and events[1][1]["reason"] == "negative_sentiment"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = launch(p)
-        yield instance
-        instance.close()
-
-
 @pytest.fixture
 def served(bot, tmp_path):
     """What ``voicebot serve`` runs: calls, the store, the desk, in one real server."""
@@ -161,16 +150,19 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
 
     async def phone_call():
         """A Twilio caller: a request, then an angry demand for a person."""
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
+        twilio = TwilioCall(server.url, TWILIO_TOKEN, caller_id="+15551230001")
+        async with await twilio.start() as peer:
             await peer.wait_bot_done()  # the greeting
             said = peer.say(caller_audio("I was charged twice at a restaurant"))
             await peer.wait_bot_done(after=said.last_voiced)
             peer.say(caller_audio("this is useless, get me a real person"))
             await peer.wait_closed(timeout=600)  # held until the agent closes the card
             closed.append((peer.close_code, peer.close_reason))
+        await twilio.follow()  # what Twilio asks once the stream has ended
+        continued.extend(v.name for v in twilio.verbs)
 
     closed: list[tuple[int, str]] = []
+    continued: list[str] = []
     call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
     call.start()
     # Re-rendering replaces elements, so the test reads through locators, never handles.
@@ -195,6 +187,7 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
     page.locator("text=No handoffs waiting").wait_for()
     call.join(120)  # closing the card hung up on the caller held on the line
     assert closed == [(1000, "call ended by handoff")]
+    assert continued == ["Hangup"]  # the desk had the caller: not sent on, no callback offer
     row = store.list_handoffs()[0]
     assert store.get_call(row["call_id"])["ended_by"] == "handoff"
     assert (row["status"], row["agent"], row["disposition"]) == ("closed", "ana", "resolved")

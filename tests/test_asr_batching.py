@@ -9,9 +9,10 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 
+from voicebot.asr.base import ASRContext
 from voicebot.asr.batching import BatchingASR, BatchingConfig
 from voicebot.errors import ASROutOfMemoryError
-from voicebot.events import Transcript
+from voicebot.events import Expect, Expectation, Transcript
 
 WAIT_S = 60  # hang guard only: every wait below ends as soon as the engine acts
 
@@ -24,6 +25,7 @@ class FakeRecognizer:
 
     def __init__(self, *, oom_above: int | None = None) -> None:
         self.batches: list[list[int]] = []
+        self.contexts: list[list] = []  # each batch's contexts, request by request
         self.entered: queue.Queue[list[int]] = queue.Queue()
         self.gate = threading.Event()
         self.gate.set()
@@ -34,8 +36,9 @@ class FakeRecognizer:
         """Let exactly one held batch finish."""
         self._steps.release()
 
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
+    def transcribe_batch(self, audios: list[np.ndarray], contexts=None) -> list[Transcript]:
         ids = [int(a[0]) for a in audios]
+        self.contexts.append(contexts)
         self.entered.put(ids)
         while not self.gate.is_set() and not self._steps.acquire(timeout=0.01):
             pass
@@ -78,6 +81,22 @@ def test_finals_are_batched_before_partials(held):
     assert first.result(WAIT_S).text == "0"
     assert [f.result(WAIT_S).text for f in finals + partials] == ["7", "8", "1", "2", "3"]
     assert model.batches[1] == [7, 8, 1, 2, 3]
+
+
+def test_requests_heard_in_different_contexts_share_a_batch(held):
+    """A digit question's request and a plain one go to the model together, each with its
+    own context (the model groups them by prompt after one encoder pass)."""
+    engine, model, _ = held
+    digits = ASRContext(Expectation(Expect.DIGITS, digits=5))
+    call = engine.open_call()
+    asked = call.submit(clip(1), final=True, context=digits)
+    plain = engine.submit(clip(2), final=True)
+    model.gate.set()
+    assert [asked.result(WAIT_S).text, plain.result(WAIT_S).text] == ["1", "2"]
+    assert model.batches[1] == [1, 2]
+    assert model.contexts[1] == [digits, None]
+    assert engine.transcribe(clip(3), digits).text == "3"
+    assert model.contexts[-1] == [digits]
 
 
 def test_overload_drops_the_oldest_partials_never_finals():

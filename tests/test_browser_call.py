@@ -82,8 +82,9 @@ def test_public_calls_need_no_sign_in_and_their_caller_id_identifies_nobody(bot,
         async with websockets.connect(f"{server.ws_url}/ws/call") as ws:
             start = {"type": "start", "sampleRate": 16000, "callerId": "+15551230001"}
             await ws.send(json.dumps(start))
-            for _ in range(50):  # a second of silence from the microphone
-                await ws.send(np.zeros(320, "<i2").tobytes())
+            for _ in range(50):  # a second of silence from the microphone, in real time:
+                await ws.send(np.zeros(320, "<i2").tobytes())  # an unsigned line must prove
+                await asyncio.sleep(0.02)  # it is one before it takes a call slot
             await ws.send(json.dumps({"type": "stop"}))
             with pytest.raises(websockets.ConnectionClosed):
                 while True:

@@ -100,7 +100,7 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     assert "missing.json: cannot read report" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("suite", ["asr", "intents", "calls"])
+@pytest.mark.parametrize("suite", ["asr", "intents", "calls", "digits"])
 def test_every_suite_checks_its_report_path_before_running(tmp_path, capsys, suite):
     source = "--scenarios" if suite == "calls" else "--manifest"
     status = main(["eval", suite, source, str(tmp_path / "m"), "--report", str(tmp_path)])

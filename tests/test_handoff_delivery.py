@@ -10,12 +10,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.servers import Receiver, wait_for
 from voicebot.handoff.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, verify
 from voicebot.pipeline.record import CallRecord, Turn
 from voicebot.store import Store, StoreWriter
@@ -32,15 +31,6 @@ def packet(handoff_id="h1"):
         "summary": "Wants: dispute a wrong charge.",
         "transcript": [{"role": "caller", "text": "this is ridiculous", "start": 1.0}],
     }
-
-
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- the writer: transcripts as they happen, the spool when the database fails -----------
@@ -107,36 +97,6 @@ def test_llm_summary_replaces_the_structured_one_when_ready(tmp_path):
 
 
 # --- webhooks ----------------------------------------------------------------------------
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers from a script of behaviours."""
-
-    def __init__(self, script, port=0):
-        self.script, self.received = list(script), []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                action = receiver.script.pop(0) if receiver.script else 200
-                if action == "slow":
-                    time.sleep(1.5)
-                    action = 200
-                receiver.received.append((dict(self.headers), body, action))
-                self.send_response(action)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

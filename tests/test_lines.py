@@ -40,7 +40,7 @@ async def _line() -> tuple[TwilioLine, list[dict]]:
     async def send_text(text: str) -> None:
         sent.append(json.loads(text))
 
-    line = TwilioLine(send_text, idle_timeout_s=0.2)
+    line = TwilioLine(send_text, idle_timeout_s=0.2, max_ahead_s=None)  # fed faster than real time
     line.handle(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
     line.handle(json.dumps(START))
     line.handle(media(mulaw_encode(np.zeros(160, np.int16))))  # fills the resampler's 1.5 ms
@@ -217,3 +217,37 @@ def test_browser_line_takes_48_khz_audio_and_sends_the_page_its_events(tts):
     assert line.caller_id == "+1555" and len(frame.pcm) == 320
     assert texts == [{"type": "partial", "text": "I lost", "dropped": None}]
     assert len(audio) == 1 and len(audio[0]) == 640  # silence is not sent
+
+
+def test_a_line_the_server_fell_behind_on_catches_up_then_ends_by_overload():
+    """Audio piling up unread while a call reads the line is the server's doing: the older
+    half is dropped so the call hears the caller in step again; a server that keeps falling
+    behind ends the call (1013, ``overload``). Audio arriving faster than the wall clock is
+    the peer's (1008, ``protocol``)."""
+    silence = media(mulaw_encode(np.zeros(160, np.int16)))
+
+    async def behind():
+        line, _ = await _line()
+        line.handle(silence)
+        line.begin()
+        await line.receive()  # a call reads the line, then stops keeping up
+        for _ in range(260):
+            line.handle(silence)
+        caught_up = (line.hangup, line.dropped_frames, line._inbound.qsize())
+        for _ in range(1600):
+            line.handle(silence)
+        return caught_up, line.hangup
+
+    async def fast():
+        line = TwilioLine(lambda text: asyncio.sleep(0))
+        line.handle(json.dumps(START))
+        for _ in range(500):  # 10 s of audio at once
+            line.handle(silence)
+        return line.hangup
+
+    ((hangup, dropped, queued), overloaded), flooded = asyncio.run(behind()), asyncio.run(fast())
+    assert hangup is None and dropped == 126 and queued == 134  # 5 s behind: 2.5 s dropped
+    assert (overloaded.code, overloaded.by) == (1013, "overload")
+    assert "fell behind the caller's audio" in overloaded.reason
+    assert (flooded.code, flooded.by) == (1008, "protocol")
+    assert "faster than real time" in flooded.reason

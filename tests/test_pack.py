@@ -105,6 +105,11 @@ no_input: [hello]
         ),
         ("greting: hello\nintents: {}\n", 5, "unknown key 'greting' in the pack"),
         ("intents:\n  a:\n    examples: [x\n", None, "invalid YAML"),
+        (
+            "transfer_to: agents<1>\nintents:\n  a:\n    examples: [x]\n    response: r\n",
+            5,
+            "transfer_to: 'agents<1>' is neither an E.164 number",
+        ),
     ],
 )
 def test_malformed_packs_name_file_line_and_reason(tmp_path, body, line, reason):
@@ -130,6 +135,13 @@ def test_empty_or_undecodable_pack_is_a_pack_error(tmp_path, content, reason):
     path.write_bytes(content)
     with pytest.raises(PackError, match=re.escape(reason)):
         load_pack(path)
+
+
+def test_a_pack_names_its_agents_line(tmp_path):
+    body = "transfer_to: tel:+1 415 555 0100\nintents:\n  a:\n    examples: [x]\n    response: r\n"
+    pack = load_pack(write(tmp_path, GOOD_HEAD + body))
+    assert (pack.transfer_to.kind, pack.transfer_to.address) == ("number", "+14155550100")
+    assert load_pack("bank").transfer_to is None
 
 
 def test_missing_top_level_key(tmp_path):

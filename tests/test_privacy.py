@@ -221,6 +221,18 @@ def test_opt_in_consent_takes_yes_no_or_the_keypad(answer, state):
     assert dialog.respond(_turn("bye")).consent is None  # asked once
 
 
+def test_an_opt_in_answer_nobody_could_make_out_is_no_consent():
+    inner = EchoDialog()
+    config = ConsentConfig("This call may be recorded.", opt_in="Say yes or press 1 to allow it.")
+    dialog = ConsentDialog(inner, config)
+    dialog.greet()
+    unheard = CallerTurn("", Transcript("", -0.4, 0.1, 1.2, 0.1, dropped="empty"), 0.0, 1.2)
+    reply = dialog.not_understood(unheard)
+    assert reply.consent is ConsentState.NO_ANSWER and reply.text == "Sorry, say that again"
+    assert inner.turns == ["<empty>"]  # the dialog's own ladder counts it
+    assert dialog.not_understood(unheard).consent is None  # asked once
+
+
 def test_consent_state_and_mute_spans_reach_the_record():
     record = CallRecord(pack="bank", asr_model="x", tts_voice="y")
     privacy = CallPrivacy(record)

@@ -68,6 +68,17 @@ def test_the_goodbye_waits_for_the_survey_answer():
     assert record.survey == {"asked": True, "score": 4, "via": "keypad"}
 
 
+def test_speech_nobody_could_make_out_is_passed_on_or_asked_again():
+    inner = EchoDialog()
+    dialog, record = survey_dialog(inner)
+    unheard = CallerTurn("", Transcript("", -0.3, 0.1, 0.8, 0.0, dropped="empty"), 1.0, 1.8)
+    assert dialog.not_understood(unheard).text == "Sorry, say that again"  # the inner dialog's
+    assert inner.turns == ["<empty>"]
+    dialog.respond(said("bye"))
+    assert dialog.not_understood(unheard).text == SURVEY.reprompt  # the survey asks once more
+    assert record.survey["score"] is None
+
+
 def test_spoken_answer_unclear_answer_and_silence():
     dialog, record = survey_dialog()
     dialog.respond(said("bye"))

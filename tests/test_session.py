@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, tone
-from voicebot.events import ConsentState, Expect, Expectation, Reply
+from tests.fakes import BeepTTS, EchoDialog, EnergyVAD, ScriptedASR, keypad_tones, tone
+from voicebot.events import ConsentState, Expect, Expectation, Reply, Transcript
 from voicebot.pipeline.record import CallRecord
 from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession
@@ -26,7 +26,18 @@ def no_compute_time() -> float:
     return 0.0
 
 
-def run_call(segments, *, asr=None, config=None, tail_s=20.0, workers=2, phone=False, clock=None):
+def run_call(
+    segments,
+    *,
+    asr=None,
+    config=None,
+    tail_s=20.0,
+    workers=2,
+    phone=False,
+    clock=None,
+    dialog=None,
+    vocabulary=(),
+):
     async def main():
         with PriorityWorkers(workers) as executor:
             record = CallRecord(pack="test", asr_model="scripted", tts_voice="beep")
@@ -37,10 +48,11 @@ def run_call(segments, *, asr=None, config=None, tail_s=20.0, workers=2, phone=F
                 asr=asr or ScriptedASR(TEXTS),
                 tts=BeepTTS(),
                 vad=EnergyVAD(),
-                dialog=EchoDialog(),
+                dialog=dialog or EchoDialog(),
                 scheduler=Scheduler(executor, realtime=False, clock=clock or time.perf_counter),
                 record=record,
                 config=config,
+                vocabulary=vocabulary,
             )
             await session.run(caller)
             return record, caller
@@ -103,11 +115,11 @@ class FailingOnceASR(ScriptedASR):
         super().__init__(texts)
         self.failed = False
 
-    def transcribe(self, audio):
+    def transcribe(self, audio, context=None):
         if not self.failed and len(audio) > 16000:
             self.failed = True
             raise RuntimeError("CUDA out of memory")
-        return super().transcribe(audio)
+        return super().transcribe(audio, context)
 
 
 def test_a_recognizer_failure_drops_that_turn_and_the_call_goes_on(caplog):
@@ -245,6 +257,93 @@ def test_a_batching_engine_gets_the_requests_directly_with_their_kind():
     assert [t.text for t in caller_turns(record)] == ["i lost my card", "bye now"]
     assert False in engine.submitted and True in engine.submitted  # partials and finals
     assert engine.closed_calls == 1  # the call's pending requests are dropped at hang-up
+
+
+class DigitQuestionDialog(EchoDialog):
+    """Asks for a ZIP code first, then answers like ``EchoDialog``."""
+
+    def greet(self) -> Reply:
+        return Reply(
+            "What is your ZIP code", kind="question", expects=Expectation(Expect.DIGITS, 5)
+        )
+
+
+def test_the_recognizer_hears_each_turn_with_the_question_it_answers():
+    asr = ScriptedASR(TEXTS)
+    segments = [CallerSegment(tone(0, 1.0)), CallerSegment(tone(2, 0.8))]
+    record, _ = run_call(
+        segments, asr=asr, dialog=DigitQuestionDialog(), phone=True, vocabulary=("Northwind",)
+    )
+    first, second = (t for t in caller_turns(record))
+    assert first.asr["expects"] == "digits" and second.asr["expects"] == "request"
+    kinds = [c.expects.kind for c in asr.contexts]
+    assert kinds[0] == Expect.DIGITS and kinds[-1] == Expect.REQUEST
+    assert all(c.vocabulary == ("Northwind",) for c in asr.contexts)
+    assert asr.contexts[0].expects.digits == 5
+
+
+def test_a_batching_engine_gets_each_request_with_its_context():
+    from tests.fakes import EngineScriptedASR
+
+    engine = EngineScriptedASR(TEXTS)
+    segments = [CallerSegment(tone(0, 1.0)), CallerSegment(tone(2, 0.8))]
+    run_call(segments, asr=engine, dialog=DigitQuestionDialog(), phone=True)
+    assert [c.expects.kind for c in engine.contexts] == [Expect.DIGITS, Expect.REQUEST]
+
+
+def test_speech_without_words_is_not_understood_and_asked_again():
+    """Index 7 has no scripted text: the recognizer gives nothing usable for real speech."""
+    dialog = EchoDialog()
+    segments = [CallerSegment(tone(7, 1.0)), CallerSegment(tone(2, 0.8))]
+    record, _ = run_call(segments, dialog=dialog, phone=True)
+    unheard, bye = caller_turns(record)
+    assert unheard.dropped == "empty" and unheard.heard == "no_words"
+    assert bye.heard == "words"
+    assert dialog.turns == ["<empty>", "bye now"]
+    assert [t.text for t in bot_turns(record)][1] == "Sorry, say that again"
+    assert record.ended_by == "bot"
+
+
+class NoSpeechASR(ScriptedASR):
+    """Whisper's own verdict on a noise the VAD let through: no speech."""
+
+    def transcribe(self, audio, context=None):
+        heard = super().transcribe(audio, context)
+        if heard.text:
+            return heard
+        return Transcript("", -1.5, 0.9, heard.audio_s, 0.0, dropped="no_speech", raw_text="you")
+
+
+def test_noise_the_recognizer_judges_no_speech_stays_silence():
+    dialog = EchoDialog()
+    segments = [CallerSegment(tone(7, 1.0)), CallerSegment(tone(2, 0.8))]
+    record, _ = run_call(segments, asr=NoSpeechASR(TEXTS), dialog=dialog, phone=True)
+    noise, bye = caller_turns(record)
+    assert noise.heard == "silence" and noise.dropped == "no_speech" and bye.heard == "words"
+    assert dialog.turns == ["bye now"]  # never answered
+
+
+def test_keypad_tones_in_the_audio_are_a_keypad_turn_not_speech():
+    asr = ScriptedASR(TEXTS)
+    dialog = EchoDialog()
+    typed = np.concatenate([keypad_tones("94107"), np.zeros(32000, np.float32)])
+    record, _ = run_call(
+        [CallerSegment(typed), CallerSegment(tone(2, 0.8))], asr=asr, dialog=dialog
+    )
+    keypad, bye = caller_turns(record)
+    assert keypad.kind == "dtmf" and keypad.text == "9 4 1 0 7" and bye.text == "bye now"
+    assert dialog.turns == ["9 4 1 0 7", "bye now"]
+    assert len(asr.calls) <= 2  # the tones were never sent to the recognizer as speech
+
+
+def test_the_pound_key_ends_a_keypad_entry_at_once():
+    dialog = EchoDialog()
+    typed = keypad_tones("4567#")
+    record, _ = run_call([CallerSegment(typed), CallerSegment(tone(2, 0.8))], dialog=dialog)
+    keypad = caller_turns(record)[0]
+    assert keypad.text == "4 5 6 7"
+    # "#" submits without waiting for the 1.5 s gap after the last key.
+    assert keypad.start - record.turns[0].end < len(typed) / 16000 + 0.6
 
 
 class SlowDialog(EchoDialog):

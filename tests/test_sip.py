@@ -128,7 +128,10 @@ def test_settings_say_what_is_wrong(tmp_path, monkeypatch):
     [
         (["--sip-listen", "0.0.0.0:5060"], "not the wildcard"),
         (["--sip-listen", "192.0.2.1:5060"], "--sip-trust CIDR"),
-        (["--transfer-to", "sip:queue@pbx"], "need --sip-listen"),
+        (["--sip-register", "sip:bot@pbx"], "need --sip-listen"),
+        (["--transfer-to", "agents<1>"], "neither an E.164 number"),
+        (["--transfer-to", "+1 555"], "not a possible phone number"),
+        (["--sip-listen", "127.0.0.1:0", "--transfer-to", "support"], "a Twilio queue name"),
     ],
 )
 def test_serve_refuses_sip_settings_it_cannot_use_before_loading_models(argv, says, capsys):

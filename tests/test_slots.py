@@ -115,6 +115,8 @@ def test_read_number_starts_mid_sentence_and_skips_pronoun_one():
         ("um it's double two three", "223"),
         ("triple five one", "5551"),
         ("double oh seven", "007"),
+        ("Double 812", "8812"),  # tiny.en on Piper's "double eight one two" (eval digits)
+        ("Double 3 1 0 1", "33101"),
         ("oh one", "01"),
         ("zero nine", "09"),
         ("0123", "0123"),  # leading zeros kept

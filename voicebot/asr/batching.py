@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voicebot.asr.base import ASRContext
 from voicebot.errors import ASROutOfMemoryError
 from voicebot.events import Transcript
 
@@ -33,7 +34,9 @@ class BatchRecognizer(Protocol):
 
     name: str
 
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Transcript]: ...
+    def transcribe_batch(
+        self, audios: list[np.ndarray], contexts: list[ASRContext | None] | None = None
+    ) -> list[Transcript]: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class _Request:
     audio: np.ndarray
     final: bool
     call: "CallHandle | None"
+    context: ASRContext | None = None
     submitted: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
 
@@ -84,17 +88,23 @@ class BatchingASR:
         self._worker = threading.Thread(target=self._run, name="asr-batching", daemon=True)
         self._worker.start()
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.submit(audio, final=True).result()
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
+        return self.submit(audio, final=True, context=context).result()
 
     def open_call(self) -> "CallHandle":
         return CallHandle(self)
 
     def submit(
-        self, audio: np.ndarray, *, final: bool, call: "CallHandle | None" = None
+        self,
+        audio: np.ndarray,
+        *,
+        final: bool,
+        call: "CallHandle | None" = None,
+        context: ASRContext | None = None,
     ) -> "Future[Transcript]":
-        """Queue ``audio``; the future resolves to its transcript (or a dropped partial)."""
-        request = _Request(audio, final, call)
+        """Queue ``audio``, heard in ``context``; the future resolves to its transcript (or a
+        dropped partial). Requests of different contexts still share a batch."""
+        request = _Request(audio, final, call, context)
         dropped: list[_Request] = []
         superseded: list[_Request] = []
         with self._lock:
@@ -189,7 +199,9 @@ class BatchingASR:
         """Run one batch; out of memory splits it in two, down to a single request."""
         started = time.perf_counter()
         try:
-            results = self.model.transcribe_batch([r.audio for r in batch])
+            results = self.model.transcribe_batch(
+                [r.audio for r in batch], [r.context for r in batch]
+            )
         except ASROutOfMemoryError as exc:
             if len(batch) == 1:
                 self._fail(batch, exc)
@@ -236,11 +248,13 @@ class CallHandle:
         self._guard = threading.Lock()
         self.closed = False
 
-    def submit(self, audio: np.ndarray, *, final: bool) -> "Future[Transcript]":
+    def submit(
+        self, audio: np.ndarray, *, final: bool, context: ASRContext | None = None
+    ) -> "Future[Transcript]":
         if self.closed:
             raise RuntimeError("the call has hung up")
         # Not under our lock: the engine's lock is never taken inside a call's (lock order).
-        future = self._engine.submit(audio, final=final, call=self)
+        future = self._engine.submit(audio, final=final, call=self, context=context)
         with self._guard:
             if not self.closed:
                 self._pending.add(future)

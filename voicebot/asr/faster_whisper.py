@@ -6,6 +6,8 @@ import time
 import numpy as np
 from faster_whisper import WhisperModel
 
+from voicebot.asr.base import ASRContext
+from voicebot.asr.decoding import prompt_for, token_budget
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
@@ -41,9 +43,10 @@ class FasterWhisperASR:
         self._beam_size = beam_size
         self._guards = guards or GuardConfig()
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         started = time.perf_counter()
         audio_s = len(audio) / SAMPLE_RATE
+        prompt = prompt_for(context)
         segments, _ = self._model.transcribe(
             audio,
             language=self._language,
@@ -52,6 +55,8 @@ class FasterWhisperASR:
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
+            initial_prompt=prompt,
+            max_new_tokens=token_budget(min(audio_s, 30.0)),
             # Our guards decide on the raw output, so faster-whisper must not filter first.
             no_speech_threshold=None,
             log_prob_threshold=None,
@@ -73,4 +78,5 @@ class FasterWhisperASR:
             audio_s=audio_s,
             compute_s=time.perf_counter() - started,
             config=self._guards,
+            prompt=prompt,
         )

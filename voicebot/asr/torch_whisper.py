@@ -8,7 +8,9 @@ so the converted weights give the same transcripts as ``FasterWhisperASR``.
 ``transcribe_batch`` is what makes one model serve many calls: every clip is a full 30 s
 window for the encoder anyway (Whisper's design), so a batch needs no attention mask, and all
 clips share the same prompt, so greedy decoding advances them together and a clip's result
-does not depend on what it was batched with.
+does not depend on what it was batched with. Clips heard in different contexts (a digit
+question's digit prompt, the pack's vocabulary) share the encoder pass and are decoded in one
+group per prompt.
 """
 
 import logging
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from voicebot.asr.base import ASRContext
+from voicebot.asr.decoding import prompt_for, token_budget
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.asr.whisper_decoder import StaticDecoder
 from voicebot.errors import ASRDeviceError, ASROutOfMemoryError, VoicebotError
@@ -33,10 +37,7 @@ _WINDOW = 30 * WHISPER_RATE  # the encoder's fixed input: 30 s
 _HOP = 160  # 10 ms mel frames
 _FRAMES = _WINDOW // _HOP
 _CUT_SEARCH = 5 * WHISPER_RATE  # long audio is cut at the quietest moment of a window's last 5 s
-# Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
-# under 6, so only a repetition loop reaches it, and it must not hold a whole batch for 448 steps.
-_TOKENS_PER_S = 12
-_TOKEN_MARGIN = 16
+_MAX_PROMPT_TOKENS = 223  # Whisper's previous-text limit: half its context, less <|startofprev|>
 # Not cuDNN attention: it compiles a plan per new (batch, length) shape, hundreds of ms each
 # time a batch of a new size arrives (measured on an H100, docs/benchmarks.md).
 _ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -132,6 +133,7 @@ class TorchWhisperASR:
         self._mel_filters = torch.from_numpy(filters.T.astype(np.float32)).to(self.device)
         self._window = torch.hann_window(400, device=self.device)
         self._setup_tokens(language, config)
+        self._prompt_tokens: dict[str, tuple[int, ...]] = {}  # prompt text -> decoder prompt
         self._lock = threading.Lock()  # the GPU runs one batch at a time anyway
         graphs = cuda_graphs and self.device.type == "cuda"
         self._decoder = StaticDecoder(self._model, cuda_graphs=graphs, max_batch=max_batch)
@@ -153,6 +155,7 @@ class TorchWhisperASR:
         """The prompt and suppressed tokens faster-whisper uses for untimed transcription."""
         tok = self._tokenizer.token_to_id
         self._eot = tok("<|endoftext|>")
+        self._startofprev = tok("<|startofprev|>")
         no_timestamps = tok("<|notimestamps|>")
         self._no_speech = tok("<|nospeech|>") or tok("<|nocaptions|>")
         multilingual = config.vocab_size >= 51865
@@ -181,22 +184,33 @@ class TorchWhisperASR:
         tokens = config.suppress_tokens or self._model.generation_config.suppress_tokens
         return [t for t in tokens or [] if t >= 0]
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         """One clip, unbatched (the ``ASR`` protocol)."""
-        return self.transcribe_batch([audio])[0]
+        return self.transcribe_batch([audio], [context])[0]
 
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
-        """Transcribe 16 kHz mono float32 clips together; any length (over 30 s is chunked).
+    def transcribe_batch(
+        self, audios: list[np.ndarray], contexts: list[ASRContext | None] | None = None
+    ) -> list[Transcript]:
+        """Transcribe 16 kHz mono float32 clips together, each in its own context (None: a
+        plain decode); any length (over 30 s is chunked).
 
         Raises ASROutOfMemoryError when a batch does not fit: a smaller one may.
         """
         started = time.perf_counter()
+        prompts = [prompt_for(c) for c in contexts or [None] * len(audios)]
         pieces = [_chunks(np.asarray(a, np.float32).reshape(-1)) for a in audios]
-        windows = [w for chunks in pieces for w in chunks if len(w) >= _HOP]
+        windows: list[np.ndarray] = []
+        window_prompts: list[tuple[int, ...]] = []
+        for chunks, prompt in zip(pieces, prompts, strict=True):
+            for window in chunks:
+                if len(window) >= _HOP:
+                    windows.append(window)
+                    window_prompts.append(self._decoder_prompt(prompt))
         decoded: list[_Decoded] = []
         try:
             for first in range(0, len(windows), self.max_batch):
-                decoded += self._decode(windows[first : first + self.max_batch])
+                batch = slice(first, first + self.max_batch)
+                decoded += self._decode(windows[batch], window_prompts[batch])
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             raise ASROutOfMemoryError(
@@ -204,13 +218,27 @@ class TorchWhisperASR:
             ) from exc
         compute_s = time.perf_counter() - started
         results, taken = [], 0
-        for audio, chunks in zip(audios, pieces, strict=True):
+        for audio, chunks, prompt in zip(audios, pieces, prompts, strict=True):
             count = sum(len(w) >= _HOP for w in chunks)
             mine, taken = decoded[taken : taken + count], taken + count
-            results.append(self._merge(mine, len(audio) / WHISPER_RATE, compute_s))
+            results.append(self._merge(mine, len(audio) / WHISPER_RATE, compute_s, prompt))
         return results
 
-    def _merge(self, windows: list[_Decoded], audio_s: float, compute_s: float) -> Transcript:
+    def _decoder_prompt(self, prompt: str | None) -> tuple[int, ...]:
+        """The decoder's start tokens, with ``prompt`` as previous text as faster-whisper puts
+        it (``<|startofprev|>`` and the text's last 223 tokens before the transcript's start)."""
+        key = prompt or ""
+        if key not in self._prompt_tokens:
+            previous: list[int] = []
+            if prompt:
+                text = self._tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
+                previous = [self._startofprev, *text.ids[-_MAX_PROMPT_TOKENS:]]
+            self._prompt_tokens[key] = (*previous, *self._prompt)
+        return self._prompt_tokens[key]
+
+    def _merge(
+        self, windows: list[_Decoded], audio_s: float, compute_s: float, prompt: str | None
+    ) -> Transcript:
         """One clip's result from its windows, weighted as ``FasterWhisperASR`` weights segments."""
         if not windows:  # empty or under 10 ms: nothing to hear, no model run
             return judge("", 0.0, 1.0, audio_s=audio_s, compute_s=compute_s, config=self._guards)
@@ -218,36 +246,48 @@ class TorchWhisperASR:
         avg_logprob = sum(w.sum_logprob for w in windows) / sum(w.tokens + 1 for w in windows)
         no_speech = max(w.no_speech_prob for w in windows)
         return judge(
-            raw, avg_logprob, no_speech, audio_s=audio_s, compute_s=compute_s, config=self._guards
+            raw,
+            avg_logprob,
+            no_speech,
+            audio_s=audio_s,
+            compute_s=compute_s,
+            config=self._guards,
+            prompt=prompt,
         )
 
-    def _decode(self, windows: list[np.ndarray]) -> list[_Decoded]:
-        """Greedy decoding of up to ``max_batch`` windows of at most 30 s each, together."""
+    def _decode(self, windows: list[np.ndarray], prompts: list[tuple[int, ...]]) -> list[_Decoded]:
+        """Greedy decoding of up to ``max_batch`` windows of at most 30 s each: one encoder
+        pass for all, then the windows of each prompt decoded together."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for row, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(row)
+        results: list[_Decoded | None] = [None] * len(windows)
         with self._lock, torch.inference_mode(), sdpa_kernel(_ATTENTION):
-            tokens, sum_logprob, no_speech = self._greedy(windows)
-        results = []
-        scores = zip(tokens, sum_logprob.tolist(), no_speech.tolist(), strict=True)
-        for row, total, silent in scores:
-            text_tokens = row[: row.index(self._eot)] if self._eot in row else row
-            text = self._tokenizer.decode(text_tokens).strip()
-            results.append(_Decoded(text, len(text_tokens), total, silent))
-        return results
+            mel = self._log_mel(windows).to(self.dtype)
+            encoded = self._model.model.encoder(mel).last_hidden_state
+            for prompt, rows in groups.items():
+                index = torch.tensor(rows, device=self.device)
+                lengths = [len(windows[row]) for row in rows]
+                tokens, sum_logprob, no_speech = self._greedy(encoded[index], lengths, prompt)
+                scores = zip(rows, tokens, sum_logprob.tolist(), no_speech.tolist(), strict=True)
+                for row, out, total, silent in scores:
+                    text_tokens = out[: out.index(self._eot)] if self._eot in out else out
+                    text = self._tokenizer.decode(text_tokens).strip()
+                    results[row] = _Decoded(text, len(text_tokens), total, silent)
+        return [r for r in results if r is not None]
 
-    def _greedy(self, windows: list[np.ndarray]):
-        """(tokens per window, summed log-probs, no-speech probabilities) of greedy decoding."""
+    def _greedy(self, encoded: torch.Tensor, lengths: list[int], prompt: tuple[int, ...]):
+        """(tokens per window, summed log-probs, no-speech probabilities) of greedy decoding
+        from ``prompt``, for encoder outputs of windows of ``lengths`` samples."""
         model = self._model
-        mel = self._log_mel(windows).to(self.dtype)
-        encoded = model.model.encoder(mel).last_hidden_state
-        batch = len(windows)
-        cache, logits = self._decoder.prefill(encoded, self._prompt)
-        no_speech = logits[:, 0].float().softmax(-1)[:, self._no_speech]
+        batch = encoded.shape[0]
+        cache, logits = self._decoder.prefill(encoded, list(prompt))
+        start = len(prompt) - len(self._prompt)  # <|startoftranscript|>: no-speech is read there
+        no_speech = logits[:, start].float().softmax(-1)[:, self._no_speech]
         logits = logits[:, -1].float()
+        room = model.config.max_target_positions - len(prompt)
         limits = torch.tensor(
-            [
-                min(_token_budget(len(w)), model.config.max_target_positions - len(self._prompt))
-                for w in windows
-            ],
-            device=self.device,
+            [min(token_budget(n / WHISPER_RATE), room) for n in lengths], device=self.device
         )
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         sum_logprob = torch.zeros(batch, device=self.device)
@@ -264,7 +304,7 @@ class TorchWhisperASR:
             done |= (token == self._eot) | (len(steps) >= limits)
             if bool(done.all()):
                 break
-            position = len(self._prompt) + len(steps) - 1
+            position = len(prompt) + len(steps) - 1
             logits = self._decoder.step(cache, token, position).float()
         return torch.stack(steps, 1).tolist(), sum_logprob, no_speech
 
@@ -289,10 +329,6 @@ class TorchWhisperASR:
         mel = (torch.maximum(mel, peak - 8.0) + 4.0) / 4.0
         mel = mel.masked_fill(~valid[:, None], 0.0)[..., :_FRAMES]
         return torch.nn.functional.pad(mel, (0, _FRAMES - mel.shape[-1]))
-
-
-def _token_budget(samples: int) -> int:
-    return _TOKEN_MARGIN + math.ceil(samples / WHISPER_RATE * _TOKENS_PER_S)
 
 
 def _chunks(audio: np.ndarray) -> list[np.ndarray]:

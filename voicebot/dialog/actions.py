@@ -36,8 +36,30 @@ def say_date(day: date) -> str:
     return f"{day:%A}, {day:%B} {day.day}{suffix}"
 
 
+def digit_groups(n: int) -> list[int]:
+    """How ``n`` digits are read back, as people say them: a phone number 3-3-4 (with its
+    country code 1-3-3-4), a card 4-4-4-4, anything else in threes (the last group 2 to 4)."""
+    if n <= 4:
+        return [n] if n else []
+    if n in (10, 11):
+        return [1, 3, 3, 4][11 - n :]
+    if n % 4 == 0:
+        return [4] * (n // 4)
+    threes = [3] * (n // 3)
+    if n % 3 == 1:
+        threes[-1] = 4
+    elif n % 3 == 2:
+        threes.append(2)
+    return threes
+
+
 def say_digits(digits: str) -> str:
-    return " ".join(digits)
+    """Digits one by one, in groups with a pause between them: "5 5 5, 1 2 3, 0 0 0 1"."""
+    groups, start = [], 0
+    for size in digit_groups(len(digits)):
+        groups.append(" ".join(digits[start : start + size]))
+        start += size
+    return ", ".join(groups)
 
 
 def balances(services: Services, customer: str, slots: dict[str, Any]) -> dict[str, str]:

@@ -17,6 +17,11 @@ class Dialog(Protocol):
         """Answer a caller turn."""
         ...
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        """The caller spoke but the recognizer gave nothing usable (``turn.transcript.dropped``
+        says why): ask again, and eventually hand off. Never silence: never hang up on it."""
+        ...
+
     def no_input(self) -> Reply:
         """The caller said nothing for a while; re-prompt, and eventually end the call."""
         ...

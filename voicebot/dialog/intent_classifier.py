@@ -171,6 +171,11 @@ class IntentClassifier:
         log.info("trained intent head for %s: cv accuracy %.3f", pack.name, head.cv_accuracy)
         return cls(pack, embedder, head)
 
+    @property
+    def embedder(self) -> Embedder:
+        """The sentence embedder it classifies with (agent assist matches FAQ facts too)."""
+        return self._embedder
+
     def classify(self, text: str) -> IntentResult:
         text = intent_text(text)
         if not text:

@@ -27,11 +27,18 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from voicebot.dialog.actions import ACTIONS, CALLER_ID_SLOT, FLOW_SLOT, slot_for_speech
+from voicebot.dialog.actions import ACTIONS, CALLER_ID_SLOT, FLOW_SLOT, say_digits, slot_for_speech
 from voicebot.dialog.base import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMError
 from voicebot.dialog.pack import OUT_OF_SCOPE, Flow, Pack, SlotSpec
-from voicebot.dialog.slots import parse_slot, parse_yes_no
+from voicebot.dialog.slots import (
+    digit_run,
+    offered_actions,
+    parse_closing,
+    parse_digit_slot,
+    parse_slot,
+    parse_yes_no,
+)
 from voicebot.events import (
     CallerTurn,
     Decision,
@@ -49,6 +56,7 @@ from voicebot.services.base import ServiceError, Services
 log = logging.getLogger(__name__)
 
 _ANSWERS = {"affirm", "deny"}
+_DIGIT_SLOTS = frozenset({"digits", "card_last_four"})
 SENSITIVE = "[redacted]"  # a sensitive slot's value, as the call remembers it after use
 # What each slot type asks the caller for: (kind of answer, number of digits if fixed).
 _SLOT_EXPECTS: dict[str, tuple[Expect, int | None]] = {
@@ -79,8 +87,10 @@ class _Question:
     """What the bot is waiting for, and how often it has asked."""
 
     kind: str  # phone | verify | slot | confirm | intent ("Did you want to ...?")
+    text: str = ""  # the question as asked, said again when the caller was not understood
     attempts: int = 1
     candidate: str | None = None  # intent: the request offered back to the caller
+    failed: bool = False  # a capture of this answer failed: the keypad has been offered
 
 
 class DialogManager:
@@ -133,6 +143,21 @@ class DialogManager:
         self._silences = 0
         return self.handle_text(turn.text, turn.transcript)
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        """Speech without usable words: say so and ask the open question again (with the
+        keypad offered for a digit answer); the second such turn in a row hands off."""
+        self._silences = 0
+        decision = self.policy.not_understood(turn.transcript)
+        if decision.action == "handoff":
+            return self._handoff(None, decision)
+        question = self._question
+        if question is None:
+            text = _join(self.pack.not_heard, self.pack.fallback.split(". ", 1)[-1])
+        else:
+            text = _join(self.pack.not_heard, question.text, self._keypad_hint())
+            question.failed = question.failed or self._expects_digits()
+        return Reply(text, kind="reprompt", decision=decision, expects=self.expectation())
+
     def snapshot(self) -> dict[str, Any]:
         """The dialog's state for a person taking the call over (JSON-ready)."""
         self._identify()
@@ -159,8 +184,13 @@ class DialogManager:
     def handle_text(self, text: str, transcript: Transcript | None = None) -> Reply:
         """Answer one caller utterance (the text REPL calls this directly)."""
         intent = self._classifier.classify(text)
-        answering = self._question is not None and (
-            self._parses_as_answer(text) or not self._is_new_request(intent)
+        closing = self._is_closing(text, intent)
+        if closing:
+            intent = IntentResult("goodbye", 1.0, 1.0, intent.scores)
+        answering = (
+            not closing
+            and self._question is not None
+            and (self._parses_as_answer(text) or not self._is_new_request(intent))
         )
         signals = TurnSignals.of(text, intent, analyze(text), transcript, answering=answering)
         decision = self.policy.assess(signals)
@@ -185,12 +215,13 @@ class DialogManager:
         question = self._question
         if question is None:
             return Expectation()
-        if question.kind in ("confirm", "intent"):
+        if question.kind in ("confirm", "intent", "readback"):
             return Expectation(Expect.YES_NO)
         if question.kind == "phone":
             return Expectation(Expect.PHONE, slot="phone", sensitive=True)
         if question.kind == "verify":
-            return Expectation(Expect.DIGITS, slot="verification", sensitive=True)
+            digits = self.pack.verification.digits if self.pack.verification else None
+            return Expectation(Expect.DIGITS, digits=digits, slot="verification", sensitive=True)
         slot = self._tasks[-1].missing()
         assert slot is not None  # a slot question is open only while its slot is missing
         kind, digits = _SLOT_EXPECTS.get(slot.type, (Expect.TEXT, None))
@@ -205,22 +236,23 @@ class DialogManager:
                 return self._with_resume(Reply(answer, kind="answer", intent=intent))
         candidate = decision.signals.get("candidate")
         if decision.action == "confirm" and candidate in self.pack.intents:
-            self._question = _Question("intent", candidate=candidate)
             paraphrase = self.pack.intents[candidate].paraphrase
-            return Reply(f"Did you want to {paraphrase}?", kind="question", intent=intent)
+            asked = f"Did you want to {paraphrase}?"
+            self._question = _Question("intent", text=asked, candidate=candidate)
+            return Reply(asked, kind="question", intent=intent)
         return self._with_resume(Reply(self.pack.fallback, kind="fallback", intent=intent))
 
     def _parses_as_answer(self, text: str) -> bool:
         """A usable answer to the open question wins over whatever the intent looks like."""
         question = self._question
         assert question is not None
-        if question.kind in ("confirm", "intent"):
-            return parse_yes_no(text) is not None
-        slot_type = {"phone": "phone", "verify": "digits"}.get(question.kind)
-        if slot_type is None:
-            missing = self._tasks[-1].missing()
-            slot_type = missing.type if missing else "digits"
-        return parse_slot(slot_type, text, today=self._today) is not None
+        if question.kind in ("confirm", "intent", "readback"):
+            return self._yes_or_no(text, None) is not None
+        expects = self.expectation()
+        if expects.kind in (Expect.DIGITS, Expect.PHONE):
+            return bool(digit_run(text).digits)  # even of the wrong length: it is re-asked
+        slot = self._tasks[-1].missing()
+        return parse_slot(slot.type if slot else "text", text, today=self._today) is not None
 
     def _is_new_request(self, intent: IntentResult) -> bool:
         """A confident request for a different task: a digression from the open question."""
@@ -254,14 +286,22 @@ class DialogManager:
         if question.kind == "intent":
             return self._answer_candidate(text, intent, question)
         if question.kind == "phone":
-            customer = self._services.find_customer(parse_slot("phone", text) or "")
+            number = parse_slot("phone", text)
+            customer = self._services.find_customer(number) if number else None
             if customer is not None:
                 self.customer_id = customer.id
                 self._question = None
                 return self._advance(intent)
-            return self._reask(intent, self.pack.verification.ask_phone)
+            return self._reask_digits(intent, self.pack.verification.ask_phone, text, None)
         if question.kind == "verify":
-            if self._services.verify(self.customer_id, text):
+            verification = self.pack.verification
+            expected = verification.digits
+            digits = parse_digit_slot("digits", text, expected)
+            if digits is None:
+                return self._reask_digits(
+                    intent, verification.prompt, text, expected, reason="verification"
+                )
+            if self._services.verify(self.customer_id, digits):
                 self.verified = True
                 self._question = None
                 return self._advance(intent, prefix="Thank you, you're verified.")
@@ -269,32 +309,92 @@ class DialogManager:
                 self._caller_id, self.customer_id
             ):
                 return self._locked_out(intent)
-            return self._reask(intent, self.pack.verification.reprompt, reason="verification")
+            return self._reask_digits(
+                intent, verification.reprompt, "", None, reason="verification"
+            )
         assert task is not None
+        if question.kind == "readback":
+            return self._answer_readback(text, intent, task)
         if question.kind == "slot":
             slot = task.missing()
-            value = parse_slot(slot.type, text, today=self._today)
+            value = self._slot_value(slot, text)
             if value is None:
+                expected = _SLOT_EXPECTS.get(slot.type, (Expect.TEXT, None))[1]
+                if slot.type in _DIGIT_SLOTS:
+                    return self._reask_digits(intent, slot.reprompt, text, expected)
                 return self._reask(intent, slot.reprompt)
             task.slots[slot.name] = value
             self._slots[slot.name] = SENSITIVE if slot.sensitive else value  # kept for the call
+            if (
+                question.failed
+                and slot.type in _DIGIT_SLOTS
+                and not slot.sensitive  # never read back
+                and not self._confirms(task, slot)
+            ):
+                # Heard only on a second try: read it back before acting on it.
+                self._question = _Question("readback", failed=True)
+                self._question.text = self.pack.readback.format(value=say_digits(value))
+                return Reply(self._question.text, kind="question", intent=intent)
             self._question = None
             return self._advance(intent)
         # confirmation
-        yes = _yes_or_no(text, intent)
+        yes = self._yes_or_no(text, intent)
         if yes is None:
             return self._reask(intent, self._confirmation(task))
         intent = _as_answer(intent, yes)
+        if yes and self._fill_from(task, text):
+            # "Yes, the one ending in 8812": the caller corrected what was being confirmed.
+            self._question = _Question("confirm", text=self._confirmation(task))
+            return Reply(self._question.text, kind="question", intent=intent)
         self._question = None
         if not yes:
             self._tasks.pop()
             return self._with_resume(Reply(task.flow.cancelled, kind="answer", intent=intent))
         return self._run(task, intent)
 
+    def _answer_readback(self, text: str, intent: IntentResult, task: _Task) -> Reply:
+        """The caller's answer to "I have 4 5 6 7. Is that right?". A no is the answer's
+        second miss: the slot question's attempts carry on, so it goes to a person."""
+        yes = self._yes_or_no(text, intent)
+        slot = next(s for s in reversed(task.flow.slots) if s.name in task.slots)
+        if yes is None:
+            return self._reask(intent, self._question.text if self._question else slot.prompt)
+        intent = _as_answer(intent, yes)
+        if yes:
+            self._question = None
+            return self._advance(intent)
+        del task.slots[slot.name]
+        self._slots.pop(slot.name, None)
+        self._question = _Question("slot", text=slot.prompt, attempts=2, failed=True)
+        return self._reask(intent, _join(slot.reprompt, self.pack.keypad_hint))
+
+    def _slot_value(self, slot: SlotSpec, text: str) -> Any:
+        """A slot's value from the caller's words; digit slots read with their length."""
+        if slot.type in _DIGIT_SLOTS:
+            return parse_digit_slot(slot.type, text, _SLOT_EXPECTS[slot.type][1])
+        return parse_slot(slot.type, text, today=self._today)
+
+    def _fill_from(self, task: _Task, text: str) -> bool:
+        """Slots a "yes, ..." names with a new value ("yes, the card ending in 8812", "yes,
+        make it 300 dollars"): filled, and True when one changed."""
+        changed = False
+        for slot in task.flow.slots:
+            if slot.type not in ("card_last_four", "amount") or slot.name not in task.slots:
+                continue
+            value = parse_slot(slot.type, text, today=self._today)
+            if value is not None and value != task.slots[slot.name]:
+                task.slots[slot.name] = self._slots[slot.name] = value
+                changed = True
+        return changed
+
+    def _confirms(self, task: _Task, slot: SlotSpec) -> bool:
+        """The flow's confirmation reads ``slot`` back anyway."""
+        return task.flow.confirm is not None and "{" + slot.name + "}" in task.flow.confirm
+
     def _answer_candidate(self, text: str, intent: IntentResult, question: _Question) -> Reply:
         """The caller's answer to "Did you want to ...?"."""
+        yes = self._yes_or_no(text, intent)
         self._question = None
-        yes = _yes_or_no(text, intent)
         if yes is not None:
             intent = _as_answer(intent, yes)
         if not yes:
@@ -386,8 +486,59 @@ class DialogManager:
     # --- questions -----------------------------------------------------------------------
 
     def _ask(self, kind: str, intent: IntentResult, text: str, prefix: str = "") -> Reply:
-        self._question = _Question(kind)
+        self._question = _Question(kind, text=text)
         return Reply(_join(prefix, text), kind="question", intent=intent)
+
+    def _reask_digits(
+        self,
+        intent: IntentResult,
+        text: str,
+        heard: str,
+        expected: int | None,
+        reason: str = "no_answer",
+    ) -> Reply:
+        """Ask for a digit answer again: how many digits were heard when that was the
+        problem (never the digits of a sensitive answer), and the keypad offered."""
+        question = self._question
+        assert question is not None
+        digits = digit_run(heard).digits if heard else ""
+        wrong = expected is not None and digits and len(digits) != expected
+        said = self.pack.wrong_length.format(heard=len(digits), expected=expected) if wrong else ""
+        question.failed = True
+        return self._reask(intent, _join(said, text, self.pack.keypad_hint), reason)
+
+    def _expects_digits(self) -> bool:
+        return self.expectation().kind in (Expect.DIGITS, Expect.PHONE)
+
+    def _keypad_hint(self) -> str:
+        return self.pack.keypad_hint if self._expects_digits() else ""
+
+    def _yes_or_no(self, text: str, intent: IntentResult | None) -> bool | None:
+        """The answer to the open yes/no question: the words first (agreeing with what it
+        offers to do counts), the classifier when they are unclear."""
+        question = self._question
+        actions = offered_actions(question.text) if question else frozenset()
+        yes = parse_yes_no(text, actions)
+        if yes is None and intent is not None and intent.intent in _ANSWERS:
+            yes = intent.intent == "affirm"
+        return yes
+
+    def _is_closing(self, text: str, intent: IntentResult) -> bool:
+        """The caller is done ("no that's all, bye", misheard or not; a plain "no thanks"
+        once something was done and nothing is asked), unless the words also make a
+        confident request, or answer a yes/no question with yes."""
+        if "goodbye" not in self.pack.intents:
+            return False
+        no_more = self._question is None and self.policy.served and parse_yes_no(text) is False
+        if not (parse_closing(text) or no_more):
+            return False
+        confident = intent.confidence >= self.policy.config.min_intent_confidence
+        if confident and intent.intent not in _ANSWERS | {OUT_OF_SCOPE, "goodbye"}:
+            return False
+        question = self._question
+        if question is not None and question.kind in ("confirm", "intent", "readback"):
+            return self._yes_or_no(text, None) is not True
+        return True
 
     def _reask(self, intent: IntentResult, text: str, reason: str = "no_answer") -> Reply:
         question = self._question
@@ -419,14 +570,6 @@ class DialogManager:
             decision=decision,
             context=self.snapshot(),
         )
-
-
-def _yes_or_no(text: str, intent: IntentResult) -> bool | None:
-    """The answer to a yes/no question: the words first, the classifier when they are unclear."""
-    yes = parse_yes_no(text)
-    if yes is None and intent.intent in _ANSWERS:
-        yes = intent.intent == "affirm"
-    return yes
 
 
 def _as_answer(intent: IntentResult, yes: bool) -> IntentResult:

@@ -17,6 +17,7 @@ from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
 from voicebot.handoff.config import QueueConfig
 from voicebot.handoff.policy import EscalationConfig
+from voicebot.handoff.transfer import TransferTarget, TransferTargetError
 from voicebot.privacy.config import PrivacyConfig
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "intents"
@@ -28,7 +29,8 @@ _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
-        "queue",
+        "queue", "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
+        "transfer_to",
     }
 )  # fmt: skip
 _INTENT_KEYS = frozenset({"description", "paraphrase", "examples", "response", "flow", "end_call"})
@@ -36,6 +38,7 @@ _FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "
 _SLOT_KEYS = ("name", "type", "prompt", "reprompt")
 _OPTIONAL_SLOT_KEYS = ("sensitive",)
 _VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
+_RECOGNIZER_KEYS = frozenset({"bias", "vocabulary"})
 _Section = TypeVar("_Section", EscalationConfig, PrivacyConfig)
 
 
@@ -83,6 +86,7 @@ class Verification:
     prompt: str  # the verification question
     reprompt: str
     failed: str  # said before handing the call to a person
+    digits: int | None = None  # the answer's length (a ZIP code: 5): shorter or longer is re-asked
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,14 @@ class Pack:
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
     queue: QueueConfig = field(default_factory=QueueConfig)  # hold, callback (live transfer)
+    # Domain terms the recognizer is biased toward on every turn (``recognizer:`` in the YAML;
+    # empty when ``bias: false``): the bank's name, its products, words Whisper mishears.
+    vocabulary: tuple[str, ...] = ()
+    not_heard: str = "Sorry, I didn't catch that."  # speech the recognizer could not make out
+    keypad_hint: str = "You can also type it on your phone's keypad."  # after a failed capture
+    wrong_length: str = "I heard {heard} digits, but I need {expected}."  # a digit answer
+    readback: str = "I have {value}. Is that right?"  # digits heard on a second try
+    transfer_to: TransferTarget | None = None  # the agents' line (``--transfer-to`` wins)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -159,7 +171,23 @@ def load_pack(name_or_path: str | Path) -> Pack:
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
         queue=_section(path, top.get("queue"), "queue", QueueConfig),
+        vocabulary=_vocabulary(path, top.get("recognizer")),
+        not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
+        keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
+        wrong_length=_text_template(path, top, "wrong_length", {"heard", "expected"}),
+        readback=_text_template(path, top, "readback", {"value"}),
+        transfer_to=_transfer_to(path, top),
     )
+
+
+def _transfer_to(path: Path, top: dict[str, yaml.Node]) -> TransferTarget | None:
+    if "transfer_to" not in top:
+        return None
+    node = top["transfer_to"]
+    try:
+        return TransferTarget.parse(_string(path, node, "transfer_to"), "transfer_to")
+    except TransferTargetError as exc:
+        raise PackError(f"{_where(path, node)}: {exc}") from exc
 
 
 def _compose(path: Path) -> yaml.Node:
@@ -196,6 +224,23 @@ def _section(path: Path, node: yaml.Node | None, what: str, kind: type[_Section]
         return kind.from_mapping(yaml.safe_load(yaml.serialize(node)))
     except ValueError as exc:
         raise PackError(f"{_where(path, node)}: {exc}") from exc
+
+
+def _vocabulary(path: Path, node: yaml.Node | None) -> tuple[str, ...]:
+    """The ``recognizer`` section: ``vocabulary`` (a list of terms), ``bias`` (default true)."""
+    if node is None:
+        return ()
+    fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
+    terms = _string_list(path, _required(path, node, fields, "vocabulary"), "vocabulary")
+    return tuple(terms) if _bool(path, fields, "bias", default=True) else ()
+
+
+def _text_template(path: Path, top: dict[str, yaml.Node], key: str, names: set[str]) -> str:
+    """One of the pack's own phrasings with ``{placeholders}`` (checked), or the default."""
+    if key not in top:
+        return getattr(Pack, key)
+    _template(path, top[key], key, names)
+    return _string(path, top[key], key)
 
 
 def _count(path: Path, fields: dict[str, yaml.Node], key: str, default: int) -> int:
@@ -311,15 +356,16 @@ def _template(path: Path, node: yaml.Node, what: str, known: set[str]) -> None:
 
 
 def _verification(path: Path, node: yaml.Node) -> Verification:
-    fields = _mapping(path, node, "verification", frozenset(_VERIFICATION_KEYS))
+    fields = _mapping(path, node, "verification", frozenset({*_VERIFICATION_KEYS, "digits"}))
     for key in _VERIFICATION_KEYS:
         _required(path, node, fields, key)
-    return Verification(*(_string(path, fields[k], k) for k in _VERIFICATION_KEYS))
+    digits = _count(path, fields, "digits", 0) or None
+    return Verification(*(_string(path, fields[k], k) for k in _VERIFICATION_KEYS), digits=digits)
 
 
-def _bool(path: Path, fields: dict[str, yaml.Node], key: str) -> bool:
+def _bool(path: Path, fields: dict[str, yaml.Node], key: str, default: bool = False) -> bool:
     if key not in fields:
-        return False
+        return default
     value = yaml.safe_load(yaml.serialize(fields[key]))
     if not isinstance(value, bool):
         raise PackError(f"{_where(path, fields[key])}: {key} must be true or false")

@@ -205,12 +205,20 @@ def _starts_small_number(words: Sequence[str], i: int, ordinals: bool) -> bool:
 # --- Digits, cards, phone numbers -------------------------------------------------------------
 
 
-def _digit_run(words: Sequence[str]) -> tuple[str, int | None]:
-    """All digits spoken in ``words``, and the index of the first word that gave any."""
+class DigitRun(NamedTuple):
+    """The digits spoken in a stretch of words, and what else was said around them."""
+
+    digits: str
+    first: int | None  # index of the first word that gave a digit
+    others: int  # words that are not part of a number ("it's", "my", "zip")
+
+
+def _digit_run(words: Sequence[str]) -> DigitRun:
+    """All digits spoken in ``words``, where they start, and how many other words there are."""
     out: list[str] = []
     first: int | None = None
     repeat = 1
-    i = 0
+    others = i = 0
     while i < len(words):
         word = words[i]
         if word in REPEATS:
@@ -220,15 +228,30 @@ def _digit_run(words: Sequence[str]) -> tuple[str, int | None]:
         start = i
         if _is_numeral(word):
             piece, i = _numeral_digits(word), i + 1
+            # "Double 812": Whisper wrote "double eight one two" with the digits after
+            # "double" as one numeral, so the repeat is of its first digit.
+            piece = piece[0] * repeat + piece[1:] if piece else piece
+            repeat = 1
         elif (number := read_number(words, i)) is not None:
             piece, i = str(number.value), number.end
         else:
-            piece, i = "", i + 1
+            piece, i, others = "", i + 1, others + 1
         if piece:
             out.append(piece * repeat)
             first = start if first is None else first
         repeat = 1
-    return "".join(out), first
+    return DigitRun("".join(out), first, others)
+
+
+def digit_run(text: str) -> DigitRun:
+    """The digits ``text`` speaks (as ``parse_digits`` reads them) and the count of other
+    words: the hallucination guards use it to tell a digit answer from a decoding loop."""
+    return _digit_run(tokenize(text))
+
+
+def is_number_word(token: str) -> bool:
+    """A token that is (part of) a spoken number: "4567", "four", "oh", "double"."""
+    return _numberish(_normalize(token).strip(".,!?;:-"))
 
 
 def parse_digits(text: str) -> str | None:
@@ -238,8 +261,31 @@ def parse_digits(text: str) -> str | None:
     "four five six seven", "4 5 6 7", "It's 4-5-6-7", "double two three" ("223"), and pairs
     as card endings are read ("forty five sixty seven" -> "4567"). Other words are ignored.
     """
-    digits, _ = _digit_run(tokenize(text))
-    return digits or None
+    return _digit_run(tokenize(text)).digits or None
+
+
+# Words Whisper writes for a digit it misheard as a word ("ending for 567" for "ending four
+# five six seven"): read as that digit only next to other digits, and only when that gives
+# the answer exactly the length it must have.
+_DIGIT_HOMOPHONES = {"for": "four", "fore": "four", "to": "two", "too": "two", "won": "one"}
+_DIGIT_HOMOPHONES |= {"ate": "eight"}
+
+
+def read_digits(text: str, length: int | None = None) -> str:
+    """The digits of a digit answer ("" for none), read knowing its ``length`` when the
+    question fixes it (a ZIP code: 5): Whisper's homophones of digits next to other digits
+    count then, if that makes the answer exactly ``length`` long ("for 567" -> "4567").
+    A result of another length is returned as heard, for the dialog to re-ask."""
+    words = tokenize(text)
+    plain = _digit_run(words).digits
+    if length is None or len(plain) == length:
+        return plain
+    read = [
+        _DIGIT_HOMOPHONES[w] if w in _DIGIT_HOMOPHONES and _touches_number(words, i) else w
+        for i, w in enumerate(words)
+    ]
+    fixed = _digit_run(read).digits
+    return fixed if len(fixed) == length else plain
 
 
 _ENDING_CUES = frozenset({"ending", "ends", "end", "ended"})
@@ -270,12 +316,12 @@ def parse_card_last_four(text: str) -> str | None:
     words = tokenize(text)
     cue = _ending_cue(words)
     if cue is None:
-        digits, _ = _digit_run(words)
+        digits = _digit_run(words).digits
         return digits if len(digits) == 4 else None
-    after, _ = _digit_run(words[cue[1] :])
+    after = _digit_run(words[cue[1] :]).digits
     if after:
         return after[-4:] if len(after) >= 4 else None
-    before, _ = _digit_run(words[: cue[0]])  # "4567 is the last four"
+    before = _digit_run(words[: cue[0]]).digits  # "4567 is the last four"
     return before if len(before) == 4 else None
 
 
@@ -288,7 +334,7 @@ def parse_phone_number(text: str) -> str | None:
     digits is a partial number and gives None so the caller is asked again.
     """
     words = tokenize(text)
-    digits, first = _digit_run(words)
+    digits, first, _ = _digit_run(words)
     if first is None or not 10 <= len(digits) <= 15:
         return None
     plus = words[first].startswith("+") or (first > 0 and words[first - 1] == "plus")
@@ -587,6 +633,7 @@ def parse_date(text: str, today: date) -> date | None:
 # --- Yes / no ---------------------------------------------------------------------------------
 
 _YES, _NO, _UNSURE = "yes", "no", "unsure"
+_NOT_AN_ANSWER = "not an answer"  # "right now", "right away": no yes in "right" there
 _NEGATION = "negation"  # "don't", "not": a no on its own, and turns a following yes into a no
 _WEAK_NEGATION = "weak negation"  # "can't", "won't": turns a following yes into a no only
 
@@ -608,7 +655,9 @@ _ANSWERS = _phrase_table(
             "okay", "absolutely", "definitely", "certainly", "exactly", "affirmative",
             "uh huh", "mm hmm", "mhm", "mmhmm", "go ahead", "go for it", "please do", "do it",
             "do that", "i do", "sounds good", "that works", "why not", "i think so", "perfect",
-            "confirm", "confirmed", "no problem", "no worries", "not a problem",
+            "confirm", "confirmed", "no problem", "no worries", "not a problem", "good",
+            "great", "fine", "cool", "excellent", "lovely", "let's do it", "let's do that",
+            "let's go", "let's go ahead",
         ],
         _NO: [
             "no", "nope", "nah", "no thanks", "no thank you", "not really", "negative",
@@ -621,6 +670,7 @@ _ANSWERS = _phrase_table(
             "not sure", "don't know", "do not know", "no idea", "dunno", "maybe", "perhaps",
             "i guess",
         ],
+        _NOT_AN_ANSWER: ["right now", "right away", "right here", "right there"],
         _NEGATION: ["not", "don't", "do not", "i do not", "never", "please don't"],
         _WEAK_NEGATION: [
             "can't", "cannot", "won't", "wouldn't", "shouldn't", "didn't", "doesn't",
@@ -632,9 +682,10 @@ _LONGEST_ANSWER = max(len(phrase) for phrase in _ANSWERS)
 _NOPE = re.compile(r"\b(?:uh-uh|uhn-uh|unh-unh|nuh-uh)\b")  # before hyphens split "uh-uh"
 
 
-def _answer_at(words: Sequence[str], i: int) -> tuple[str, int] | None:
-    """The longest yes/no phrase starting at ``i``: (label, end)."""
-    for length in range(min(_LONGEST_ANSWER, len(words) - i), 0, -1):
+def _answer_at(words: Sequence[str], i: int, stop: int | None = None) -> tuple[str, int] | None:
+    """The longest yes/no phrase starting at ``i`` and ending by ``stop``: (label, end)."""
+    stop = len(words) if stop is None else stop
+    for length in range(min(_LONGEST_ANSWER, stop - i), 0, -1):
         if label := _ANSWERS.get(tuple(words[i : i + length])):
             return label, i + length
     return None
@@ -647,36 +698,192 @@ def parse_free_text(text: str, min_words: int = 3) -> str | None:
     return " ".join(text.split()) if len(words) >= min_words else None
 
 
-def parse_yes_no(text: str) -> bool | None:
+class _Said(NamedTuple):
+    """One yes/no phrase found in an answer: its label and word span (negation resolved)."""
+
+    label: str
+    start: int
+    end: int
+
+
+# Words callers put before or between answers ("uh, yes", "well no", "oh yeah", "and yes
+# please"); Whisper also writes them for the breath before a word.
+_FILLERS = frozenset(
+    {"uh", "um", "umm", "uhm", "er", "erm", "ah", "oh", "hmm", "mm", "well", "so", "and", "but"}
+)
+# The first words decide when the answer starts within this many words (after fillers): a
+# misheard first word ("Now that's right", "Let's go ahead") still leaves the answer in front.
+_LEAD_WORDS = 2
+# Words between an agreement and the action it agrees to: "please send it", "just do it".
+_ACTION_PREFIX = frozenset({"please", "just", "then", "you", "can", "and", "go", "ahead"})
+# "Shall I send it?", "I can text a link": the verbs of what the bot offers to do.
+_OFFERED = re.compile(
+    r"\b(?:shall|should|can|may|could) i (\w+)"
+    r"|\b(?:want|like) me to (\w+)"
+    r"|\bi(?:'ll| will| can) (\w+)"
+)
+
+
+def offered_actions(question: str) -> frozenset[str]:
+    """The verbs of what a question offers to do: "Shall I send it?" -> {"send"}.
+
+    An answer that starts with one of them ("send it", "please block it") agrees, as people
+    answer offers; "go" ("Shall I go ahead?") is already a yes phrase.
+    """
+    found = _OFFERED.findall(_normalize(question))
+    return frozenset(verb for groups in found for verb in groups if verb)
+
+
+def _answers(words: Sequence[str], clause_ends: Sequence[int]) -> list[_Said]:
+    """Every yes/no phrase in ``words`` in order; a phrase ends with its clause
+    (``clause_ends[i]``: where the clause of word ``i`` ends), at Whisper's punctuation.
+
+    Negation is read within a clause: "not right" and "don't do it" are no, "can't hear you"
+    is no answer at all.
+    """
+    found: list[_Said] = []
+    i = 0
+    while i < len(words):
+        stop = clause_ends[i]
+        hit = _answer_at(words, i, stop)
+        if hit is None:
+            i += 1
+            continue
+        start, (label, i) = i, hit
+        if label == _NOT_AN_ANSWER:
+            continue
+        if label in (_NEGATION, _WEAK_NEGATION):
+            following = _answer_at(words, i, stop)
+            if following is not None and following[0] in (_YES, _NO):
+                label, i = _NO, following[1]
+            elif label == _WEAK_NEGATION:
+                continue
+            else:
+                label = _NO
+        found.append(_Said(label, start, i))
+    return found
+
+
+def _content(words: Sequence[str], start: int, end: int) -> int:
+    """Words in ``words[start:end]`` that are not fillers."""
+    return sum(word not in _FILLERS for word in words[start:end])
+
+
+def parse_yes_no(text: str, actions: frozenset[str] = frozenset()) -> bool | None:
     """True for yes, False for no, None when unclear, unsure, or both were said.
 
-    Negation is read within a clause: "that's not right" and "don't do it" are no,
-    "i don't know" and "not sure" are unclear, "no problem" is yes. Clauses are split at
-    Whisper's punctuation, so "No, go ahead." (both) gives None rather than a guess.
+    The answer's first words decide: "Yes, the car mending in 4-5-6" is yes and "No, not
+    that, it was 9 4" is no, whatever the recognizer made of the rest (it mangles what
+    follows a clear yes far more often than the yes itself). Two opposite answers at once
+    ("yeah, no", "No, go ahead") or a correction ("yes, wait, no") give None rather than a
+    guess. ``actions`` are the verbs the question offered (``offered_actions``): an answer
+    that starts with one ("send it", "please block it") agrees. When the first words are no
+    answer, the whole text is read: "I think that's right" is yes, "that's not right" no,
+    "I don't know" and "not sure" unclear, "no problem" yes.
     """
     normalized = _NOPE.sub(" nope ", _normalize(text))
-    heard: set[str] = set()
+    words: list[str] = []
+    clause_ends: list[int] = []
     for clause in re.split(r"[.!?;,]", normalized):
-        words = _TOKEN.findall(clause)
-        i = 0
-        while i < len(words):
-            found = _answer_at(words, i)
-            if found is None:
-                i += 1
-                continue
-            label, i = found
-            if label in (_NEGATION, _WEAK_NEGATION):
-                following = _answer_at(words, i)
-                if following is not None and following[0] in (_YES, _NO):
-                    label, i = _NO, following[1]
-                elif label == _WEAK_NEGATION:
-                    continue  # "i can't hear you" is not an answer
-                else:
-                    label = _NO
-            heard.add(label)
-    if _UNSURE in heard or (_YES in heard) == (_NO in heard):
+        tokens = _TOKEN.findall(clause)
+        words += tokens
+        clause_ends += [len(words)] * len(tokens)
+    said = _answers(words, clause_ends)
+    if said and _content(words, 0, said[0].start) <= _LEAD_WORDS - 1:
+        lead = said[0]
+        if lead.label == _UNSURE:
+            return None
+        for later in said[1:]:
+            if later.label in (_YES, _NO) and later.label != lead.label:
+                right_after = _content(words, lead.end, later.start) == 0
+                corrected = later.start > 0 and words[later.start - 1] in _CORRECTIONS
+                if right_after or corrected:
+                    return None
+        return lead.label == _YES
+    if actions and _starts_with_action(words, said, actions):
+        return True
+    labels = {s.label for s in said}
+    if _UNSURE in labels or (_YES in labels) == (_NO in labels):
         return None
-    return _YES in heard
+    return _YES in labels
+
+
+def _starts_with_action(
+    words: Sequence[str], said: Sequence[_Said], actions: frozenset[str]
+) -> bool:
+    """The answer starts with an offered verb: "send it", "please send it", "You block it"
+    (a misheard "yeah" in front), and says no "no" or "don't" before it."""
+    content = 0
+    for i, word in enumerate(words):
+        if word in actions:
+            return not any(s.start < i for s in said)
+        if word not in _FILLERS and word not in _ACTION_PREFIX:
+            content += 1
+            if content >= _LEAD_WORDS:
+                return False
+    return False
+
+
+# --- Closings -------------------------------------------------------------------------------
+
+_CLOSINGS = frozenset(
+    tuple(phrase.replace("'", "").split())  # matched without apostrophes: "thats all"
+    for phrase in (
+        "bye", "goodbye", "good bye", "bye bye", "bye now", "that's all", "that is all",
+        "that'll be all", "that will be all", "that's it", "that's it for today",
+        "that's all for today",
+        "that's it for now", "that's all for now", "that's all i needed", "that's everything",
+        "nothing else", "nothing more", "have a good day", "have a nice day",
+        "have a great day", "have a good one", "take care", "i'm all set", "all set",
+        "i'm done", "we're done",
+    )
+)  # fmt: skip
+# A closing heard with a wrong first word ("I see it for today" for "that's it for today"):
+# the rest of a phrase of three words or more, one or two words into a clause.
+_CLOSING_TAILS = frozenset(phrase[1:] for phrase in _CLOSINGS if len(phrase) >= 3)
+_MISHEARD_WORDS = 2
+_LONGEST_CLOSING = max(len(phrase) for phrase in _CLOSINGS)
+# A short goodbye as Whisper hears it on a phone line: "By.", "Buy.", "Bye-bye" -> "by by".
+_BYE_SOUNDS = frozenset({"by", "buy", "bi"})
+_BYE_SOUND_MAX_WORDS = 4  # "okay thanks, by": a bare "by" closes only a short answer
+
+
+def parse_closing(text: str) -> bool:
+    """The caller is done: "no that's all, thank you, goodbye", "thanks, bye", "that's it for
+    today", heard through the usual mishearings: a wrong first word ("I see it for today"),
+    "By." for "Bye.".
+
+    A closing phrase anywhere counts, since callers wrap it in thanks and fillers; a bare
+    "by" or "buy" only as the last word of a short answer, where a goodbye goes.
+    """
+    words: list[str] = []
+    for clause in re.split(r"[.!?;,]", _normalize(text)):
+        tail = [w.replace("'", "") for w in _TOKEN.findall(clause.replace("-", " "))]
+        for start in range(1, _MISHEARD_WORDS + 1):
+            if any(tuple(tail[start : start + len(t)]) == t for t in _CLOSING_TAILS):
+                return True
+        words += tail
+    for i in range(len(words)):
+        for n in range(min(_LONGEST_CLOSING, len(words) - i), 0, -1):
+            if tuple(words[i : i + n]) in _CLOSINGS:
+                return True
+    return bool(words) and words[-1] in _BYE_SOUNDS and len(words) <= _BYE_SOUND_MAX_WORDS
+
+
+# --- Digit answers ----------------------------------------------------------------------------
+
+
+def parse_digit_slot(type_name: str, text: str, length: int | None = None) -> str | None:
+    """A digit answer as the dialog accepts it: the slot type's parser (``digits``,
+    ``card_last_four``, ``phone``), then, when the answer's ``length`` is fixed and the parser
+    found nothing of that length, ``read_digits`` with the length. None: ask again."""
+    value = SLOT_TYPES[type_name](text, date.min)
+    if value is not None and (length is None or len(value) == length):
+        return value
+    if length is None:
+        return None
+    digits = read_digits(text, length)
+    return digits if len(digits) == length else None
 
 
 # --- Registry ---------------------------------------------------------------------------------

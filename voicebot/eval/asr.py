@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from voicebot.asr import make_asr
-from voicebot.asr.base import ASR
+from voicebot.asr.base import ASR, ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.io import load_audio
 from voicebot.errors import AudioInputError
@@ -44,8 +44,10 @@ from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.vad import make_vad
 
 MODES = ("offline", "streaming")
-# Silence after the recording: long enough for the endpointer and the last final transcript.
-_TAIL_S = 8.0
+# Silence after the recording, at most (a hang guard): the call ends when the listener hears
+# silence with every final transcript in (its no-input timeout), however long the
+# recognizer took; a fixed tail lost the last turns on a busy machine.
+_TAIL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class _MeteredASR:
         self._lock = threading.Lock()
         self.compute_s = 0.0
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        result = self._asr.transcribe(audio)
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
+        result = self._asr.transcribe(audio, context)
         with self._lock:
             self.compute_s += result.compute_s
         return result
@@ -102,8 +104,11 @@ class _Listener:
     def respond(self, turn: CallerTurn) -> Reply:
         return Reply("", kind="answer")
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        return Reply("", kind="fallback")
+
     def no_input(self) -> Reply:
-        return Reply("", kind="reprompt")
+        return Reply("", kind="farewell", end_call=True)  # the recording is over
 
 
 class _Mute:
@@ -118,9 +123,10 @@ class _Mute:
 class StreamingRecognizer:
     """The live-call path: a ``CallSession`` per recording, fed 20 ms frames (fast clock)."""
 
-    def __init__(self, model: str, vad: str = "webrtc") -> None:
+    def __init__(self, model: str, vad: str = "webrtc", vocabulary: tuple[str, ...] = ()) -> None:
         self._asr = make_asr(model)
         self._vad = vad
+        self._vocabulary = vocabulary  # a pack's recognizer vocabulary: the call's biasing
         self._workers = PriorityWorkers(2, "eval-asr")  # as a Bot's: partials yield to finals
         self._asr.transcribe(np.zeros(SAMPLE_RATE, np.float32))  # warm-up, as the bot does
 
@@ -142,6 +148,7 @@ class StreamingRecognizer:
             dialog=_Listener(),
             scheduler=Scheduler(self._workers, realtime=False),
             record=CallRecord(pack="-", asr_model=asr.name, tts_voice="mute"),
+            vocabulary=self._vocabulary,
         )
         caller = SimulatedCaller([CallerSegment(audio, Cue.CALL_START, 0.5)], tail_s=_TAIL_S)
         return await session.run(caller)
@@ -157,11 +164,15 @@ def evaluate_asr(
     model: str = "tiny.en",
     modes: tuple[str, ...] = MODES,
     vad: str = "webrtc",
+    vocabulary: tuple[str, ...] = (),
 ) -> dict:
-    """Recognize every manifest line in each mode; bad lines and unreadable audio are issues."""
+    """Recognize every manifest line in each mode; bad lines and unreadable audio are issues.
+    ``vocabulary`` biases the streaming mode as a pack's calls are (offline stays plain)."""
     entries, issues = read_jsonl(manifest, ("audio", "text"))
     recognizers = {
-        mode: PlainWhisper(model) if mode == "offline" else StreamingRecognizer(model, vad)
+        mode: PlainWhisper(model)
+        if mode == "offline"
+        else StreamingRecognizer(model, vad, vocabulary)
         for mode in modes
     }
     items: list[dict] = []
@@ -187,7 +198,7 @@ def evaluate_asr(
             if isinstance(recognizer, StreamingRecognizer):
                 recognizer.close()
     report = _summary(items, modes)
-    report.update(model=model, vad=vad, manifest=str(manifest))
+    report.update(model=model, vad=vad, manifest=str(manifest), vocabulary=list(vocabulary))
     return finish(report_path, report, issues, items, _write_markdown)
 
 

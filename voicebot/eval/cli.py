@@ -23,6 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "VAD/ASR path; both (default): side by side, streaming is the headline",
     )
     asr.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS, help="streaming VAD")
+    asr.add_argument(
+        "--pack", help="bias the streaming recognizer with this pack's vocabulary; default none"
+    )
     asr.add_argument("--report", type=Path, required=True, help="report JSON to write")
     asr.set_defaults(func=_asr)
 
@@ -66,6 +69,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calls.set_defaults(func=_calls)
 
+    turns = sub.add_parser(
+        "turns", help="endpointing cut-offs and latency (fixed baseline, dialog-aware), barge-in"
+    )
+    turns.add_argument("--manifest", type=Path, required=True, help="turn manifest (JSONL)")
+    turns.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    turns.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    turns.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    turns.add_argument(
+        "--asr-ms",
+        type=float,
+        metavar="MS",
+        help="also score every policy charging each recognition MS of call time instead "
+        "of its measured compute time (takes the machine's load out of the comparison)",
+    )
+    turns.set_defaults(func=_turns)
+
     pii = sub.add_parser("pii", help="PII redaction: recall per type, precision, clean set")
     pii.add_argument("--manifest", type=Path, required=True, help="PII manifest (JSONL)")
     pii.add_argument("--report", type=Path, required=True, help="report JSON to write")
@@ -75,6 +94,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     qa.add_argument("--labels", type=Path, required=True, help="labelled calls (JSONL)")
     qa.add_argument("--report", type=Path, required=True, help="report JSON to write")
     qa.set_defaults(func=_qa)
+
+    digits = sub.add_parser(
+        "digits", help="digit strings (ZIPs, last fours, phone and card numbers): exact match"
+    )
+    digits.add_argument("--manifest", type=Path, required=True, help="digit manifest (JSONL)")
+    digits.add_argument("--report", type=Path, required=True, help="report JSON to write")
+    digits.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
+    digits.add_argument(
+        "--digits-asr", help="a second recognizer for digit turns only (e.g. base); default none"
+    )
+    digits.add_argument(
+        "--plain-decode",
+        action="store_true",
+        help="no digit-biased decode (to measure what it adds); default: the decode a digit "
+        "question gets in a call",
+    )
+    digits.add_argument(
+        "--voices", nargs="+", help="caller voices to speak each line (default: two per family)"
+    )
+    digits.add_argument("--line", default="mulaw", help="phone line condition, e.g. alaw+white-15")
+    digits.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    digits.set_defaults(func=_digits)
 
     compare = sub.add_parser(
         "compare",
@@ -95,11 +136,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _asr(args: argparse.Namespace) -> int:
+    from voicebot.dialog.pack import load_pack
     from voicebot.eval.asr import MODES, evaluate_asr
 
     check_writable(args.report, "report")
     modes = MODES if args.mode == "both" else (args.mode,)
-    report = evaluate_asr(args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad)
+    vocabulary = load_pack(args.pack).vocabulary if args.pack else ()
+    report = evaluate_asr(
+        args.manifest, args.report, model=args.asr, modes=modes, vad=args.vad, vocabulary=vocabulary
+    )
     print(f"{report['n']} utterances, {report['audio_s']:.1f} s of audio, ASR {args.asr}")
     for mode, scores in report["modes"].items():
         print(
@@ -166,6 +211,41 @@ def _calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _turns(args: argparse.Namespace) -> int:
+    from voicebot.eval.turns import evaluate_turns
+
+    check_writable(args.report, "report")
+    report = evaluate_turns(
+        args.manifest, args.report, model=args.asr, vad=args.vad, asr_ms=args.asr_ms
+    )
+    policy, base = report["policy"], report["baseline"]
+    for name, scores in (
+        (f"fixed {base['silence_timeout_ms']} ms", base),
+        (
+            f"dialog-aware {policy['complete_ms']}/{policy['silence_timeout_ms']}/"
+            f"{policy['incomplete_ms']} ms",
+            report,
+        ),
+    ):
+        latency = scores["endpoint_latency_ms"]
+        print(
+            f"{name}: false cut-offs {scores['false_cutoff_rate']:.3f} (pause set), "
+            f"{scores['digit_cutoffs']} inside digit strings; endpoint latency p50 "
+            f"{latency['p50']:.0f} ms p95 {latency['p95']:.0f} ms; final p50 "
+            f"{scores['final_latency_ms']['p50']:.0f} ms"
+        )
+    for rule in ("before", "now"):
+        b = report["barge_in"][rule]
+        print(
+            f"barge-in {rule}: false barge-ins {b['false_barge_in_rate']:.3f} of "
+            f"{b['backchannels']} backchannels, missed {b['missed_rate']:.3f} of "
+            f"{b['interruptions']} interruptions, bot silenced p50 {b['silenced_ms']['p50']:.0f} "
+            f"ms, confirmed p50 {b['confirmed_ms']['p50']:.0f} ms"
+        )
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
 def _pii(args: argparse.Namespace) -> int:
     from voicebot.eval.pii import evaluate_pii
 
@@ -197,6 +277,31 @@ def _qa(args: argparse.Namespace) -> int:
             f"  split {split}: agreement {scores['agreement']:.3f}, pass/fail agreement "
             f"{scores['outcome_agreement']:.3f} over {scores['calls']} calls"
         )
+    _print_issues_and_paths(report, args.report)
+    return 0
+
+
+def _digits(args: argparse.Namespace) -> int:
+    from voicebot.eval.digits import DigitOptions, evaluate_digits
+
+    check_writable(args.report, "report")
+    options = DigitOptions(
+        asr=args.asr,
+        digits_asr=args.digits_asr,
+        biased=not args.plain_decode,
+        line=args.line,
+        vad=args.vad,
+        **({"voices": tuple(args.voices)} if args.voices else {}),
+    )
+    report = evaluate_digits(args.manifest, args.report, options)
+    kinds = ", ".join(f"{k} {g['exact_match']:.3f}" for k, g in report["by_kind"].items())
+    print(
+        f"{report['n']} answers: exact match {report['exact_match']:.3f} ({kinds}; without the "
+        f"expected length {report['exact_match_without_length']:.3f}), digit error rate "
+        f"{report['digit_error_rate']:.3f}, RTF {report['rtf']:.3f}"
+    )
+    for voice, group in report["by_voice"].items():
+        print(f"  {voice:>14}: {group['exact_match']:.3f} ({group['n']})")
     _print_issues_and_paths(report, args.report)
     return 0
 

@@ -54,6 +54,12 @@ SUITES: dict[str, tuple[Metric, ...]] = {
         Metric("agreement", True),
         Metric("kappa", True),
     ),
+    "digits": (
+        Metric("exact_match", True),
+        Metric("exact_match_without_length", True),
+        Metric("digit_error_rate", False),
+        Metric("rtf", False, timing=True),
+    ),
 }
 _FAILURES = Metric("failures", False)
 
@@ -81,12 +87,13 @@ def suite_of(report: dict, where: str) -> str:
         ("intents", "macro_f1"),
         ("asr", "wer"),
         ("qa", "agreement"),
+        ("digits", "exact_match"),
     )
     for suite, key in known:
         if key in report:
             return suite
     raise EvalInputError(
-        f"{where}: not an eval report (no wer, macro_f1, task_success or agreement)"
+        f"{where}: not an eval report (no wer, macro_f1, task_success, agreement or exact_match)"
     )
 
 

@@ -44,7 +44,7 @@ def finish(
     return report
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -73,7 +73,7 @@ def confusion_heatmap(path: Path, table: dict[str, dict[str, int]], title: str) 
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_diagram(path: Path, confidences: list[float], correct: list[bool]) -> Path:
@@ -92,7 +92,7 @@ def reliability_diagram(path: Path, confidences: list[float], correct: list[bool
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.1)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -116,7 +116,7 @@ def histogram(path: Path, values: list[float], *, xlabel: str, title: str) -> Pa
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def grouped_bars(
@@ -131,7 +131,7 @@ def grouped_bars(
     ax.set_xticks(x, labels, rotation=90, fontsize=7)
     ax.set_ylabel(ylabel)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -31,6 +31,13 @@ def add_store_options(parser: argparse.ArgumentParser, *, webhooks: bool = False
             help="POST handoff packets here (repeatable; default $VOICEBOT_WEBHOOK_URLS)",
         )
         parser.add_argument(
+            "--alert-webhook",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="POST supervisor alerts here (repeatable; default $VOICEBOT_ALERT_WEBHOOK_URLS)",
+        )
+        parser.add_argument(
             "--webhook-secret", help="HMAC signing key (default $VOICEBOT_WEBHOOK_SECRET)"
         )
 
@@ -41,10 +48,16 @@ def open_service(args: argparse.Namespace):  # -> HandoffService | None
         return None
     from voicebot.dialog.llm import LLMClient, LLMConfig
     from voicebot.handoff.service import HandoffConfig, HandoffService
+    from voicebot.qa.alerts import AlertConfig
     from voicebot.qa.scorecard import LLMJudge
 
+    wait = getattr(args, "alert_queue_wait_s", None)
     config = HandoffConfig.resolve(
-        db_url(args), tuple(getattr(args, "webhook", ())), webhook_secret(args)
+        db_url(args),
+        tuple(getattr(args, "webhook", ())),
+        webhook_secret(args),
+        tuple(getattr(args, "alert_webhook", ())),
+        AlertConfig(queue_wait_s=wait) if wait is not None else None,
     )
     llm_config = LLMConfig.from_env()
     client = LLMClient(llm_config) if llm_config else None
@@ -93,9 +106,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="the whole packet as JSON")
     add_store_options(show)
     show.set_defaults(func=_show)
-    deliver = sub.add_parser("deliver", help="deliver due webhooks now (retries included)")
+    deliver = sub.add_parser(
+        "deliver",
+        help="deliver due webhooks now (retries included)",
+        description="One attempt at each delivery that is due. Safe beside running servers: "
+        "each delivery is claimed in the database first, so none is posted twice.",
+    )
     add_store_options(deliver)
     deliver.add_argument("--webhook-secret", help="HMAC key (default $VOICEBOT_WEBHOOK_SECRET)")
+    deliver.add_argument(
+        "--now",
+        action="store_true",
+        help="also the deliveries waiting for their next retry (not due yet), each once",
+    )
     deliver.add_argument(
         "--retry-dead",
         action="store_true",
@@ -187,7 +210,7 @@ def _deliver(args: argparse.Namespace) -> int:
         if args.retry_dead:
             revived = store.revive_dead_deliveries(time.time())
             print(f"retrying {revived} delivery(ies) that had given up", file=sys.stderr)
-        delivered = WebhookDispatcher(store, secret).deliver_due()
+        delivered = WebhookDispatcher(store, secret).deliver_due(due_or_not=args.now)
     finally:
         store.close()
     print(f"delivered {delivered} webhook(s)", file=sys.stderr)

@@ -19,7 +19,7 @@ shares the database, and costs one indexed query per open page every ``poll_s``.
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,12 +35,11 @@ from voicebot.handoff.bridge import MAX_AGENT_CHUNK_BYTES, AgentLink, LiveQueue
 from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
 from voicebot.server.limits import Budget
 from voicebot.server.lines import socket_writers
+from voicebot.server.streams import follow, open_stream, sse
 from voicebot.store.store import DISPOSITIONS, Store, UnknownHandoffError
 from voicebot.transports.browser import RATES
 
 STATIC = Path(__file__).parent / "static"
-_KEEPALIVE_S = 15.0
-_RECHECK_S = 30.0  # an open stream re-checks its sign-in this often (signed out: it ends)
 AGENTS = signed_in("agent")
 
 
@@ -72,6 +71,8 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "recording": packet.get("recording"),
         "consent": packet.get("consent"),  # recording consent: state and time
         "queue": packet.get("queue"),  # the caller's wait: holding, answered, abandoned...
+        "telephony": packet.get("telephony", {}),  # the carrier's ids (Twilio's CallSid)
+        "transfer": packet.get("transfer"),  # where the caller was sent, and how it went
     }
 
 
@@ -103,20 +104,11 @@ def desk_router(
     @allow(AGENTS)
     async def stream(request: Request) -> StreamingResponse:
         who = signed_in_principal(request)
-        give_back = streams.take()
-        if give_back is None:
-            raise HTTPException(
-                503, f"{streams.limit} desktops are following the queue already: try later"
-            )
-        try:
-            await asyncio.to_thread(audit, store, who, "viewed", "queue", "stream")
-        except BaseException:
-            give_back()
-            raise
-        return StreamingResponse(
-            _Body(_events(store, request, poll_s, give_back), give_back),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return await open_stream(
+            streams,
+            "desktops are following the queue",
+            _events(store, request, poll_s),
+            lambda: asyncio.to_thread(audit, store, who, "viewed", "queue", "stream"),
         )
 
     @router.get("/api/handoffs/{handoff_id}")
@@ -219,24 +211,6 @@ async def _agent_reader(ws: WebSocket, link: AgentLink) -> None:
             return
 
 
-class _Body:
-    """An event stream's body. Its generator gives the stream's place back when it ends;
-    if it never starts (the client left before the first byte), dropping the body does."""
-
-    def __init__(self, events: AsyncIterator[str], give_back: Callable[[], None]) -> None:
-        self._events = events
-        self._give_back = give_back
-
-    def __aiter__(self) -> "_Body":
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._events.__anext__()
-
-    def __del__(self) -> None:
-        self._give_back()
-
-
 def _audit(
     store: Store, who: Principal, action: Any, row: dict[str, Any], detail: dict | None = None
 ) -> None:
@@ -259,35 +233,20 @@ def _act(action: Any, handoff_id: str, *args: str) -> dict[str, Any]:
         raise HTTPException(409, str(exc)) from exc
 
 
-async def _events(
-    store: Store, request: Request, poll_s: float, give_back: Callable[[], None]
-) -> AsyncIterator[str]:
-    """The open queue first, then every change as it happens, while the viewer stays
-    signed in (re-checked every ``_RECHECK_S``); gives its stream place back at the end."""
-    try:
-        rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
-        since = max((r["updated_at"] for r in rows), default=0.0)
-        open_cards = [card(r) for r in rows if r["status"] != "closed"]
-        yield _sse("snapshot", open_cards)
-        quiet = unchecked = 0.0
-        while not await request.is_disconnected():
-            await asyncio.sleep(poll_s)
-            unchecked += poll_s
-            if unchecked >= _RECHECK_S:
-                unchecked = 0.0
-                if not await request.state.gate.still_signed_in(request):
-                    return
-            changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
-            for row in sorted(changed, key=lambda r: r["updated_at"]):
-                since = max(since, row["updated_at"])
-                yield _sse("handoff", card(row))
-            quiet = 0.0 if changed else quiet + poll_s
-            if quiet >= _KEEPALIVE_S:
-                quiet = 0.0
-                yield ": keepalive\n\n"  # proxies close idle streams
-    finally:
-        give_back()
+async def _events(store: Store, request: Request, poll_s: float) -> AsyncIterator[str]:
+    """The open queue first, then every change as it happens."""
+    rows = await asyncio.to_thread(store.list_handoffs, None, limit=200)
+    since = max((r["updated_at"] for r in rows), default=0.0)
+    yield sse("snapshot", [card(r) for r in rows if r["status"] != "closed"])
 
+    async def changes() -> list[str]:
+        nonlocal since
+        changed = await asyncio.to_thread(store.list_handoffs, None, since=since)
+        events = []
+        for row in sorted(changed, key=lambda r: r["updated_at"]):
+            since = max(since, row["updated_at"])
+            events.append(sse("handoff", card(row)))
+        return events
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    async for event in follow(request, poll_s, changes):
+        yield event

@@ -33,6 +33,7 @@ def build_packet(record: CallRecord, reply: Reply) -> dict[str, Any]:
         "handoff_id": uuid.uuid4().hex[:12],
         "call_id": record.call_id,
         "caller_id": record.caller_id,
+        "telephony": record.telephony,  # e.g. Twilio's call_sid: the carrier's side of it
         "pack": record.pack,
         "created_at": datetime.now(UTC).isoformat(),
         "reason": decision.reason,

@@ -11,6 +11,10 @@ angry callers (``negative_sentiment``) are handed off at once, since making them
 themselves is exactly what loses callers. Tasks that go round in circles end with
 ``repeated_failure``.
 
+A caller the recognizer cannot make out (speech, but no usable words) climbs the same
+ladder: asked again once, then handed off with ``low_confidence``. Never treated as silence,
+so a person who is talking is never hung up on.
+
 Thresholds are per pack (the ``escalation`` section of the pack YAML; see docs/packs.md).
 One ``EscalationPolicy`` per call: it keeps the counters.
 """
@@ -38,6 +42,10 @@ class EscalationConfig:
     """Thresholds of the escalation ladder; every field can be set in a pack's YAML."""
 
     min_asr_logprob: float = -1.0  # Whisper avg log-prob below this: probably misheard
+    # ...but an answer that parsed ("Yes, the car mending in 4-5-6") is held to this lower
+    # floor: the words after a clear yes pull the average down, not the yes (measured on
+    # real recognizer outputs, tests/data/recognizer_outputs.jsonl).
+    answer_min_asr_logprob: float = -1.3
     max_no_speech_prob: float = 0.6  # ...or Whisper thinks there was hardly any speech
     # Calibrated intent confidence below this: unsure. The classifier already calls anything
     # under its own out-of-scope floor (~0.7) out of scope; raise this to be stricter.
@@ -178,9 +186,33 @@ class EscalationPolicy:
     def anger_total(self) -> float:
         return round(self._anger_total, 2)
 
+    @property
+    def served(self) -> bool:
+        """The bot has answered a request or completed a task this call."""
+        return self._served
+
     def understood(self) -> None:
         """An unsure turn turned out fine (the caller confirmed, or the LLM could answer)."""
         self._unsure = 0
+
+    def not_understood(self, transcript: Transcript) -> Decision:
+        """The caller spoke, but the recognizer gave nothing usable: an unsure turn (asked
+        again), and the ``low_confidence_turns``-th in a row hands off."""
+        self._spoke = True
+        self._silences = 0
+        self._unsure += 1
+        data = {
+            "heard": "no_words",
+            "dropped": transcript.dropped,
+            "raw_text": transcript.raw_text,
+            "asr_logprob": round(transcript.avg_logprob, 4),
+            "no_speech_prob": round(transcript.no_speech_prob, 4),
+        }
+        why = f"speech the recognizer could not make out ({transcript.dropped})"
+        if self._unsure >= self.config.low_confidence_turns:
+            why = f"{why} ({self._unsure} unsure turns in a row)"
+            return self.decide("handoff", "low_confidence", why, data)
+        return self.decide("rephrase", "not_understood", why, data)
 
     # --- after the dialog answered --------------------------------------------------------
 
@@ -229,8 +261,9 @@ class EscalationPolicy:
 
     def _misheard(self, s: TurnSignals) -> str | None:
         c = self.config
-        if s.asr_logprob is not None and s.asr_logprob < c.min_asr_logprob:
-            return f"recognizer log-prob {s.asr_logprob:.2f} < {c.min_asr_logprob}"
+        floor = c.answer_min_asr_logprob if s.answering else c.min_asr_logprob
+        if s.asr_logprob is not None and s.asr_logprob < floor:
+            return f"recognizer log-prob {s.asr_logprob:.2f} < {floor}"
         if s.no_speech_prob is not None and s.no_speech_prob > c.max_no_speech_prob:
             return f"no-speech prob {s.no_speech_prob:.2f} > {c.max_no_speech_prob}"
         return None

@@ -7,8 +7,13 @@ receiver that is slow, down or answering 500 only delays a packet. Each POST car
     X-Voicebot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>
 
 Receivers recompute the HMAC over the raw body and reject stale timestamps (replays); see
-``verify`` for the reference check. Delivery is at least once: receivers dedupe on
-``handoff_id``.
+``verify`` for the reference check. Each attempt first claims its row in the database
+(``Store.claim_delivery``), so processes delivering at once (the servers' loops, an
+operator's ``voicebot handoffs deliver --now``) never post a packet twice. Delivery is
+still at least once (a process that dies between the POST and noting it leaves the row to
+be retried once its claim runs out): receivers dedupe on ``handoff_id``. Supervisor alerts
+(``voicebot.qa.alerts``) travel the same way from their own outbox
+(``outbox=alert_outbox``), deduped on ``alert_id``.
 """
 
 import hashlib
@@ -19,7 +24,9 @@ import threading
 import time
 
 import httpx
+from sqlalchemy import Table
 
+from voicebot.store.schema import webhook_outbox
 from voicebot.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,25 +60,43 @@ class WebhookDispatcher:
         secret: str,
         *,
         timeout_s: float = 5.0,
+        claim_s: float = 60.0,
         base_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         max_attempts: int = 12,
+        outbox: Table = webhook_outbox,
     ) -> None:
         if not secret:
             raise ValueError("a webhook secret is required to sign deliveries")
         self.store = store
         self._secret = secret
         self._timeout = timeout_s
+        self._claim_s = max(claim_s, 2 * timeout_s)  # an attempt never outlives its claim
         self._base, self._max_delay, self._max_attempts = base_delay_s, max_delay_s, max_attempts
+        self._outbox = outbox
         self._stop = threading.Event()
 
-    def deliver_due(self) -> int:
-        """Try every delivery that is due now; returns how many succeeded."""
+    def deliver_due(self, *, due_or_not: bool = False) -> int:
+        """Try each delivery that is due now (``due_or_not``: also those waiting for a retry)
+        once, if this process gets its claim; returns how many succeeded."""
         delivered = 0
+        seen: set[int] = set()
         with httpx.Client(timeout=self._timeout) as client:
-            for item in self.store.due_deliveries(time.time()):
-                delivered += self._deliver(client, item)
-        return delivered
+            while True:
+                now = time.time()
+                batch = self.store.due_deliveries(
+                    now, len(seen) + 20, due_or_not=due_or_not, outbox=self._outbox
+                )
+                fresh = [item for item in batch if item["id"] not in seen]
+                if not fresh:
+                    return delivered
+                for item in fresh:
+                    seen.add(item["id"])
+                    claimed = self.store.claim_delivery(
+                        item["id"], time.time(), self._claim_s, outbox=self._outbox
+                    )
+                    if claimed is not None:  # as it is now: another process may have tried
+                        delivered += self._deliver(client, claimed)
 
     def run(self, poll_s: float = 0.5) -> None:
         """Deliver until ``stop``; a database hiccup is logged and retried, never fatal."""
@@ -97,7 +122,7 @@ class WebhookDispatcher:
         try:
             response = client.post(item["url"], content=body, headers=headers)
             if 200 <= response.status_code < 300:
-                self.store.delivery_done(item["id"], attempts)
+                self.store.delivery_done(item["id"], attempts, outbox=self._outbox)
                 return True
             error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
@@ -106,6 +131,6 @@ class WebhookDispatcher:
         if attempts < self._max_attempts:
             delay = min(self._base * 2 ** (attempts - 1), self._max_delay)
             retry_at = time.time() + delay * random.uniform(0.8, 1.2)  # jitter: no herd
-        self.store.delivery_failed(item["id"], attempts, error, retry_at)
+        self.store.delivery_failed(item["id"], attempts, error, retry_at, outbox=self._outbox)
         log.warning("webhook %s attempt %d failed (%s)", item["url"], attempts, error)
         return False

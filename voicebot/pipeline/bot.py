@@ -1,6 +1,7 @@
 """The process-wide bot: models loaded once, shared by every call it runs."""
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from voicebot.dialog.manager import DialogManager
 from voicebot.dialog.pack import load_pack
 from voicebot.handoff.base import HandoffSink
 from voicebot.pipeline.record import CallRecord, RecordSink
-from voicebot.pipeline.scheduler import Scheduler
+from voicebot.pipeline.scheduler import Clock, Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession, Observer
 from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.privacy.call import CallPrivacy, ConsentDialog
@@ -96,9 +97,14 @@ class Bot:
         recording: str | None = None,
         handoffs: HandoffSink | None = None,
         call_id: str | None = None,
+        clock: Clock = time.perf_counter,
+        telephony: dict[str, str] | None = None,
     ) -> CallRecord:
         """Run one call over ``transport``; returns its transcript record. ``handoffs``
-        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new)."""
+        overrides the bot's handoff sink for this call; ``call_id`` names it (default: new);
+        ``telephony`` holds the carrier's ids of the call (kept in the record and packet).
+        ``clock`` measures model compute time (``Scheduler``): tests of call-clock timings
+        pass one that stands still, so what they assert does not depend on the machine's load."""
         record = CallRecord(
             **({"call_id": call_id} if call_id else {}),
             pack=self.pack.name,
@@ -106,6 +112,7 @@ class Bot:
             tts_voice=self.tts.name,
             caller_audio=caller_audio,
             caller_id=caller_id,
+            telephony=dict(telephony or {}),
             recording=recording,
         )
         dialog: Dialog = DialogManager(
@@ -126,12 +133,13 @@ class Bot:
             tts=self.tts,
             vad=make_vad(self.config.vad),
             dialog=dialog,
-            scheduler=Scheduler(self._executor, realtime=realtime),
+            scheduler=Scheduler(self._executor, realtime=realtime, clock=clock),
             record=record,
             config=self.config.call,
             sinks=sinks,
             observer=observer,
             handoffs=handoffs or self.handoffs,
+            vocabulary=self.pack.vocabulary,
             privacy=CallPrivacy(record, self.pack.privacy),
         )
         return await session.run(transport)

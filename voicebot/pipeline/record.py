@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voicebot.audio.io import write_text_atomic
+from voicebot.pipeline.endpoint import EndpointDecision
 from voicebot.privacy.redact import redact_json
+
+# How a call ended (``CallRecord.ended_by``). The bot's doing: ``bot``, ``handoff``,
+# ``timeout``. The caller's: ``caller`` (hung up, or the line went dead) and ``protocol``
+# (the peer broke its protocol or flooded, and was dropped). The server's, below: it fell
+# behind the caller's audio, failed, was stopped, or died mid-call (``interrupted``: marked
+# by the next worker to start, see ``voicebot.store.lease``).
+SERVER_ENDINGS = frozenset({"overload", "error", "shutdown", "interrupted"})
 
 
 @dataclass
@@ -30,10 +38,14 @@ class Turn:
     margin: float | None = None
     asr: dict[str, Any] | None = None  # caller: avg_logprob, no_speech_prob, rtf, raw_text
     dropped: str | None = None  # caller: why the recognized text was not believed
+    # caller: words (answered) | no_words (speech the recognizer could not make out: the bot
+    # says it did not understand) | silence (noise Whisper judged no speech: not answered)
+    heard: str | None = None
     planned_text: str | None = None  # bot: the full reply when it was cut off
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     policy: dict[str, Any] | None = None  # caller: the escalation decision and its signals
+    endpoint: EndpointDecision | None = None  # caller: how the turn was ended (expected, seen)
 
 
 @dataclass
@@ -45,14 +57,19 @@ class CallRecord:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     caller_audio: str | None = None
     caller_id: str | None = None
+    telephony: dict[str, str] = field(default_factory=dict)  # the carrier's ids (call_sid)
     duration_s: float = 0.0
-    ended_by: str | None = None  # bot | handoff | caller | timeout | error
+    ended_by: str | None = None  # bot | handoff | timeout | caller | protocol | SERVER_ENDINGS
     handoff_reason: str | None = None  # caller_request | low_confidence | repeated_failure | ...
     handoff: dict[str, Any] | None = None  # id, reason, explanation, signals, summary
     recording: str | None = None  # where the call audio is kept (path or URL)
     consent: dict[str, Any] | None = None  # recording consent: state, when (voicebot.privacy)
     muted: list[dict[str, Any]] = field(default_factory=list)  # spans kept out of the recording
     turns: list[Turn] = field(default_factory=list)
+    # The bot's utterance being played, as far as the caller has heard it (kept up to date
+    # while it plays): a process that dies mid-sentence leaves it here, and the recovery
+    # makes it the call's last turn.
+    speaking: Turn | None = None
     barge_ins: list[dict[str, float]] = field(default_factory=list)
     false_interruptions: list[float] = field(default_factory=list)  # bot paused, then resumed
     survey: dict[str, Any] | None = None  # post-call survey: asked, score (1-5), via
@@ -110,7 +127,9 @@ def format_transcript(record: CallRecord) -> str:
                 notes.append(f"answered in {turn.timings['voice_to_voice_ms']:.0f} ms")
             lines.append(f"{stamp} BOT     {text}" + (f"   ({', '.join(notes)})" if notes else ""))
         elif turn.dropped:
-            lines.append(f"{stamp} CALLER  <{turn.dropped}: {turn.asr and turn.asr['raw_text']!r}>")
+            what = "not understood" if turn.heard == "no_words" else "not speech"
+            raw = turn.asr and turn.asr["raw_text"]
+            lines.append(f"{stamp} CALLER  <{what}, {turn.dropped}: {raw!r}>")
         else:
             conf = f"{turn.confidence:.2f}" if turn.confidence is not None else "-"
             logprob = turn.asr["avg_logprob"] if turn.asr else float("nan")

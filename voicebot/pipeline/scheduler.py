@@ -103,6 +103,16 @@ class Scheduler:
         self._jobs: list[Job] = []
         self._loop = asyncio.get_running_loop()
 
+    def _wake(self, job: Job) -> None:
+        """Tell the call that ``job`` has news. A job still running when its call ended (a
+        speculative final nobody waits for) finds the call's loop closed: nothing to tell,
+        and the worker thread must live on for the next call that shares it."""
+        try:
+            self._loop.call_soon_threadsafe(job._changed.set)
+        except RuntimeError:
+            if not self._loop.is_closed():
+                raise
+
     def submit(self, kind: str, start: float, fn: Callable[[], Any], tag: Any = None) -> Job:
         """Run ``fn()`` in a worker; its return value is delivered as one completion."""
         return self._start(
@@ -119,7 +129,7 @@ class Scheduler:
                 if job.cancelled:
                     return
                 job._push(item)
-                self._loop.call_soon_threadsafe(job._changed.set)
+                self._wake(job)
             job._push(None, last=True)  # end of stream
 
         return self._start(Job(kind, start, tag, self._clock), run)
@@ -139,7 +149,7 @@ class Scheduler:
             else:
                 job._push(future.result(), last=True)
             job.finished = True
-            self._loop.call_soon_threadsafe(job._changed.set)
+            self._wake(job)
 
         self._jobs.append(job)
         fn().add_done_callback(done)
@@ -153,7 +163,7 @@ class Scheduler:
                 job._push(None, exc, last=True)
             finally:
                 job.finished = True
-                self._loop.call_soon_threadsafe(job._changed.set)
+                self._wake(job)
 
         def skip() -> bool:
             """Asked when a thread is free: is this job still worth computing?"""

@@ -9,17 +9,26 @@ Turn-taking policy, in one place:
 - partial transcripts every ``partial_interval_s`` while the caller speaks (one at a time),
   on lines that show them (``Transport.shows_partials``: a browser page, not a phone);
 - a speculative final after a short pause, reused when the silence timeout confirms the turn
-  ended, so the recognizer works while we wait to be sure;
+  ended, so the recognizer works while we wait to be sure; checked against what the dialog
+  expects, it also sets how long that pause must last (``voicebot.pipeline.endpoint``);
 - barge-in: caller speech while the bot talks (or is about to) pauses the bot at once; once
-  the speech has lasted ``barge_in_confirm_ms`` the bot's turn is dropped and the transcript
-  keeps only what the caller heard; a cough or click that ends sooner resumes the bot where
-  it stopped;
+  it is known to be an interruption (words that are not a backchannel, or
+  ``barge_in_sustained_ms`` of speech) the bot's turn is dropped and the transcript keeps
+  only what the caller heard; a cough, a click or an "mm-hm" resumes the bot where it
+  stopped;
 - silence after the bot finished: re-prompt, and the pack's last re-prompt ends the call;
+- speech the recognizer could not make out (nothing usable came back, though Whisper judged
+  it speech) is *not* silence: the dialog hears that the caller was not understood, so its
+  ladder asks again and then hands off, and a caller who keeps talking is never hung up on;
 - one dialog request at a time: a turn that comes while the dialog is busy waits for it, and
   a request the dialog has started counts (its reply is recorded even if the caller talked
   on before hearing it), so every action the dialog took is in the record;
 - privacy (``voicebot.privacy.call``): every turn is masked before it is recorded, and the
   recording is muted while a sensitive answer is given or without consent.
+
+The recognizer hears each turn in context (``ASRContext``): the answer the question being
+played asks for (a digit question gets a digit-biased decode) and the pack's vocabulary.
+Keypad tones in the audio are keypad turns, never speech.
 """
 
 import logging
@@ -29,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from voicebot.asr.base import ASR, EngineASR
+from voicebot.asr.base import ASR, ASRContext, EngineASR
+from voicebot.audio.dtmf import DtmfDetector
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
 from voicebot.audio.pcm import pcm16_to_float
 from voicebot.dialog.base import Dialog
@@ -37,6 +47,7 @@ from voicebot.events import (
     AudioFrame,
     BotFrame,
     CallerTurn,
+    Expectation,
     LineState,
     Reply,
     SpeechChunk,
@@ -47,11 +58,13 @@ from voicebot.events import (
 )
 from voicebot.handoff.base import HandoffSink
 from voicebot.handoff.packet import build_packet
+from voicebot.pipeline.endpoint import EndpointDecision, TurnEnd, interrupts, is_backchannel
 from voicebot.pipeline.playout import BotUtterance, Playout
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.pipeline.scheduler import Completion, Job, Scheduler
 from voicebot.privacy.call import CallPrivacy
 from voicebot.transports.base import Transport
+from voicebot.transports.line import DIGIT_GAP_S, KEYPAD_DIGITS, KEYPAD_END
 from voicebot.tts.base import TTS
 from voicebot.vad.base import VAD
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
@@ -61,6 +74,11 @@ log = logging.getLogger(__name__)
 # Audio kept after the last voiced frame when transcribing: keeps word endings intact (a
 # speculation 80 ms into the pause gets what has arrived; the VAD already holds on ~0.1-0.3 s).
 _TAIL_S = 0.15
+# Whisper's own verdict that a stretch of audio held no speech: a drop with this reason (or
+# this no-speech probability) was noise the VAD let through, and stays silence.
+_NO_SPEECH_PROB = 0.6
+# How often the record is told what the caller has heard of the utterance playing.
+_SPEAKING_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,9 @@ class CallConfig:
     partial_interval_s: float = 1.0  # 0 disables partial transcripts
     preroll_s: float = 0.3  # audio kept from before the detected speech start
     barge_in_confirm_ms: int = 300  # voiced speech that turns a pause into an interruption
+    # Speech over the bot that interrupts it whatever its words; shorter speech interrupts
+    # only once a transcript shows words that are not a backchannel ("okay", "mm-hm").
+    barge_in_sustained_ms: int = 900
     no_input_timeout_s: float = 6.0
     max_call_s: float = 900.0
 
@@ -80,6 +101,7 @@ class _Recognition:
     hearing: "_Hearing"
     job: Job
     audio_end: float
+    context: ASRContext
     result: tuple[Transcript, float] | None = None  # (transcript, ready time)
 
 
@@ -93,6 +115,7 @@ class _Hearing:
     last_partial: float
     speech_end: float | None = None
     endpoint: float | None = None
+    voiced_s: float = 0.0
     partial: _Recognition | None = None
     speculative: _Recognition | None = None  # started in a pause; valid if nothing follows
     speculative_end: float | None = None  # the speech end it was started for
@@ -100,6 +123,8 @@ class _Hearing:
     superseded: bool = False  # the caller spoke again before this turn was answered
     paused_bot_at: float | None = None  # this speech paused the bot at that call time
     confirmed: bool = False  # long enough to be a real turn (interrupts, supersedes)
+    heard: str | None = None  # the latest transcript of it so far (is it a backchannel?)
+    endpointing: EndpointDecision | None = None  # how the turn was ended
 
     def samples(self, until: float) -> np.ndarray:
         pcm = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
@@ -126,8 +151,10 @@ class CallSession:
         sinks: list[RecordSink] | None = None,
         observer: Observer | None = None,
         handoffs: HandoffSink | None = None,
+        vocabulary: tuple[str, ...] = (),
         privacy: CallPrivacy | None = None,
     ) -> None:
+        """``vocabulary``: the pack's domain terms, biasing the recognizer on every turn."""
         self.config = config or CallConfig()
         self._privacy = privacy or CallPrivacy(record)
         self._handoffs = handoffs
@@ -139,6 +166,7 @@ class CallSession:
         self._sinks = sinks or []
         self._observer = observer or (lambda kind, event: None)
         self._endpointer = Endpointer(self.config.endpointer)
+        self._turn_end = TurnEnd(self._endpointer)
         self._playout = Playout()
         ep = self.config.endpointer
         self._recent: deque[np.ndarray] = deque(
@@ -152,6 +180,13 @@ class CallSession:
         self._dialog_queue: deque[tuple[str, Callable[[], Reply], BotUtterance]] = deque()
         self._dialog_busy = False
         self._listening_since: float | None = None
+        self._vocabulary = vocabulary
+        self._expects = Expectation()  # what the question the caller last heard asks for
+        self._keypad = DtmfDetector()
+        self._keys = ""  # keypad tones heard in the audio, sent as one entry like a line's
+        self._keys_at = 0.0
+        self._speaking: BotUtterance | None = None  # the utterance in record.speaking
+        self._speaking_at = 0.0
         self._ended = False
         self._now = 0.0
 
@@ -166,7 +201,7 @@ class CallSession:
             while not self._ended:
                 frame = await transport.receive()
                 if frame is None:
-                    self._finish("caller")
+                    self._finish(transport.ended_by)  # the caller, or the line's reason
                     break
                 self._now = frame.t
                 for completion in await self._jobs.collect(frame.t):
@@ -199,11 +234,15 @@ class CallSession:
 
     async def _on_caller_frame(self, frame: AudioFrame) -> None:
         if frame.dtmf:
+            self._keys = ""  # the line's own keypad events: tones in the audio repeat them
             self._on_keypad(frame.dtmf)
+        self._hear_tones(frame.pcm)
         self._recent.append(frame.pcm)
         if self._hearing is not None:
             self._hearing.audio.append(frame.pcm)
-        event = self._endpointer.push(frame.t, self._vad.speech_prob(frame.pcm))
+        # Keypad tones are not speech: they must not open a turn or interrupt the bot.
+        prob = 0.0 if self._keypad.tone else self._vad.speech_prob(frame.pcm)
+        event = self._endpointer.push(frame.t, prob)
         if isinstance(event, SpeechStarted):
             await self._on_speech_started(event)
         elif isinstance(event, SpeechPaused):
@@ -211,12 +250,8 @@ class CallSession:
         elif isinstance(event, SpeechEnded):
             await self._on_speech_ended(event)
         hearing = self._hearing
-        if (
-            hearing is not None
-            and not hearing.confirmed
-            and self._endpointer.voiced_s * 1000 >= self.config.barge_in_confirm_ms
-        ):
-            await self._confirm(hearing)
+        if hearing is not None and not hearing.confirmed and self._interrupting(hearing):
+            self._confirm(hearing)
         self._maybe_partial()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
@@ -229,7 +264,17 @@ class CallSession:
             self._hearing.paused_bot_at = self._now
             await self._transport.interrupt()
 
-    async def _confirm(self, hearing: _Hearing) -> None:
+    def _interrupting(self, hearing: _Hearing) -> bool:
+        """Whether the speech being heard is a real turn yet: ``barge_in_confirm_ms`` of it,
+        and over the bot, not a backchannel (``voicebot.pipeline.endpoint.interrupts``)."""
+        voiced_ms = self._endpointer.voiced_s * 1000
+        if voiced_ms < self.config.barge_in_confirm_ms:
+            return False
+        if hearing.paused_bot_at is None:
+            return True
+        return interrupts(voiced_ms, hearing.heard, self.config.barge_in_sustained_ms)
+
+    def _confirm(self, hearing: _Hearing) -> None:
         """The caller is really talking: earlier unanswered words join this turn, and a
         paused bot turn is dropped (recorded with the words the caller heard)."""
         hearing.confirmed = True
@@ -290,11 +335,16 @@ class CallSession:
         else:
             hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
         hearing.speculative_end = event.end
+        self._turn_end.paused(self._expects)
+        if hearing.speculative.result is not None:
+            self._turn_end.heard(hearing.speculative.result[0])
 
     async def _on_speech_ended(self, event: SpeechEnded) -> None:
         hearing, self._hearing = self._hearing, None
+        decision = self._turn_end.decision(event, self._now)
         if hearing is None:
             return
+        hearing.endpointing = decision
         speculation_holds = hearing.speculative is not None and hearing.speculative_end == event.end
         for recognition in (hearing.partial, hearing.speculative):
             if recognition is not None and not (
@@ -307,9 +357,10 @@ class CallSession:
             self._observer("noise", event)
             self._resume(hearing)
             return
-        if not hearing.confirmed:
-            await self._confirm(hearing)
+        if not hearing.confirmed and hearing.paused_bot_at is None:
+            self._confirm(hearing)  # over the bot, the final transcript decides (_on_final)
         hearing.speech_end, hearing.endpoint = event.end, self._now
+        hearing.voiced_s = event.voiced_s
         self._awaiting.append(hearing)
         if not speculation_holds:
             hearing.final = self._transcribe("final", hearing, event.end + _TAIL_S)
@@ -317,6 +368,16 @@ class CallSession:
         hearing.final = hearing.speculative
         if hearing.final.result is not None:
             self._on_final(hearing, *hearing.final.result)  # the speculation was right
+
+    def _hear_tones(self, pcm: np.ndarray) -> None:
+        """Keys typed as tones in the audio, grouped as a line groups its keypad events:
+        ``#`` ends the entry, or ``DIGIT_GAP_S`` after the last key."""
+        key = self._keypad.push(pcm)
+        if key in KEYPAD_DIGITS:
+            self._keys, self._keys_at = self._keys + key, self._now
+        elif self._keys and (key == KEYPAD_END or self._now - self._keys_at >= DIGIT_GAP_S):
+            keys, self._keys = self._keys, ""
+            self._on_keypad(keys)
 
     def _on_keypad(self, digits: str) -> None:
         """Typed digits are a caller turn of their own, certain and needing no recognizer;
@@ -354,13 +415,16 @@ class CallSession:
 
     def _transcribe(self, kind: str, hearing: _Hearing, until: float) -> _Recognition:
         audio = hearing.samples(until)
+        context = ASRContext(self._expects, self._vocabulary)
         call = self._asr_call
         if call is not None:
             final = kind != "partial"
-            job = self._jobs.submit_future(kind, self._now, lambda: call.submit(audio, final=final))
+            job = self._jobs.submit_future(
+                kind, self._now, lambda: call.submit(audio, final=final, context=context)
+            )
         else:
-            job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio))
-        job.tag = _Recognition(hearing, job, until)
+            job = self._jobs.submit(kind, self._now, lambda: self._asr.transcribe(audio, context))
+        job.tag = _Recognition(hearing, job, until, context)
         return job.tag
 
     # --- worker results ----------------------------------------------------------------
@@ -374,12 +438,22 @@ class CallSession:
             # The recognizer failed (GPU out of memory, a broken engine): this turn is not
             # heard, like a dropped one, and the call goes on; the caller is asked again.
             log.error("%s transcription failed: %r", kind, completion.error)
-            value = Transcript("", 0.0, 1.0, 0.0, 0.0, dropped="asr_error")
+            value = Transcript("", 0.0, 0.0, 0.0, 0.0, dropped="asr_error")
         if isinstance(tag, _Recognition):
             tag.result = (value, completion.ready)
+            hearing = tag.hearing
             if kind == "partial":
                 self._observer("partial", value)
-            if tag is tag.hearing.final:
+            if not value.dropped:
+                hearing.heard = value.text
+            if (
+                tag is hearing.speculative
+                and hearing is self._hearing
+                and self._endpointer.paused
+                and hearing.speculative_end == self._endpointer.last_voiced_end
+            ):
+                self._turn_end.heard(value)  # the pause it was made in is still going on
+            if tag is hearing.final:
                 self._on_final(tag.hearing, value, completion.ready)
         elif kind in ("greet", "respond", "no_input"):
             self._dialog_busy = False
@@ -393,6 +467,10 @@ class CallSession:
     def _on_final(self, hearing: _Hearing, transcript: Transcript, ready: float) -> None:
         self._awaiting.remove(hearing)
         assert hearing.speech_end is not None and hearing.endpoint is not None
+        assert hearing.final is not None
+        dropped = transcript.dropped
+        if not hearing.confirmed and not dropped and is_backchannel(transcript.text):
+            dropped = "backchannel"  # said over the bot: it goes on, nobody answers
         turn = Turn(
             role="caller",
             text=transcript.text,
@@ -403,8 +481,12 @@ class CallSession:
                 "no_speech_prob": round(transcript.no_speech_prob, 4),
                 "rtf": round(transcript.rtf, 4),
                 "raw_text": transcript.raw_text,
+                "expects": str(hearing.final.context.expects.kind),
+                "voiced_s": round(hearing.voiced_s, 3),
             },
-            dropped=transcript.dropped,
+            dropped=dropped,
+            endpoint=hearing.endpointing,
+            heard=_heard(transcript),
             timings={
                 "speech_start": round(hearing.speech_start, 3),
                 "speech_end": round(hearing.speech_end, 3),
@@ -416,8 +498,17 @@ class CallSession:
         self.record.turns.append(turn)
         self._persist()
         self._observer("final", transcript)
-        if transcript.dropped:
+        if dropped and not hearing.confirmed:
+            self._resume(hearing)  # said over the bot (an "mm-hm", a cough): the bot goes on
             return
+        if turn.heard == "silence" or (dropped and hearing.superseded):
+            return  # noise, or the caller went on talking: the next turn is answered
+        if dropped:
+            caller_turn = CallerTurn("", transcript, hearing.speech_start, hearing.speech_end)
+            self._ask_dialog("respond", lambda: self._dialog.not_understood(caller_turn), turn)
+            return
+        if not hearing.confirmed:
+            self._confirm(hearing)
         text = f"{self._carry_text} {transcript.text}".strip()
         if hearing.superseded:
             self._carry_text = text  # the caller went on talking: answer the whole thing
@@ -514,11 +605,13 @@ class CallSession:
     async def _send_bot_frame(self, t: float) -> None:
         tick = self._playout.next_frame(t)
         for utterance in tick.started:
+            self._expects = utterance.reply.expects  # the caller now hears this question
             self._on_first_audio(utterance)
         for utterance in tick.finished:
             self._close_bot_turn(utterance)
             if utterance.reply.end_call:
                 self._finish("handoff" if utterance.reply.kind == "handoff" else "bot")
+        self._note_speaking()
         self._update_listening()
         private = self._privacy.tick_private()
         await self._transport.send(BotFrame(tick.pcm, t, self._line_state(), private))
@@ -533,12 +626,34 @@ class CallSession:
         )
         self._persist()
 
+    def _note_speaking(self) -> None:
+        """Keep ``record.speaking`` (what the caller has heard of the utterance playing) up
+        to date: at its first audio, then every ``_SPEAKING_EVERY_S``, so that a process
+        killed mid-sentence leaves the words heard so far in the record."""
+        utterance = self._playout.current
+        if utterance is None or utterance.first_audio is None:
+            return
+        if utterance is self._speaking and self._now - self._speaking_at < _SPEAKING_EVERY_S:
+            return
+        self._speaking, self._speaking_at = utterance, self._now
+        self.record.speaking = self._bot_turn(utterance, self._now, utterance.spoken_text())
+        self._persist()
+
     def _close_bot_turn(self, utterance: BotUtterance) -> None:
         """Record what the caller heard of a reply (nothing, part, or all of it)."""
         if utterance.reply.kind == "pending":
             return  # cut off before the dialog even answered: nothing to record
         spoken = utterance.spoken_text() if utterance.interrupted else utterance.reply.text
         ended = utterance.ended if utterance.ended is not None else self._now
+        turn = self._bot_turn(utterance, ended, spoken)
+        if utterance is self._speaking:
+            self._speaking = self.record.speaking = None
+        self.record.turns.append(turn)
+        self._persist()
+        self._observer("bot_turn", turn)
+
+    def _bot_turn(self, utterance: BotUtterance, ended: float, spoken: str) -> Turn:
+        """The bot turn of ``utterance`` as heard: ``spoken`` of it, until ``ended``."""
         start = utterance.first_audio if utterance.first_audio is not None else ended
         turn = Turn(
             role="bot",
@@ -554,9 +669,7 @@ class CallSession:
             turn.intent = utterance.caller.intent
             if "voice_to_voice_ms" in utterance.caller.timings:
                 turn.timings["voice_to_voice_ms"] = utterance.caller.timings["voice_to_voice_ms"]
-        self.record.turns.append(turn)
-        self._persist()
-        self._observer("bot_turn", turn)
+        return turn
 
     def _line_state(self) -> LineState:
         if self._playout.has_audio:
@@ -582,3 +695,14 @@ class CallSession:
         self.record.duration_s = max(self.record.duration_s, round(self._now, 3))
         for sink in self._sinks:
             sink.update(self.record)
+
+
+def _heard(transcript: Transcript) -> str:
+    """What a caller turn was: ``words`` (answered), ``no_words`` (speech the recognizer could
+    not make out: nothing usable came back, a guard dropped it, another script, a failure) or
+    ``silence`` (Whisper judged it no speech: noise the VAD let through)."""
+    if not transcript.dropped:
+        return "words"
+    if transcript.dropped == "no_speech" or transcript.no_speech_prob > _NO_SPEECH_PROB:
+        return "silence"
+    return "no_words"

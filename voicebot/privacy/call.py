@@ -64,6 +64,14 @@ class ConsentDialog:
         consent = ConsentState.GRANTED if answer else ConsentState.DECLINED
         return replace(greeting, text=f"{said} {greeting.text}", consent=consent)
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        """Speech nobody could make out, as the answer to the opt-in: no consent (nothing is
+        recorded on a guess), and the dialog deals with the unheard turn as with any other."""
+        if not self._asking:
+            return self._inner.not_understood(turn)
+        self._asking = False
+        return replace(self._inner.not_understood(turn), consent=ConsentState.NO_ANSWER)
+
     def no_input(self) -> Reply:
         return self._inner.no_input()
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicebot.dialog.slots import parse_digits, parse_yes_no
 from voicebot.handoff.sentiment import analyze
+from voicebot.pipeline.record import SERVER_ENDINGS
 
 PARTS = ("bot", "agent")
 Pattern = re.Pattern[str]
@@ -459,7 +460,7 @@ def confirmed_before_action(part: Part, s: ActionSettings) -> Outcome:
 def offered_further_help(part: Part, s: FurtherHelpSettings) -> Outcome:
     if part.handoff_reason is not None:
         return Outcome(Verdict.NA, "the part ended in a handoff: the next person offers")
-    if part.ended_by in ("error", "timeout") or not part.caller_lines:
+    if part.ended_by in SERVER_ENDINGS | {"timeout"} or not part.caller_lines:
         return Outcome(Verdict.NA, "the call did not get to a close")
     speaker = part.speaker_lines
     if not speaker:

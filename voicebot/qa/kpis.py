@@ -34,6 +34,7 @@ from prometheus_client import Histogram
 
 from voicebot.errors import NoCallsError
 from voicebot.events import HANDOFF_REASONS
+from voicebot.pipeline.record import SERVER_ENDINGS
 from voicebot.qa.criteria import mean_valence, sentiment_ends, split_parts
 from voicebot.qa.scorecard import Scorecard
 from voicebot.store.store import Store
@@ -101,7 +102,7 @@ def call_facts(
     ends = sentiment_ends([*bot.lines, *(agent.lines if agent else ())], window=2)
     card = Scorecard.from_dict(scorecard) if scorecard else None
     failures = [f"handoff:{reason}"] if reason else []
-    if record.get("ended_by") in ("error", "timeout"):
+    if record.get("ended_by") in SERVER_ENDINGS | {"timeout"}:
         failures.append(f"ended:{record['ended_by']}")
     failures += [f"qa:{name}" for name in (card.failed if card else ())]
     survey = record.get("survey") or {}
@@ -109,7 +110,7 @@ def call_facts(
         call_id=record["call_id"],
         started_at=_parse_time(record["started_at"]),
         pack=record.get("pack") or "",
-        intent=_intent(record),
+        intent=call_intent(record),
         caller_id=record.get("caller_id"),
         contained=not handed_off,
         handoff_reason=reason if reason else ("transfer" if agent else None),
@@ -125,7 +126,8 @@ def call_facts(
     )
 
 
-def _intent(record: dict[str, Any]) -> str:
+def call_intent(record: dict[str, Any]) -> str:
+    """The first request the caller made (``none`` without one): what the call is about."""
     for turn in record.get("turns") or []:
         if turn.get("role") != "caller" or turn.get("dropped"):
             continue

@@ -63,6 +63,11 @@ class SurveyDialog:
             expects=_ANSWER,
         )
 
+    def not_understood(self, turn: CallerTurn) -> Reply:
+        if self._farewell is None:
+            return self.inner.not_understood(turn)
+        return self._answer(turn)  # a survey answer nobody could make out: no score
+
     def no_input(self) -> Reply:
         if self._farewell is None:
             return self.inner.no_input()

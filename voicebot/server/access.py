@@ -282,6 +282,7 @@ def auth_router(accounts: Accounts | None, limits: Limits, public_url: str | Non
     router = APIRouter()
     add_page(router, "/login", STATIC / "login.html", public("the sign-in page"))
     add_page(router, "/login.js", STATIC / "login.js", public("the sign-in page's script"))
+    add_page(router, "/page.js", STATIC / "page.js", signed_in("agent"))  # signed-in pages'
     per_client = RateLimiter("sign_in_rate", limits.sign_in_per_client)
     per_name = RateLimiter("sign_in_rate", limits.sign_in_per_name)
 

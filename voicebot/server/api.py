@@ -1,6 +1,11 @@
-"""``/healthz`` and the calls API: ``/api/calls``, ``/api/calls/{id}`` (transcript,
-timings, intents) and ``/api/calls/{id}/recording``. Live calls come from memory; finished
-ones from the history (a database query runs in a thread, never on the event loop).
+"""``/healthz``, ``/readyz`` and the calls API: ``/api/calls``, ``/api/calls/{id}``
+(transcript, timings, intents) and ``/api/calls/{id}/recording``. This process's live calls
+come from memory; the others from the history (a database query runs in a thread, never on
+the event loop), which with a shared database holds the calls of every worker: a call not
+ended there is in progress on another worker.
+
+``/healthz`` says the process is up (liveness); ``/readyz`` that it can serve (readiness:
+its database answers), for load balancers to send traffic only where it can be served.
 
 Supervisors (and admins) see every call; an agent sees only the calls handed to the agents
 (the desktop links their recordings). Opening a call and fetching its recording are written
@@ -12,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from voicebot.auth import AuditAction, Principal, audit
 from voicebot.errors import StoreError
@@ -36,13 +42,27 @@ def api_router(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "active_calls": calls.active, "max_calls": calls.max_calls}
 
+    @router.get("/readyz")
+    @allow(public("readiness probe for load balancers; says only whether this server can serve"))
+    async def readyz() -> JSONResponse:
+        try:
+            if store is not None:
+                await asyncio.to_thread(store.ping)
+        except SQLAlchemyError:
+            return JSONResponse({"status": "unavailable", "why": "database unavailable"}, 503)
+        return JSONResponse({"status": "ready", "active_calls": calls.active})
+
     @router.get("/api/calls")
     @allow(SUPERVISORS)
     async def list_calls(limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
         live = calls.live_rows()
         ids = {row["call_id"] for row in live}
         finished = await asyncio.to_thread(calls.history.list_calls, limit)
-        rows = live + [row | {"active": False} for row in finished if row["call_id"] not in ids]
+        rows = live + [
+            row | {"active": row["ended_by"] is None}  # not ended: live on another worker
+            for row in finished
+            if row["call_id"] not in ids
+        ]
         return rows[:limit]
 
     async def opened(request: Request, call_id: str, action: AuditAction) -> dict[str, Any]:

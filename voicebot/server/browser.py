@@ -41,6 +41,6 @@ def browser_router(state: ServerState) -> APIRouter:
             await ws.close(1013, f"too many calls from this address: {wait_text(wait)}")
             return
         line = BrowserLine(**socket_writers(ws), **state.line_options("browser"))
-        await state.serve(ws, line, "browser", observer=line.observe, trust_caller_id=bool(who))
+        await state.serve(ws, line, "browser", observer=line.observe, signed=bool(who))
 
     return router

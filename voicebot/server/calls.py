@@ -5,8 +5,10 @@ kept in memory (``MemoryHistory``). Either way ``TranscriptDir`` can also keep e
 a JSON file, rewritten after every change, so a dropped connection loses nothing said.
 """
 
+import asyncio
 import json
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 from voicebot.audio.io import write_text_atomic
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.privacy.redact import redact_json
+from voicebot.transports.line import LiveLine
 
 
 class CallHistory(Protocol):
@@ -91,6 +94,7 @@ class CallSlot:
     def __init__(self, registry: "CallRegistry") -> None:
         self._registry = registry
         self.record: CallRecord | None = None
+        self.line: LiveLine | None = None  # the call's line, once the call runs on it
 
     def update(self, record: CallRecord) -> None:
         self.record = record
@@ -106,14 +110,16 @@ class CallRegistry:
         self._sinks = sinks
         self._slots: set[CallSlot] = set()
         self.live: dict[str, CallRecord] = {}
+        self.closing = False  # the server is shutting down: no new call
 
     @property
     def active(self) -> int:
         return len(self._slots)
 
     def reserve(self) -> CallSlot | None:
-        """A call slot, or None when ``max_calls`` calls are already in progress."""
-        if len(self._slots) >= self.max_calls:
+        """A call slot, or None when ``max_calls`` calls are already in progress (or the
+        server is shutting down)."""
+        if self.closing or len(self._slots) >= self.max_calls:
             return None
         slot = CallSlot(self)
         self._slots.add(slot)
@@ -124,8 +130,21 @@ class CallRegistry:
         if slot.record is not None:
             self.live.pop(slot.record.call_id, None)
 
-    def sinks(self, slot: CallSlot) -> list[RecordSink]:
-        return [slot, *self._sinks]
+    async def close(self, grace_s: float) -> None:
+        """Shutting down: take no new call, end those in progress (each peer is told why,
+        each record says ``shutdown``), and wait up to ``grace_s`` for them to finish."""
+        self.closing = True
+        for slot in list(self._slots):
+            if slot.line is not None:
+                slot.line.end(1012, "the server is shutting down: call again", by="shutdown")
+        deadline = time.monotonic() + grace_s
+        while self._slots and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def sinks(self, slot: CallSlot | None = None) -> list[RecordSink]:
+        """Where a call's record goes: its slot (live) and the history; without a slot,
+        only the history (a finished call's record updated later, e.g. a transfer's end)."""
+        return [slot, *self._sinks] if slot is not None else list(self._sinks)
 
     def live_rows(self) -> list[dict[str, Any]]:
         return [call_row(r) | {"active": True} for r in self.live.values()]

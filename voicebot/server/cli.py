@@ -72,6 +72,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "$VOICEBOT_METRICS_TOKEN or $VOICEBOT_METRICS_TOKEN_FILE)",
     )
     serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
+    serve.add_argument(
+        "--transfer-to",
+        metavar="TARGET",
+        help="the agents' line a handed-off caller is sent to (default: the pack's "
+        "transfer_to): an E.164 number or a SIP URI (Twilio dials it; SIP callers get a "
+        "REFER), or a Twilio queue name (the caller is enqueued)",
+    )
     sip = serve.add_argument_group(
         "SIP",
         "answer SIP calls (G.711 RTP); credentials for --sip-register come from "
@@ -87,15 +94,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="CIDR",
         help="networks allowed to send SIP requests (required beyond loopback)",
     )
-    sip.add_argument(
-        "--transfer-to",
-        metavar="URI",
-        help="the agents' queue: a handed-off SIP caller is transferred there by REFER",
-    )
     serve.add_argument("--echo-cancellation", action="store_true", help="speakerphone callers")
     serve.add_argument("--noise-suppression", action="store_true", help="noisy callers")
     serve.add_argument("--echo-delay-ms", type=int, default=120, help="echo path hint")
     add_store_options(serve, webhooks=True)
+    serve.add_argument(
+        "--alert-queue-wait-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="alert supervisors once a handed-off caller has waited this long for an agent",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -105,18 +114,24 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.audio.apm import AudioCleanup
     from voicebot.audio.io import check_writable
     from voicebot.auth import Accounts, read_secret
+    from voicebot.dialog.pack import load_pack
     from voicebot.errors import SipConfigError
     from voicebot.handoff.cli import open_service
+    from voicebot.handoff.transfer import TransferTarget
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
-    from voicebot.server.app import create_app
+    from voicebot.server.app import GracefulServer, create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
     from voicebot.transports.sip import SipSettings, check_listen
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
+    if args.alert_queue_wait_s is not None and args.alert_queue_wait_s <= 0:
+        raise VoicebotError(
+            f"--alert-queue-wait-s must be positive (got {args.alert_queue_wait_s:g})"
+        )
     if args.public_url and not args.public_url.startswith(("http://", "https://")):
         raise VoicebotError(f"--public-url must start with https:// (got {args.public_url!r})")
     if args.recordings is not None:
@@ -127,8 +142,14 @@ def _serve(args: argparse.Namespace) -> int:
         args.twilio_auth_token_file,
         "TWILIO_AUTH_TOKEN",
     )
+    # One agents' line for every transport: the flag, else the pack's (a typo fails here).
+    if args.transfer_to:
+        transfer_to = TransferTarget.parse(args.transfer_to)
+    else:
+        transfer_to = load_pack(args.pack).transfer_to
     config = ServerConfig(
         max_calls=args.max_calls,
+        transfer_to=transfer_to,
         transcripts_dir=args.transcripts or (Path("var/calls") if args.no_db else None),
         recordings_dir=args.recordings,
         twilio_auth_token=twilio_token,
@@ -147,11 +168,11 @@ def _serve(args: argparse.Namespace) -> int:
             register=args.sip_register,
             credentials_file=args.sip_credentials,
             trust=tuple(args.sip_trust),
-            transfer_to=args.transfer_to,
+            transfer_to=transfer_to.sip_uri() if transfer_to else None,
         )
         check_listen(sip.listen)
-    elif args.sip_register or args.transfer_to or args.sip_trust:
-        raise SipConfigError("--sip-register, --sip-trust and --transfer-to need --sip-listen")
+    elif args.sip_register or args.sip_trust:
+        raise SipConfigError("--sip-register and --sip-trust need --sip-listen")
     service = open_service(args)  # fails fast on a bad database, before models load
     try:
         check_bind(args.host, Accounts(service.store) if service else None)
@@ -200,7 +221,7 @@ def _serve(args: argparse.Namespace) -> int:
     if sip is not None:
         print(f"voicebot: answering SIP on {sip.listen[0]}:{sip.listen[1]} (UDP)")
     try:
-        uvicorn.run(
+        server = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
@@ -208,6 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
             ws_max_size=65536,  # a media message is ~300 bytes; anything huge is refused (1009)
             proxy_headers=True,
         )
+        GracefulServer(server, app.state.voicebot).run()
     finally:
         retention.stop()
         bot.close()

@@ -36,6 +36,9 @@ REFUSED = Counter(
 PROTOCOL_ERRORS = Counter(
     "voicebot_protocol_errors", "Lines closed for bad input", ["transport", "code"]
 )
+PEER_ERRORS = Counter(
+    "voicebot_peer_errors", "Problems with what peers send (logged a few at a time)", ["kind"]
+)
 LATE_FRAMES = Counter(
     "voicebot_late_frames", "Bot frames sent over 60 ms after their caller frame", ["transport"]
 )

@@ -11,10 +11,10 @@ the packet on the desktop and will call back) before the bot hangs up.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
 
+from voicebot.handoff.transfer import TransferSink
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.server import metrics
 from voicebot.server.calls import CallSlot
@@ -25,7 +25,6 @@ from voicebot.transports.sip import SipLine, SipSettings, SipUserAgent, Transfer
 log = logging.getLogger(__name__)
 
 TRANSPORT = "sip"
-TransferSink = Callable[[str, dict[str, Any]], None]  # Store.record_transfer
 
 
 class SipService:

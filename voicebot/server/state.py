@@ -1,6 +1,8 @@
 """What the server's routes share: the bot (models loaded once), the settings, the calls."""
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,12 @@ from fastapi import WebSocket
 from voicebot.audio.apm import AudioCleanup
 from voicebot.auth import SessionPolicy
 from voicebot.handoff.bridge import LiveQueue
+from voicebot.handoff.transfer import TransferTarget
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
-from voicebot.server.limits import Budget, Limits, RateLimiter
+from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter, WaitingRoom
 from voicebot.server.lines import run_line
 from voicebot.transports.line import LiveLine
 
@@ -30,6 +33,9 @@ class ServerConfig:
     public_call: bool = False  # /call and /ws/call without sign-in (rate-limited)
     metrics_token: str | None = None  # a bearer token that may read /metrics only
     public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
+    # The agents' line a handed-off Twilio caller is dialed to (``--transfer-to``, else the
+    # pack's); None: the caller hears that an agent will call back.
+    transfer_to: TransferTarget | None = None
     limits: Limits = field(default_factory=Limits)
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     cleanup: AudioCleanup = field(default_factory=AudioCleanup)
@@ -49,15 +55,18 @@ class ServerState:
         self.calls = calls
         self._spoken: dict[str, np.ndarray] = {}
         limits = config.limits
-        self.waiting = Budget("waiting_sockets", limits.waiting_sockets)
+        self.waiting = WaitingRoom(limits.waiting_sockets)
         self.event_streams = Budget("event_streams", limits.event_streams)
         self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
+        self.peers = PeerLog(logging.getLogger("voicebot.peers"))
         self.queue: LiveQueue | None = None  # handed-off callers holding for the desk
 
-    async def after_call(self, line: LiveLine, record: CallRecord, sinks: list[RecordSink]) -> None:
-        """A caller the bot handed off stays on the line for an agent (with a desk)."""
-        if self.queue is not None and record.ended_by == "handoff" and record.handoff:
-            await self.queue.hold(line, record, sinks)
+    def holds(self, transport: str, record: CallRecord) -> bool:
+        """Whether the desk holds this handed-off caller on the line for an agent: with a
+        desk, unless a transfer target sends Twilio callers on (``/twilio/continue``)."""
+        sent_on = transport == "twilio" and self.config.transfer_to is not None
+        handed_off = record.ended_by == "handoff" and record.handoff is not None
+        return self.queue is not None and handed_off and not sent_on
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -66,12 +75,28 @@ class ServerState:
             "send_timeout_s": self.config.send_timeout_s,
             "processor": self.config.cleanup.processor(),
             "on_late": metrics.LATE_FRAMES.labels(transport).inc,
+            "on_peer_error": self.peers.note,
         }
 
     async def serve(
-        self, ws: WebSocket, line: LiveLine, transport: str, **options: Any
+        self,
+        ws: WebSocket,
+        line: LiveLine,
+        transport: str,
+        after: Callable[[CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
+        **options: Any,
     ) -> CallRecord | None:
-        """Run one call on an accepted socket (see ``voicebot.server.lines.run_line``)."""
+        """Run one call on an accepted socket (see ``voicebot.server.lines.run_line``).
+        Once the bot is done, a handed-off caller the desk takes holds on ``line`` for an
+        agent; then ``after`` (the transport's own step, e.g. Twilio's continuation) runs,
+        before the socket closes."""
+
+        async def after_call(record: CallRecord, sinks: list[RecordSink]) -> None:
+            if self.queue is not None and self.holds(transport, record):
+                await self.queue.hold(line, record, sinks)
+            if after is not None:
+                await after(record, sinks)
+
         return await run_line(
             ws,
             line,
@@ -81,7 +106,9 @@ class ServerState:
             start_timeout_s=self.config.start_timeout_s,
             recordings_dir=self.config.recordings_dir,
             waiting=self.waiting,
-            after=self.after_call,
+            limits=self.config.limits,
+            peers=self.peers,
+            after=after_call,
             **options,
         )
 

@@ -16,7 +16,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
+from xml.etree import ElementTree
 
+import httpx
 import numpy as np
 import websockets
 
@@ -24,6 +27,7 @@ from voicebot.audio.pcm import float_to_pcm16, mulaw_decode, mulaw_encode
 from voicebot.audio.resample import resample
 from voicebot.server.twilio import signature
 
+ACCOUNT_SID = "AC" + "0" * 32
 TICK_S = 0.02
 FRAME_BYTES = 160
 SILENCE = b"\xff" * FRAME_BYTES  # mu-law zero
@@ -60,16 +64,22 @@ class TwilioPeer:
         caller_id: str = "+15551230001",
         headers: dict | None = None,
         auth_token: str | None = None,
+        call_sid: str | None = None,
+        account_sid: str = ACCOUNT_SID,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         """``auth_token``: sign the WebSocket handshake as Twilio does (X-Twilio-Signature
-        over the stream URL), for a server that checks signatures."""
+        over the stream URL), for a server that checks signatures. ``parameters``: the
+        stream's ``<Parameter>``s (default: ``From`` = ``caller_id``, as our TwiML says)."""
         self.url = url
         self.caller_id = caller_id
         self.headers = dict(headers or {})
         if auth_token is not None:
             self.headers["X-Twilio-Signature"] = signature(auth_token, url, [])
         self.stream_sid = "MZ" + uuid.uuid4().hex
-        self.call_sid = "CA" + uuid.uuid4().hex
+        self.call_sid = call_sid or new_sid("CA")
+        self.account_sid = account_sid
+        self.parameters = {"From": caller_id} if parameters is None else dict(parameters)
         self.log = PeerLog()
         self.tick = 0
         self.close_code: int | None = None
@@ -90,18 +100,9 @@ class TwilioPeer:
         self._ws = await websockets.connect(self.url, additional_headers=self.headers)
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         await self.send(
-            {
-                "event": "start",
-                "start": {
-                    "streamSid": self.stream_sid,
-                    "accountSid": "AC" + "0" * 32,
-                    "callSid": self.call_sid,
-                    "tracks": ["inbound"],
-                    "customParameters": {"From": self.caller_id},
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-                "streamSid": self.stream_sid,
-            }
+            start_message(
+                self.stream_sid, self.call_sid, self.caller_id, self.parameters, self.account_sid
+            )
         )
         self._tasks = [asyncio.create_task(self._line()), asyncio.create_task(self._receive())]
         return self
@@ -204,18 +205,7 @@ class TwilioPeer:
             frame = self._say.popleft() if self._say else SILENCE
             if frame is not SILENCE and _rms(frame) > VOICED_RMS:
                 self.log.speech_wall[self.tick] = time.monotonic()
-            await self.send(
-                {
-                    "event": "media",
-                    "streamSid": self.stream_sid,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(self.tick + 1),
-                        "timestamp": str(round(self.tick * TICK_S * 1000)),
-                        "payload": base64.b64encode(frame).decode(),
-                    },
-                }
-            )
+            await self.send(media_message(self.stream_sid, self.tick, frame))
             await self._play()
             self.tick += 1
 
@@ -277,5 +267,202 @@ class TwilioPeer:
             self.closed.set()
 
 
+def new_sid(prefix: str) -> str:
+    """A Twilio-style id: two letters and 32 hex digits."""
+    return prefix + uuid.uuid4().hex
+
+
+def start_message(
+    stream_sid: str,
+    call_sid: str,
+    caller_id: str,
+    parameters: dict[str, str] | None = None,
+    account_sid: str = ACCOUNT_SID,
+) -> dict:
+    """Twilio's ``start`` for a stream of 8 kHz mu-law, as our TwiML asks for it
+    (``parameters``: the stream's ``<Parameter>``s; default ``From`` = ``caller_id``)."""
+    return {
+        "event": "start",
+        "start": {
+            "streamSid": stream_sid,
+            "accountSid": account_sid,
+            "callSid": call_sid,
+            "tracks": ["inbound"],
+            "customParameters": {"From": caller_id} if parameters is None else parameters,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+        "streamSid": stream_sid,
+    }
+
+
+def media_message(stream_sid: str, tick: int, frame: bytes) -> dict:
+    """One 20 ms ``media`` message of the caller's line, as Twilio numbers them."""
+    return {
+        "event": "media",
+        "streamSid": stream_sid,
+        "media": {
+            "track": "inbound",
+            "chunk": str(tick + 1),
+            "timestamp": str(round(tick * TICK_S * 1000)),
+            "payload": base64.b64encode(frame).decode(),
+        },
+    }
+
+
 def _rms(mulaw: bytes) -> float:
     return float(np.sqrt(np.mean(mulaw_decode(mulaw).astype(np.float32) ** 2)))
+
+
+# --- the call around the stream -------------------------------------------------------------
+
+
+@dataclass
+class Verb:
+    """One TwiML verb Twilio executed: its name, attributes, text and nested nouns."""
+
+    name: str
+    attrs: dict[str, str]
+    text: str = ""
+    nouns: list["Verb"] = field(default_factory=list)
+
+
+def parse_twiml(document: str) -> list[Verb]:
+    """The verbs of a TwiML ``<Response>`` in order (Twilio rejects anything else)."""
+    root = ElementTree.fromstring(document)
+    if root.tag != "Response":
+        raise ValueError(f"TwiML must be a <Response>, got <{root.tag}>")
+    return [_verb(element) for element in root]
+
+
+def _verb(element: ElementTree.Element) -> Verb:
+    return Verb(
+        element.tag,
+        dict(element.attrib),
+        (element.text or "").strip(),
+        [_verb(child) for child in element],
+    )
+
+
+class TwilioCall:
+    """Twilio's side of a whole call, for tests: what Twilio does around the media stream.
+
+    ``start`` posts the voice webhook (signed, with Twilio's standard parameters) and opens
+    the ``<Connect><Stream>`` it answers as a ``TwilioPeer``, with the stream's
+    ``<Parameter>``s. Once the server has closed the stream, ``follow`` does what Twilio does
+    next: the ``<Connect action>`` request, then the verbs it answers in order. ``<Say>`` is
+    noted, ``<Hangup>`` ends the call; ``<Dial>`` (``<Number>``, ``<Sip>``) and ``<Enqueue>``
+    reach the far end, whose answer the test scripts (``dial_status``: Twilio's
+    ``DialCallStatus``, or ``QueueResult`` for a queue), then their ``action`` is requested
+    with the outcome and its TwiML followed in turn. Everything executed is in ``verbs``;
+    ``dialed`` holds what was dialed (a SIP URI with its headers, a number, a queue name).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth_token: str,
+        *,
+        caller_id: str = "+15551230001",
+        to: str = "+15550001111",
+        dial_status: str = "completed",
+        dial_duration_s: int = 42,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth_token = auth_token
+        self.caller_id = caller_id
+        self.to = to
+        self.dial_status = dial_status
+        self.dial_duration_s = dial_duration_s
+        self.call_sid = new_sid("CA")
+        self.verbs: list[Verb] = []
+        self.dialed: list[tuple[str, str]] = []  # (noun, address)
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (url, form) Twilio posted
+        self.hung_up = False
+        self._connect: Verb | None = None
+
+    def params(self, status: str = "in-progress") -> dict[str, str]:
+        """Twilio's standard request parameters for this call."""
+        return {
+            "AccountSid": ACCOUNT_SID,
+            "ApiVersion": "2010-04-01",
+            "CallSid": self.call_sid,
+            "CallStatus": status,
+            "Called": self.to,
+            "Caller": self.caller_id,
+            "Direction": "inbound",
+            "From": self.caller_id,
+            "To": self.to,
+        }
+
+    async def post(self, url: str, form: dict[str, str]) -> list[Verb]:
+        """A signed request as Twilio makes it; the verbs of the TwiML it answers."""
+        url = urljoin(self.base_url + "/", url)
+        sig = signature(self.auth_token, url, list(form.items()))
+        self.requests.append((url, form))
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(url, data=form, headers={"X-Twilio-Signature": sig})
+        response.raise_for_status()
+        return parse_twiml(response.text)
+
+    async def start(self, **peer: object) -> TwilioPeer:
+        """The voice webhook, then the stream it connects (``async with`` the peer)."""
+        verbs = await self.post("/twilio/voice", self.params("ringing"))
+        self._connect = verbs[0]
+        assert self._connect.name == "Connect", f"expected <Connect>, got {verbs}"
+        [stream] = self._connect.nouns
+        parameters = {p.attrs["name"]: p.attrs["value"] for p in stream.nouns}
+        return TwilioPeer(
+            stream.attrs["url"],
+            caller_id=self.caller_id,
+            auth_token=self.auth_token,
+            call_sid=self.call_sid,
+            parameters=parameters,
+            **peer,  # type: ignore[arg-type]
+        )
+
+    async def follow(self) -> None:
+        """After the stream ended: the ``<Connect>``'s continuation, as Twilio runs it."""
+        assert self._connect is not None, "start() first"
+        action = self._connect.attrs.get("action")
+        if action is None:
+            self.hung_up = True  # nothing follows <Connect>: Twilio ends the call
+            return
+        await self._run(await self.post(action, self.params()))
+
+    async def _run(self, verbs: list[Verb]) -> None:
+        for verb in verbs:
+            self.verbs.append(verb)
+            if verb.name == "Hangup":
+                self.hung_up = True
+                return
+            if verb.name in ("Dial", "Enqueue"):
+                form = self._dial(verb)
+                if "action" in verb.attrs:  # the flow goes on in the action's TwiML
+                    await self._run(await self.post(verb.attrs["action"], form))
+                    return
+        self.hung_up = True  # the document ran out
+
+    def _dial(self, verb: Verb) -> dict[str, str]:
+        """Reach the far end; the action request's form with how it answered."""
+        form = self.params()
+        if verb.name == "Enqueue":
+            if self.dial_status == "hangup":  # the caller hung up while queued
+                form["CallStatus"] = "completed"
+            self.dialed.append(("Queue", verb.text))
+            form |= {
+                "QueueResult": self.dial_status,
+                "QueueSid": new_sid("QU"),
+                "QueueTime": str(self.dial_duration_s),
+            }
+        else:
+            [noun] = verb.nouns or [Verb("Number", {}, verb.text)]
+            self.dialed.append((noun.name, noun.text))
+            answered = self.dial_status in ("completed", "answered")
+            form |= {
+                "DialCallStatus": self.dial_status,
+                "DialCallSid": new_sid("CA"),
+                "DialBridged": str(answered).lower(),
+            }
+            if answered:
+                form["DialCallDuration"] = str(self.dial_duration_s)
+        return form

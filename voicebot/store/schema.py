@@ -36,6 +36,8 @@ calls = Table(
     Column("record", JSON, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+# The supervisor's live board follows changed calls (``voicebot.server.supervisor``).
+Index("ix_calls_updated", calls.c.updated_at)
 
 turns = Table(
     "turns",
@@ -70,6 +72,25 @@ handoffs = Table(
     Column("updated_at", Float, nullable=False, index=True),
 )
 
+# Agent assist: what was suggested to the agent during the human part of a call, tied to
+# the transcript turn that produced it, and whether the agent used it (None: not said yet).
+assist_suggestions = Table(
+    "assist_suggestions",
+    metadata,
+    Column("handoff_id", String(64), ForeignKey("handoffs.handoff_id"), primary_key=True),
+    Column("suggestion_id", String(64), primary_key=True),
+    Column("turn", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used", Boolean),
+    Column("used_by", String(128)),
+    Column("used_at", Float),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
 # Transactional outbox: a webhook delivery is written in the same transaction as its
 # handoff, so a receiver that is down (or a crash) never loses a packet.
 webhook_outbox = Table(
@@ -84,8 +105,34 @@ webhook_outbox = Table(
     Column("delivered_at", Float),
     Column("dead", Boolean, nullable=False, default=False),
     Column("last_error", Text),
+    # A delivery being attempted is claimed until then (``Store.claim_delivery``): two
+    # processes delivering at once (a server's loop, ``handoffs deliver --now``) never
+    # both POST it; a process that dies mid-attempt lets it go when the claim runs out.
+    Column("claimed_until", Float),
 )
 Index("ix_outbox_due", webhook_outbox.c.delivered_at, webhook_outbox.c.next_attempt_at)
+
+# --- workers and the calls they are running (voicebot.store.lease) -------------------------
+# Each process that records calls holds a lease here, renewed every few seconds; each live
+# call is owned by its worker until it ends. A call whose worker's lease ran out is marked
+# ``interrupted`` by the next worker that looks (its process died mid-call).
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+live_calls = Table(
+    "live_calls",
+    metadata,
+    Column("call_id", String(64), ForeignKey("calls.call_id"), primary_key=True),
+    Column("worker_id", String(64), nullable=False, index=True),
+)
 
 # Failed verifications, for the per-caller lockout (``voicebot.privacy.lockout``). The
 # subject is a hash of the caller ID (or customer): no phone number is kept here.
@@ -114,6 +161,33 @@ qa_scores = Table(
     Column("failed", JSON, nullable=False),  # ["bot:greeting", ...]
     Column("scorecard", JSON, nullable=False),
 )
+# --- supervisor alerts (voicebot.qa.alerts) ----------------------------------------------
+# One row per alert (``alert_id`` names what it is about, so every worker that sees the same
+# angry turn or long wait raises it once), and its webhook deliveries: the same outbox
+# pattern as handoffs, written in the alert's transaction.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(128), primary_key=True),  # e.g. "angry_caller:<call_id>"
+    Column("kind", String(32), nullable=False),
+    Column("call_id", String(64), index=True),
+    Column("handoff_id", String(64)),
+    Column("pack", String(64)),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("message", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(128), ForeignKey("alerts.alert_id"), nullable=False),
+    Column("call_id", String(64), index=True),  # erasure finds a call's deliveries by it
+    # the delivery state, column for column as handoffs' (copies: a column has one table)
+    *(c._copy() for c in webhook_outbox.c if c.name not in ("id", "handoff_id")),
+)
+Index("ix_alert_outbox_due", alert_outbox.c.delivered_at, alert_outbox.c.next_attempt_at)
+
 # --- sign-in and audit (voicebot.auth) --------------------------------------------------
 # Users, machine tokens and desktop sessions; secrets are stored only as hashes (argon2 for
 # passwords; SHA-256 for tokens and session ids, which are random and long). The audit log

@@ -5,7 +5,13 @@ one short transaction and is safe to call from several threads; the pipeline cal
 worker threads only (see ``voicebot.store.sink``).
 
 Claiming is a conditional ``UPDATE ... WHERE status = 'queued'``: the database decides which
-of two agents clicking at once gets the call, on SQLite and PostgreSQL alike.
+of two agents clicking at once gets the call, on SQLite and PostgreSQL alike. Webhook
+deliveries are claimed the same way (``claim_delivery``), and so are the live calls of a
+dead worker when they are marked ``interrupted`` (``mark_interrupted``, see
+``voicebot.store.lease``).
+
+New tables are created on open; a column added to an existing table since (nullable, no
+default) is added in place, so an older database keeps working.
 
 Nothing is stored in clear that the redactor can see: records, packets, webhook bodies and
 summaries are masked once more on the way in (``voicebot.privacy.redact``). The SQLite file
@@ -16,23 +22,42 @@ call leaves no trace in the file.
 import json
 import logging
 import os
+import socket
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from voicebot.errors import HandoffError, StoreError
 from voicebot.privacy.redact import redact_json, redact_text
 from voicebot.privacy.storage import create_private, private_dir
 from voicebot.store.schema import (
+    alert_outbox,
+    alerts,
     api_tokens,
+    assist_suggestions,
     audit_log,
     calls,
     handoffs,
+    live_calls,
     metadata,
     qa_scores,
     sessions,
@@ -40,6 +65,7 @@ from voicebot.store.schema import (
     users,
     verification_failures,
     webhook_outbox,
+    workers,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +99,7 @@ class Store:
         self.engine = _engine(self.url, lock_timeout_s)
         try:
             metadata.create_all(self.engine)  # also proves we can write
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StoreError(_explain(self.url, exc)) from exc
@@ -80,10 +107,22 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """One round trip to the database (readiness checks); raises when it is down."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     # --- calls and turns -----------------------------------------------------------------
 
-    def save_call(self, record: dict[str, Any], changed_turns: list[int] | None = None) -> None:
-        """Upsert a call record and its turns (only ``changed_turns`` if given)."""
+    def save_call(
+        self,
+        record: dict[str, Any],
+        changed_turns: list[int] | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        """Upsert a call record and its turns (only ``changed_turns`` if given). A live call
+        written with a ``worker_id`` is that worker's (``live_calls``) until it ends."""
         record = redact_json(record)
         row = {
             "call_id": record["call_id"],
@@ -102,6 +141,11 @@ class Store:
             self._upsert(conn, calls, [row], ["call_id"])
             if turn_rows:
                 self._upsert(conn, turns, turn_rows, ["call_id", "idx"])
+            if row["ended_by"] is not None:
+                conn.execute(delete(live_calls).where(live_calls.c.call_id == row["call_id"]))
+            elif worker_id is not None:
+                owner = {"call_id": row["call_id"], "worker_id": worker_id}
+                self._upsert(conn, live_calls, [owner], ["call_id"])
 
     def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
         query = select(calls.c[*_CALL_COLUMNS]).order_by(calls.c.started_at.desc()).limit(limit)
@@ -117,6 +161,96 @@ class Store:
         with self.engine.connect() as conn:
             query = select(func.count()).select_from(turns).where(turns.c.call_id == call_id)
             return int(conn.execute(query).scalar_one())
+
+    # --- workers: leases and crash recovery (voicebot.store.lease) --------------------------
+
+    def renew_lease(self, worker_id: str, ttl_s: float, now: float | None = None) -> None:
+        """Hold ``worker_id``'s lease ``ttl_s`` more seconds (taken on the first call, for
+        this process on this machine: ``this_host()``, ``os.getpid()``)."""
+        now = time.time() if now is None else now
+        where = workers.c.worker_id == worker_id
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(workers).where(where).values(renewed_at=now, expires_at=now + ttl_s)
+            ).rowcount
+            if not renewed:
+                conn.execute(
+                    insert(workers).values(
+                        worker_id=worker_id,
+                        host=this_host(),
+                        pid=os.getpid(),
+                        started_at=now,
+                        renewed_at=now,
+                        expires_at=now + ttl_s,
+                    )
+                )
+
+    def end_lease(self, worker_id: str) -> None:
+        """A worker that stops cleanly gives its lease up (its calls have ended)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(workers).where(workers.c.worker_id == worker_id))
+
+    def live_workers(self, now: float | None = None) -> list[dict[str, Any]]:
+        """The workers whose lease holds (id, host, pid, started, renewed, expires)."""
+        now = time.time() if now is None else now
+        query = select(workers).where(workers.c.expires_at > now).order_by(workers.c.started_at)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_interrupted(
+        self,
+        dead_workers: Sequence[str] | None = None,
+        *,
+        ownerless: bool = False,
+        now: float | None = None,
+    ) -> list[str]:
+        """Mark ``interrupted`` the live calls of workers whose lease has run out (of those
+        in ``dead_workers`` only, if given; a worker whose lease holds is never one), and
+        with ``ownerless`` the live calls no worker owns (written before leases existed,
+        or by a writer without one). Each gets ``interrupted_at``, the time of its last
+        write, and the bot turn it was playing (``speaking``) as its last turn, cut off.
+        Returns their ids. Each call is claimed by a conditional UPDATE on its last write's
+        time, so two workers recovering at once mark it once, and a call written meanwhile
+        (its worker is alive after all) is left alone."""
+        now = time.time() if now is None else now
+        alive = select(workers.c.worker_id).where(workers.c.expires_at > now)
+        dead = select(live_calls.c.call_id).where(live_calls.c.worker_id.not_in(alive))
+        if dead_workers is not None:
+            dead = dead.where(live_calls.c.worker_id.in_(list(dead_workers)))
+        orphaned = calls.c.call_id.in_(dead)
+        if ownerless:
+            orphaned = or_(orphaned, calls.c.call_id.not_in(select(live_calls.c.call_id)))
+        query = select(calls.c.call_id, calls.c.record, calls.c.updated_at).where(
+            calls.c.ended_by.is_(None), orphaned
+        )
+        marked: list[str] = []
+        with self.engine.begin() as conn:
+            for call_id, record, last_write in conn.execute(query).all():
+                record, turn = _interrupted(record, last_write)
+                won = conn.execute(
+                    update(calls)
+                    .where(
+                        calls.c.call_id == call_id,
+                        calls.c.ended_by.is_(None),
+                        calls.c.updated_at == last_write,
+                    )
+                    .values(ended_by="interrupted", record=record, updated_at=now)
+                ).rowcount
+                if not won:
+                    continue
+                if turn is not None:
+                    idx = len(record["turns"]) - 1
+                    self._upsert(conn, turns, [_turn_row(call_id, idx, turn)], ["call_id", "idx"])
+                conn.execute(delete(live_calls).where(live_calls.c.call_id == call_id))
+                marked.append(call_id)
+            # Leases that ran out an hour ago and own nothing are history.
+            conn.execute(
+                delete(workers).where(
+                    workers.c.expires_at < now - 3600,
+                    workers.c.worker_id.not_in(select(live_calls.c.worker_id)),
+                )
+            )
+        return marked
 
     # --- handoffs ------------------------------------------------------------------------
 
@@ -286,6 +420,53 @@ class Store:
             ).scalar_one()
         return int(ahead) + 1
 
+    # --- agent assist --------------------------------------------------------------------
+
+    def add_suggestions(self, handoff_id: str, suggestions: list[dict[str, Any]]) -> None:
+        """Keep what the assistant suggested (masked once more); one id is stored once."""
+        now = time.time()
+        rows = [
+            redact_json({k: s[k] for k in ("suggestion_id", "turn", "kind", "title", "text")})
+            | {"data": redact_json(s["data"]), "handoff_id": handoff_id}
+            | {"created_at": now, "updated_at": now}
+            for s in suggestions
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                self._upsert(conn, assist_suggestions, rows, ["handoff_id", "suggestion_id"])
+
+    def suggestions(self, handoff_id: str, since: float | None = None) -> list[dict[str, Any]]:
+        """A handoff's suggestions in the order they were made (``since``: changed after)."""
+        query = (
+            select(assist_suggestions)
+            .where(assist_suggestions.c.handoff_id == handoff_id)
+            .order_by(assist_suggestions.c.turn, assist_suggestions.c.created_at)
+        )
+        if since is not None:
+            query = query.where(assist_suggestions.c.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_suggestion(
+        self, handoff_id: str, suggestion_id: str, used: bool, agent: str
+    ) -> dict[str, Any]:
+        """Record whether ``agent`` used a suggestion; ``HandoffError`` if there is none."""
+        now = time.time()
+        where = (
+            assist_suggestions.c.handoff_id == handoff_id,
+            assist_suggestions.c.suggestion_id == suggestion_id,
+        )
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(assist_suggestions)
+                .where(*where)
+                .values(used=used, used_by=agent, used_at=now, updated_at=now)
+            ).rowcount
+            row = conn.execute(select(assist_suggestions).where(*where)).first()
+        if not done or row is None:
+            raise HandoffError(f"handoff {handoff_id} has no suggestion {suggestion_id!r}")
+        return dict(row._mapping)
+
     def set_summary(self, handoff_id: str, summary: str, source: str) -> None:
         """Replace the summary (e.g. with the LLM's, once ready); the card updates live."""
         summary = redact_text(summary)
@@ -304,35 +485,86 @@ class Store:
 
     # --- webhook outbox ------------------------------------------------------------------
 
-    def due_deliveries(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
+    # ``outbox``: the handoffs' (``webhook_outbox``) or the alerts' (``alert_outbox``).
+
+    def due_deliveries(
+        self,
+        now: float,
+        limit: int = 20,
+        *,
+        due_or_not: bool = False,
+        outbox: Table = webhook_outbox,
+    ) -> list[dict[str, Any]]:
+        """Deliveries to attempt: not delivered, not given up, not claimed by an attempt in
+        progress, and due by ``now`` (``due_or_not``: also those waiting for a retry)."""
         query = (
-            select(webhook_outbox)
+            select(outbox)
             .where(
-                webhook_outbox.c.delivered_at.is_(None),
-                webhook_outbox.c.dead.is_(False),
-                webhook_outbox.c.next_attempt_at <= now,
+                outbox.c.delivered_at.is_(None),
+                outbox.c.dead.is_(False),
+                _unclaimed(outbox, now),
             )
-            .order_by(webhook_outbox.c.next_attempt_at)
+            .order_by(outbox.c.next_attempt_at)
             .limit(limit)
         )
+        if not due_or_not:
+            query = query.where(outbox.c.next_attempt_at <= now)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def claim_delivery(
+        self, delivery_id: int, now: float, hold_s: float, *, outbox: Table = webhook_outbox
+    ) -> dict[str, Any] | None:
+        """Claim a delivery for an attempt of at most ``hold_s``: the row as it is now (its
+        attempts so far), or None if it is delivered, given up, or claimed by someone
+        else. A conditional UPDATE, so of two processes claiming at once exactly one gets
+        it; the claim ends with ``delivery_done`` or ``delivery_failed``, or runs out (the
+        process died mid-attempt: it is retried)."""
+        with self.engine.begin() as conn:
+            won = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == delivery_id,
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.dead.is_(False),
+                    _unclaimed(outbox, now),
+                )
+                .values(claimed_until=now + hold_s)
+            ).rowcount
+            if not won:
+                return None
+            row = conn.execute(select(outbox).where(outbox.c.id == delivery_id))
+            return dict(row.one()._mapping)
 
     def deliveries(self, handoff_id: str) -> list[dict[str, Any]]:
         query = select(webhook_outbox).where(webhook_outbox.c.handoff_id == handoff_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def delivery_done(self, delivery_id: int, attempts: int) -> None:
-        self._update_delivery(delivery_id, attempts=attempts, delivered_at=time.time())
+    def delivery_done(
+        self, delivery_id: int, attempts: int, *, outbox: Table = webhook_outbox
+    ) -> None:
+        self._update_delivery(
+            outbox, delivery_id, attempts=attempts, delivered_at=time.time(), claimed_until=None
+        )
 
     def delivery_failed(
-        self, delivery_id: int, attempts: int, error: str, retry_at: float | None
+        self,
+        delivery_id: int,
+        attempts: int,
+        error: str,
+        retry_at: float | None,
+        *,
+        outbox: Table = webhook_outbox,
     ) -> None:
         """Record a failed attempt; ``retry_at=None`` gives up (kept, marked dead)."""
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_error": error[:2000],
+            "claimed_until": None,
+        }
         values |= {"dead": True} if retry_at is None else {"next_attempt_at": retry_at}
-        self._update_delivery(delivery_id, **values)
+        self._update_delivery(outbox, delivery_id, **values)
 
     def revive_dead_deliveries(self, now: float) -> int:
         """Deliveries that gave up are due again (an operator fixed the receiver): returns
@@ -345,11 +577,9 @@ class Store:
             )
         return int(result.rowcount)
 
-    def _update_delivery(self, delivery_id: int, **values: Any) -> None:
+    def _update_delivery(self, outbox: Table, delivery_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(webhook_outbox).where(webhook_outbox.c.id == delivery_id).values(**values)
-            )
+            conn.execute(update(outbox).where(outbox.c.id == delivery_id).values(**values))
 
     # --- privacy: lockout, erasure, retention --------------------------------------------
 
@@ -477,6 +707,69 @@ class Store:
         columns = [c for c in handoffs.c if c.name != "packet"]
         with self.engine.connect() as conn:
             query = select(*columns).where(handoffs.c.call_id.in_(call_ids))
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def list_qa(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        pack: str | None = None,
+        *,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The scored calls started in [since, until), newest first: their figures, not
+        the scorecards (``get_scorecard`` has those)."""
+        columns = [c for c in qa_scores.c if c.name != "scorecard"]
+        query = _in_range(select(*columns), qa_scores, since, until, pack)
+        query = query.order_by(qa_scores.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- the supervisor's board and alerts (voicebot.server.supervisor, voicebot.qa.alerts) --
+
+    def calls_changed(self, since: float | None = None) -> list[dict[str, Any]]:
+        """``call_id``, ``ended_by``, ``updated_at`` and ``record`` of the calls written
+        after ``since`` (an ``updated_at``), on any worker; without it, the calls still in
+        progress. The board reads the first once, then follows with the second."""
+        query = select(calls.c.call_id, calls.c.ended_by, calls.c.updated_at, calls.c.record)
+        if since is None:
+            query = query.where(calls.c.ended_by.is_(None))
+        else:
+            query = query.where(calls.c.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(calls.c.updated_at))]
+
+    def add_alert(self, alert: dict[str, Any], webhooks: tuple[str, ...] = ()) -> bool:
+        """Store an alert and queue its webhook deliveries in one transaction; False (and
+        nothing written) when an alert of that ``alert_id`` exists, e.g. raised by another
+        worker a moment before: the database settles it."""
+        alert = redact_json(alert)
+        body = json.dumps({"event": "alert", **alert}, ensure_ascii=False, sort_keys=True)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(alerts).values(**alert))
+                for url in webhooks:
+                    conn.execute(
+                        insert(alert_outbox).values(
+                            alert_id=alert["alert_id"],
+                            call_id=alert.get("call_id"),
+                            url=url,
+                            body=body,
+                            attempts=0,
+                            next_attempt_at=time.time(),
+                            dead=False,
+                        )
+                    )
+        except IntegrityError:
+            return False
+        return True
+
+    def list_alerts(self, since: float | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Alerts raised after ``since`` (epoch seconds), newest first."""
+        query = select(alerts).order_by(alerts.c.created_at.desc()).limit(limit)
+        if since is not None:
+            query = query.where(alerts.c.created_at > since)
+        with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     # --- sign-in and audit (voicebot.auth owns the rules; these are its rows) ----------------
@@ -641,6 +934,68 @@ def _in_range(
     if pack is not None:
         query = query.where(table.c.pack == pack)
     return query
+
+
+def this_host() -> str:
+    """This machine, as worker leases name it: its host name and boot (a reboot is another
+    machine: no process of the last boot runs)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()[:200]}/{boot}"
+
+
+def _unclaimed(outbox: Table, now: float) -> Any:
+    claimed = outbox.c.claimed_until
+    return or_(claimed.is_(None), claimed < now)
+
+
+def _interrupted(
+    record: dict[str, Any], last_write: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The record of a call whose process died: ended ``interrupted`` at its last write,
+    with the bot turn that was playing (as far as it was heard) as its last turn."""
+    record = dict(record)
+    record["ended_by"] = "interrupted"
+    record["interrupted_at"] = datetime.fromtimestamp(last_write, UTC).isoformat()
+    speaking = record.pop("speaking", None)
+    record["speaking"] = None
+    turn = None
+    if speaking:
+        turn = dict(speaking) | {"interrupted": True}
+        record["turns"] = [*record.get("turns", []), turn]
+        summary = record.get("summary")
+        if isinstance(summary, dict):
+            record["summary"] = summary | {"bot_turns": summary.get("bot_turns", 0) + 1}
+    return record, turn
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns of ``metadata`` an existing table lacks (``create_all`` creates only
+    missing tables). Such columns are nullable with no default: adding one is instant and
+    older rows read as NULL. Another process adding it at the same moment is fine."""
+    tables = {t.name: t for t in metadata.sorted_tables}
+    inspector = inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for name in inspector.get_table_names():
+        if name not in tables:
+            continue
+        have = {c["name"] for c in inspector.get_columns(name)}
+        for column in tables[name].columns:
+            if column.name in have:
+                continue
+            assert column.nullable and column.server_default is None, column
+            kind = column.type.compile(engine.dialect)
+            statement = f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column.name)} {kind}"
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(statement)
+            except SQLAlchemyError:
+                fresh = {c["name"] for c in inspect(engine).get_columns(name)}
+                if column.name not in fresh:
+                    raise
+            log.warning("store: added column %s.%s", name, column.name)
 
 
 def _turn_row(call_id: str, idx: int, turn: dict[str, Any]) -> dict[str, Any]:

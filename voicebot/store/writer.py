@@ -9,6 +9,11 @@ and its ``HandoffSink`` (packets, committed before the transfer message plays):
 - a handoff is committed synchronously by the worker thread that asks for it;
 - when the database is down mid-call, both go to a disk spool and are flushed once it
   answers again, so nothing recorded is lost; the call itself carries on.
+
+With a ``worker_id`` (the process's ``voicebot.store.lease.WorkerLease``), every live call
+it writes is owned by that worker, so that a crash leaves no call live forever. What the
+writer remembers per call (the turns it wrote, the calls it finished) is bounded: a busy
+server's memory does not grow with the calls it has served.
 """
 
 import hashlib
@@ -16,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 Summarizer = Callable[[list[str]], str]
 Finished = Callable[[dict[str, Any]], None]
 
+# Calls the writer remembers (their turns' hashes, whether they were passed on finished): a
+# call forgotten and written again is written whole, which is only slower.
+_REMEMBERED_CALLS = 1000
+
 
 class StoreWriter:
     def __init__(
@@ -43,21 +53,29 @@ class StoreWriter:
         summarizer: Summarizer | None = None,
         retry_s: float = 2.0,
         on_finished: Finished | None = None,
+        on_saved: Finished | None = None,
+        worker_id: str | None = None,
     ) -> None:
         """``on_finished`` gets each finished call's record once it is stored (again when
         turns are added to it later), on the writer thread: it must only queue work (QA
-        scoring, ``voicebot.qa.scorecard.QaScorer.submit``)."""
+        scoring, ``voicebot.qa.scorecard.QaScorer.submit``). ``on_saved`` gets the same and
+        every record of a live call it stores, on the same terms (supervisor alerts,
+        ``voicebot.qa.alerts.AlertMonitor.on_saved``). ``worker_id``: the live calls this
+        writer is given are that worker's (see the module docstring)."""
         self.store = store
         self.spool = Spool(spool_dir)
         self.webhooks = webhooks
         self._summarizer = summarizer
         self._retry_s = retry_s
         self._on_finished = on_finished
-        self._finished: set[str] = set()  # calls already passed to on_finished
+        self._on_saved = on_saved
+        self._worker_id = worker_id
+        self._finished: OrderedDict[str, None] = OrderedDict()  # passed to on_finished
         self._pending: dict[str, dict[str, Any]] = {}
-        self._written: dict[str, dict[int, str]] = {}  # call id -> turn index -> hash
+        # call id -> turn index -> hash, for the calls this process runs or ran lately
+        self._written: OrderedDict[str, dict[int, str]] = OrderedDict()
         self._lock = threading.Condition()
-        self._busy = False
+        self._busy = True  # until the spool left by an earlier run is flushed (flush waits)
         self._closed = False
         self._llm = ThreadPoolExecutor(1, thread_name_prefix="voicebot-summary")
         self._thread = threading.Thread(target=self._run, name="voicebot-store", daemon=True)
@@ -121,7 +139,12 @@ class StoreWriter:
     # --- the writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        healthy = self._flush_spool()
+        try:
+            healthy = self._flush_spool()
+        finally:
+            with self._lock:
+                self._busy = False
+                self._lock.notify_all()
         while True:
             with self._lock:
                 if not self._pending and not self._closed:
@@ -145,25 +168,31 @@ class StoreWriter:
         known = self._written.get(call_id, {})
         changed = [i for i, h in hashes.items() if known.get(i) != h]
         try:
-            self.store.save_call(snapshot, changed)
+            self.store.save_call(snapshot, changed, worker_id=self._worker_id)
         except SQLAlchemyError as exc:
             self.spool.put("call", call_id, snapshot)
-            self._written.pop(call_id, None)  # rewrite every turn once the store is back
+            _remember(self._written, call_id, {})  # every turn again once the store is back
             log.error("store unavailable, call %s spooled: %s", call_id, exc)
             return
-        self._written[call_id] = hashes
+        _remember(self._written, call_id, hashes)
         self.spool.remove("call", call_id)  # an older spooled snapshot must not come back
         if changed or call_id not in self._finished:
             self._finish(snapshot)
 
     def _finish(self, snapshot: dict[str, Any]) -> None:
-        if self._on_finished is None or snapshot.get("ended_by") is None:
-            return
-        self._finished.add(snapshot["call_id"])
-        try:
-            self._on_finished(snapshot)
-        except Exception:  # whatever it does, the writer goes on writing
-            log.exception("on_finished failed for call %s", snapshot["call_id"])
+        """Pass a stored snapshot to the hooks: ``on_saved`` always, ``on_finished`` once
+        the call has ended."""
+        hooks = [("on_saved", self._on_saved)]
+        if snapshot.get("ended_by") is not None and self._on_finished is not None:
+            _remember(self._finished, snapshot["call_id"], None)
+            hooks.append(("on_finished", self._on_finished))
+        for name, hook in hooks:
+            if hook is None:
+                continue
+            try:
+                hook(snapshot)
+            except Exception:  # whatever it does, the writer goes on writing
+                log.exception("%s failed for call %s", name, snapshot["call_id"])
 
     def _flush_spool(self) -> bool:
         """Move spooled handoffs and calls into the store; False while it still fails."""
@@ -173,13 +202,23 @@ class StoreWriter:
                 path.unlink()
                 log.warning("spooled handoff %s flushed to the store", packet["handoff_id"])
             for path, snapshot in self.spool.items("call"):
-                self.store.save_call(snapshot)
+                # A live call of this process is still its own; a spooled snapshot left by
+                # an earlier process is nobody's, and is marked interrupted at start-up.
+                mine = self._worker_id if snapshot["call_id"] in self._written else None
+                self.store.save_call(snapshot, worker_id=mine)
                 path.unlink()
                 self._finish(snapshot)
         except SQLAlchemyError as exc:
             log.debug("store still unavailable: %s", exc)
             return False
         return True
+
+
+def _remember(calls: OrderedDict, call_id: str, value: Any) -> None:
+    calls[call_id] = value
+    calls.move_to_end(call_id)
+    while len(calls) > _REMEMBERED_CALLS:
+        calls.popitem(last=False)
 
 
 def _digest(turn: dict[str, Any]) -> str:

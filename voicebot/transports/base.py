@@ -17,6 +17,11 @@ class Transport(Protocol):
     # CPU carry more calls. The speculative and final transcripts are made either way.
     shows_partials: bool
 
+    # Whose doing the end of the line was, once ``receive`` has returned None: the call
+    # record's ``ended_by`` (``caller`` for a hang-up; a live line may also say
+    # ``protocol``, ``overload``, ``shutdown`` or ``error``: ``transports.line.Hangup``).
+    ended_by: str
+
     async def receive(self) -> AudioFrame | None:
         """The next caller frame, or None once the caller has hung up."""
         ...

@@ -12,7 +12,6 @@ The page speaks a small protocol of its own:
 """
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,8 +22,6 @@ from voicebot.errors import LineProtocolError
 from voicebot.events import BotFrame, Reply, Transcript
 from voicebot.pipeline.record import Turn
 from voicebot.transports.line import LiveLine
-
-log = logging.getLogger(__name__)
 
 RATES = (8000, 16000, 24000, 32000, 44100, 48000)
 MAX_CHUNK_S = 0.2  # a live microphone sends small chunks; a bigger one is not a live stream
@@ -59,17 +56,19 @@ class BrowserLine(LiveLine):
             message = json.loads(text or "")
         except ValueError as exc:
             raise LineProtocolError(1007, f"malformed JSON: {exc}") from exc
-        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise LineProtocolError(1007, 'each message must be a JSON object with a "type"')
+        kind = message["type"]
         if kind == "start":
             self._on_start(message)
         elif not self.started:
-            raise LineProtocolError(1008, f'{str(kind)[:20]!r} before "start"')
+            raise LineProtocolError(1008, f'{kind[:20]!r} before "start"')
         elif kind == "dtmf":
             self.put_digit(str(message.get("digit", ""))[:1])
         elif kind == "stop":
             self.end(1000, "caller hung up")
         else:
-            raise LineProtocolError(1008, f"unknown message type {str(kind)[:20]!r}")
+            raise LineProtocolError(1008, f"unknown message type {kind[:20]!r}")
 
     def _on_start(self, message: dict[str, Any]) -> None:
         if self.started:

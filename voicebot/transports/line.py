@@ -13,6 +13,14 @@ Everything else is here, once:
 - **Dead peers.** No caller audio for ``idle_timeout_s`` ends the call (a peer that neither
   streams nor hangs up); a peer that stops reading (a send blocked for ``send_timeout_s``)
   ends it too, so a stuck client never holds a call slot.
+- **Real time.** Caller audio that arrives faster than the wall clock allows (more than
+  ``MAX_AHEAD_S`` over the time since the line opened) is no live line: it is closed. Audio
+  that piles up unread (``MAX_BACKLOG_FRAMES``) means the server fell behind (a stall, a
+  swamped CPU): the oldest is dropped so that the call catches up, and only a server that
+  keeps falling behind (``MAX_DROPPED_S`` dropped) ends the call, as ``overload``.
+- **Why it ended.** ``Hangup.by`` says whose doing it was, as the record's ``ended_by``:
+  the caller (hung up, went dead), the peer breaking its protocol, or the server
+  (overloaded, shutting down, an internal error).
 - **Keypad.** Digits are grouped into one entry: ``#`` ends it, or ``DIGIT_GAP_S`` of call
   time after the last key.
 - **Echo and noise.** An optional ``CallerAudioProcessor`` cleans the caller's audio with the
@@ -23,6 +31,7 @@ Everything else is here, once:
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +48,11 @@ from voicebot.events import AudioFrame, BotFrame
 log = logging.getLogger(__name__)
 
 LATE_S = 0.06  # three frames: more than a typical far-end jitter buffer absorbs
-MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting: not a real-time peer (or a stall)
+MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting unread: the server fell behind
+MAX_DROPPED_S = 30.0  # caller audio dropped to catch up, in all, before the call is no use
+_UNHEARD_FRAMES = 25  # caller audio kept until a call reads the line (0.5 s)
+MAX_AHEAD_S = 2.0  # caller audio this far ahead of the wall clock: not a live line
+_PROOF_SLACK_S = 0.1  # a line proving real-time pace may be this far ahead (jitter)
 DIGIT_GAP_S = 1.5
 KEYPAD_DIGITS = frozenset("0123456789")
 KEYPAD_END = "#"
@@ -47,10 +60,14 @@ KEYPAD_END = "#"
 
 @dataclass(frozen=True)
 class Hangup:
-    """Why the line ended, as a WebSocket close code and reason (1000: normal)."""
+    """Why the line ended, as a WebSocket close code and reason (1000: normal), and whose
+    doing it was (``by``, the call record's ``ended_by``): ``caller`` (hung up, went
+    silent or stopped reading), ``protocol`` (the peer broke its protocol or flooded),
+    ``overload`` (the server fell behind), ``shutdown`` or ``error`` (ours)."""
 
     code: int
     reason: str
+    by: str = "caller"
 
 
 class LiveLine:
@@ -66,12 +83,19 @@ class LiveLine:
         send_timeout_s: float = 2.0,
         processor: CallerAudioProcessor | None = None,
         on_late: Callable[[], None] | None = None,
+        on_peer_error: Callable[[str, str], None] | None = None,
+        max_ahead_s: float | None = MAX_AHEAD_S,
     ) -> None:
+        """``on_peer_error(kind, message)``: something the peer sent was wrong but not worth
+        a hang-up (an unknown event); the server rate-limits these log lines.
+        ``max_ahead_s``: None for a line fed faster than real time on purpose (a test)."""
         self._resampler = StreamResampler(rate, SAMPLE_RATE)
         self._idle_timeout_s = idle_timeout_s
         self._send_timeout_s = send_timeout_s
         self._processor = processor
         self._on_late = on_late or (lambda: None)
+        self._on_peer_error = on_peer_error or (lambda kind, message: log.warning(message))
+        self._max_ahead_s = max_ahead_s
         self._inbound: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue()
         self._partial = np.zeros(0, np.int16)
         self._digits = ""
@@ -83,8 +107,16 @@ class LiveLine:
         self.ended = asyncio.Event()
         self.late_frames = 0
         self.caller_id: str | None = None  # the calling number, when the peer says
+        # The carrier's own ids of this call (Twilio's call_sid, account_sid, stream_sid),
+        # kept in the record and the handoff packet so the carrier's side can be matched.
+        self.telephony: dict[str, str] = {}
         self.recorder: StereoRecorder | None = None
         self._heard = np.zeros(0, np.int16)  # this tick's caller frame, for the recorder
+        self._opened_at = time.monotonic()  # no live peer sent more audio than time since
+        self._frames_in = 0  # caller frames received, and when the first one came
+        self._first_audio_at: float | None = None
+        self.dropped_frames = 0  # caller frames dropped because the server fell behind
+        self._audio_came = asyncio.Event()
 
     # --- the protocol module's side ------------------------------------------------------
 
@@ -102,10 +134,37 @@ class LiveLine:
         for start in range(0, whole, FRAME_SAMPLES):
             self._inbound.put_nowait((pcm[start : start + FRAME_SAMPLES], now))
         self._partial = pcm[whole:]
-        while self._inbound.qsize() > MAX_BACKLOG_FRAMES and not self._tick:
-            self._inbound.get_nowait()  # no call reads this line (yet, or it was refused)
-        if self._inbound.qsize() > MAX_BACKLOG_FRAMES:
-            self.end(1008, "over 5 s of caller audio waiting: not real time, or server overloaded")
+        self._frames_in += whole // FRAME_SAMPLES
+        self._audio_came.set()
+        if self._first_audio_at is None:
+            self._first_audio_at = now
+        # Against the time since the line opened, not since the first audio was read: a
+        # server that stalls reads a real-time peer's backlog at once.
+        received, wall = self._frames_in * FRAME_S, now - self._opened_at
+        if self._max_ahead_s is not None and received - wall > self._max_ahead_s:
+            self.end(
+                1008,
+                f"caller audio faster than real time ({received:.1f} s of it in {wall:.1f} s)",
+                by="protocol",
+            )
+        if not self._tick:
+            while self._inbound.qsize() > _UNHEARD_FRAMES:
+                self._inbound.get_nowait()  # no call reads this line (yet, or it was refused)
+        elif self._inbound.qsize() > MAX_BACKLOG_FRAMES:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """The call fell ``MAX_BACKLOG_FRAMES`` behind the caller: drop the older half, so
+        that it hears the caller in step again (what was said then is lost, and counted);
+        past ``MAX_DROPPED_S`` in all, the server cannot carry this call: it ends."""
+        while self._inbound.qsize() > MAX_BACKLOG_FRAMES // 2:
+            self._inbound.get_nowait()
+            self.dropped_frames += 1
+        dropped_s = self.dropped_frames * FRAME_S
+        log.warning("server behind a call's audio: %.1f s of caller audio dropped", dropped_s)
+        if dropped_s > MAX_DROPPED_S:
+            reason = f"the server fell behind the caller's audio ({dropped_s:.0f} s dropped)"
+            self.end(1013, reason, by="overload")
 
     def put_digit(self, digit: str) -> None:
         """One key press; ``#`` submits what was typed, other non-digits are ignored."""
@@ -115,12 +174,45 @@ class LiveLine:
             self._digits += digit
             self._digit_t = self._tick * FRAME_S
 
-    def end(self, code: int, reason: str) -> None:
+    def end(self, code: int, reason: str, by: str = "caller") -> None:
         """The line is over (caller hung up, protocol error...): the first reason stands."""
         if self.hangup is None:
-            self.hangup = Hangup(code, reason)
+            self.hangup = Hangup(code, reason, by)
             self._inbound.put_nowait(None)
             self.ended.set()
+            self._audio_came.set()
+
+    def peer_error(self, kind: str, message: str) -> None:
+        """Something the peer sent was wrong, though not worth a hang-up (see ``__init__``)."""
+        self._on_peer_error(kind, message)
+
+    @property
+    def ended_by(self) -> str:
+        """Whose doing the end was (``Hangup.by``); ``caller`` while the line is up."""
+        return self.hangup.by if self.hangup is not None else "caller"
+
+    async def audio_for(self, seconds: float) -> bool:
+        """Wait until the peer has streamed ``seconds`` of caller audio over as much wall
+        time (a faster peer gets ahead of the clock and is closed meanwhile); False if
+        the line ended first."""
+        while self.hangup is None:
+            received = self._frames_in * FRAME_S
+            if received < seconds or self._first_audio_at is None:
+                self._audio_came.clear()
+                await self._audio_came.wait()
+                continue
+            behind = self._first_audio_at + received - _PROOF_SLACK_S - time.monotonic()
+            if behind <= 0:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), behind)
+        return False
+
+    def begin(self) -> None:
+        """A call starts reading the line: audio queued before it was heard by nobody, and
+        is dropped, so that the call starts in step with the line (not behind it)."""
+        while self._inbound.qsize() > 1:
+            self._inbound.get_nowait()
 
     @property
     def started(self) -> bool:

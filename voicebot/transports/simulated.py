@@ -35,6 +35,7 @@ class SimulatedCaller:
     """``Transport`` that feeds caller segments on cue; paced to the wall clock if ``realtime``."""
 
     shows_partials = True  # `voicebot call --realtime` prints them; evals exercise them
+    ended_by = "caller"  # the script ran out: the caller hangs up
 
     def __init__(
         self, segments: list[CallerSegment], *, realtime: bool = False, tail_s: float = 30.0

@@ -74,6 +74,8 @@ from voicebot.audio.pcm import alaw_decode, alaw_encode, mulaw_decode, mulaw_enc
 from voicebot.audio.resample import StreamResampler
 from voicebot.errors import SipConfigError
 from voicebot.events import BotFrame
+from voicebot.handoff.transfer import FALLBACK_MESSAGE, HANDOFF_HEADER
+from voicebot.pipeline.record import SERVER_ENDINGS
 from voicebot.transports.line import LiveLine
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,6 @@ RATE = 8000
 PTIME_S = 0.02
 FRAME = 160  # samples of one 20 ms RTP packet at 8 kHz
 USER_AGENT = "voicebot"
-HANDOFF_HEADER = "X-Voicebot-Handoff"
 T1_S, T2_S, TIMER_F_S = 0.5, 4.0, 32.0  # RFC 3261 retransmission timers (non-INVITE)
 _STALL_S = 1.0  # a clock this far behind resynchronizes instead of bursting packets
 
@@ -142,10 +143,7 @@ class SipSettings:
     credentials: tuple[str, str] | None = None  # digest (username, password)
     transfer_to: str | None = None  # the agents' queue: REFER target on handoff
     transfer_timeout_s: float = 30.0  # REFER accepted, no final NOTIFY this long: failed
-    fallback_message: str = (
-        "I'm sorry, I couldn't put you through to an agent right now. An agent has the "
-        "details of this call and will call you back. Goodbye."
-    )
+    fallback_message: str = FALLBACK_MESSAGE
 
     @classmethod
     def resolve(
@@ -407,7 +405,7 @@ class SipLine(LiveLine):
                 self._step()
         except Exception:  # a media bug must still end this call cleanly, and only it
             log.exception("SIP call %s: the media clock failed", self.call_id)
-            self.end(1011, "internal error")
+            self.end(1011, "internal error", by="error")
 
     def _step(self) -> None:
         if not self._attached:  # nobody else sends: what play() queued, else silence
@@ -521,12 +519,13 @@ class SipLine(LiveLine):
 
     async def hang_up(self) -> None:
         """End the call from our side: BYE (unless the caller already left), media closed."""
+        ours = self.hangup is None or self.hangup.by in SERVER_ENDINGS  # e.g. a shutdown
         if self.hangup is None:
             self.end(1000, "bot hung up")
-            if self._call.dialog.state == DialogState.CONFIRMED:
-                with contextlib.suppress(TimeoutError):
-                    await self._agent.request(self._call, "BYE", {})
-                self._call.dialog.terminate()
+        if ours and self._call.dialog.state == DialogState.CONFIRMED:
+            with contextlib.suppress(TimeoutError):
+                await self._agent.request(self._call, "BYE", {})
+            self._call.dialog.terminate()
         self.close()
 
     def close(self) -> None:
@@ -660,6 +659,8 @@ class SipUserAgent:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Hang up every call (BYE, in parallel, for at most ``timeout_s``), unregister."""
         if self.lines:
+            for line in self.lines.values():  # their records say so, not "caller"
+                line.end(1012, "the server is shutting down", by="shutdown")
             hang_ups = [line.hang_up() for line in list(self.lines.values())]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*hang_ups), timeout_s)

@@ -7,8 +7,9 @@ parameters, media format), ``media`` (base64 8 kHz mu-law, 20 ms each), ``dtmf``
 
 ``TwilioLine`` parses and serializes that protocol; the server owns the socket and hands it
 every message. Bad input raises ``LineProtocolError`` with the close code the peer should
-get. Unknown events are logged and skipped: Twilio adds event types over time, and hanging
-up on a real caller because of one would be worse than ignoring it.
+get. Unknown events are skipped (and logged, a few at a time: ``LiveLine.peer_error``):
+Twilio adds event types over time, and hanging up on a real caller because of one would be
+worse than ignoring it.
 """
 
 import asyncio
@@ -16,7 +17,6 @@ import base64
 import binascii
 import itertools
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,8 +28,6 @@ from voicebot.audio.resample import StreamResampler
 from voicebot.errors import LineProtocolError
 from voicebot.events import BotFrame
 from voicebot.transports.line import LiveLine
-
-log = logging.getLogger(__name__)
 
 ENCODING = "audio/x-mulaw"
 RATE = 8000
@@ -109,7 +107,7 @@ class TwilioLine(LiveLine):
             else:
                 self._on_dtmf(_section(message, "dtmf"))
         else:
-            log.warning("ignoring unknown Twilio event %r", event[:40])
+            self.peer_error("twilio_unknown_event", f"ignoring unknown Twilio event {event[:40]!r}")
 
     def _on_start(self, message: dict[str, Any]) -> None:
         if self.started:
@@ -130,6 +128,12 @@ class TwilioLine(LiveLine):
             {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
         )
         self.call_sid = str(start.get("callSid") or "") or None
+        account_sid = start.get("accountSid")
+        self.telephony = {"carrier": "twilio", "stream_sid": stream_sid}
+        if self.call_sid:
+            self.telephony["call_sid"] = self.call_sid
+        if isinstance(account_sid, str) and account_sid:
+            self.telephony["account_sid"] = account_sid
         self.caller_id = self.parameters.get("From") or None  # our TwiML passes it
         self.stream_sid = stream_sid
 

@@ -5,6 +5,10 @@ interrupt the bot) and ends after ``silence_timeout_ms`` of silence. In between,
 ``eager_ms`` of silence raises ``SpeechPaused`` so the pipeline can transcribe speculatively
 while it waits to be sure the caller has finished: that hides most of the ASR time inside the
 silence timeout.
+
+The timeout of one pause can be changed while it lasts (``hold``): dialog-aware endpointing
+(``voicebot.pipeline.endpoint``) shortens it when the speculative transcript already holds
+what the bot asked for, and lengthens it when the caller is clearly not done.
 """
 
 from dataclasses import dataclass
@@ -26,13 +30,19 @@ class EndpointerConfig:
     # 100-300 ms, so the word endings are in (same transcripts; docs/benchmarks.md).
     eager_ms: int = 80
     min_voiced_ms: int = 200  # turns with less voiced audio are noise, not speech
+    # Dialog-aware endpointing (voicebot.pipeline.endpoint): the pause that ends a turn once
+    # the speculative transcript holds what was asked for, and the longest wait when it
+    # clearly does not (3 of 5 digits, a trailing "and"). Off: every pause is the timeout.
+    dialog_aware: bool = True
+    complete_ms: int = 240
+    incomplete_ms: int = 1800
 
     def __post_init__(self) -> None:
-        for name in ("start_ms", "silence_timeout_ms", "eager_ms"):
+        for name in ("start_ms", "silence_timeout_ms", "eager_ms", "complete_ms", "incomplete_ms"):
             if getattr(self, name) < FRAME_MS:
                 raise ValueError(f"{name} must be at least one frame ({FRAME_MS} ms)")
-        if self.eager_ms >= self.silence_timeout_ms:
-            raise ValueError("eager_ms must be shorter than silence_timeout_ms")
+        if self.eager_ms >= min(self.silence_timeout_ms, self.complete_ms):
+            raise ValueError("eager_ms must be shorter than silence_timeout_ms and complete_ms")
 
 
 class Endpointer:
@@ -42,7 +52,8 @@ class Endpointer:
         self.config = config or EndpointerConfig()
         self._start_frames = self.config.start_ms // FRAME_MS
         self._eager_frames = self.config.eager_ms // FRAME_MS
-        self._end_frames = self.config.silence_timeout_ms // FRAME_MS
+        self._default_end_frames = self.config.silence_timeout_ms // FRAME_MS
+        self._end_frames = self._default_end_frames  # this pause's timeout (see ``hold``)
         self.in_speech = False
         self._run = 0  # consecutive speech frames while idle, silence frames while in speech
         self._turn_start = 0.0
@@ -59,6 +70,21 @@ class Endpointer:
         """In a turn, and silent for at least ``eager_ms``: the caller may have finished."""
         return self.in_speech and self._run >= self._eager_frames
 
+    @property
+    def silence_s(self) -> float:
+        """Seconds of silence since the last voiced frame of the open turn."""
+        return self._run * FRAME_S if self.in_speech else 0.0
+
+    @property
+    def last_voiced_end(self) -> float:
+        return self._last_voiced_end
+
+    def hold(self, timeout_ms: int) -> None:
+        """End the current pause's turn after ``timeout_ms`` of silence instead of the
+        configured timeout (at the next frame if that much has passed already). Speech
+        resuming brings back the configured timeout."""
+        self._end_frames = max(self._eager_frames + 1, timeout_ms // FRAME_MS)
+
     def push(self, t: float, prob: float) -> EndpointEvent | None:
         """Feed the frame starting at call time ``t``; returns the event it completes, if any."""
         voiced = prob >= self.config.threshold
@@ -74,6 +100,7 @@ class Endpointer:
             return SpeechStarted(t=self._turn_start)
         if voiced:
             self._run = 0
+            self._end_frames = self._default_end_frames
             self._voiced_frames += 1
             self._last_voiced_end = t + FRAME_S
             return None
@@ -84,6 +111,7 @@ class Endpointer:
             return None
         self.in_speech = False
         self._run = 0
+        self._end_frames = self._default_end_frames
         return SpeechEnded(
             start=self._turn_start,
             end=self._last_voiced_end,

@@ -1,31 +1,9 @@
 // The agent desktop: the live handoff queue (server-sent events), claim and close. The
-// agent is whoever is signed in (GET /auth/session); changes carry the session's CSRF token.
+// agent is whoever is signed in (page.js: the session); changes carry its CSRF token.
 "use strict";
-const REASONS = { caller_request: "asked for a person", low_confidence: "bot unsure",
-                  repeated_failure: "stuck", negative_sentiment: "upset caller" };
 const DISPOSITIONS = ["resolved", "callback", "escalated", "transferred", "no_answer", "other"];
 const cards = new Map();
 let filter = "open";
-let me = { name: null, csrf: null };
-
-function signIn() { location.assign("/login?next=" + encodeURIComponent(location.pathname)); }
-
-async function post(url, body) {
-  const res = await fetch(url, {
-    method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf }, body: JSON.stringify(body) });
-  if (res.status === 401) signIn();
-  return res;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c != null) node.append(c);  // append() escapes text
-  return node;
-}
 const stamp = s => (s == null ? "" : `${String(Math.floor(s / 60)).padStart(2, "0")}:${(s % 60).toFixed(1).padStart(4, "0")}`);
 const ago = t => { const s = Math.max(0, Date.now() / 1000 - t); return s < 60 ? `${s.toFixed(0)} s ago` : `${(s / 60).toFixed(0)} min ago`; };
 
@@ -33,7 +11,7 @@ const left = c => c.status === "closed" && c.disposition === "abandoned";
 function visible(c) {
   if (filter === "closed") return c.status === "closed";
   if (c._seenOpen && left(c)) return filter === "open";  // stays a moment: "caller left"
-  if (filter === "mine") return c.status !== "closed" && c.agent === me.name;
+  if (filter === "mine") return c.status !== "closed" && c.agent === session.name;
   return c.status !== "closed";
 }
 
@@ -134,7 +112,7 @@ function renderCard(c) {
   const actions = el("div", { class: "actions" });
   if (c.status === "queued") {
     actions.append(el("button", { class: "claim", onclick: () => act(c, "claim", {}, err) }, "Claim"));
-  } else if (c.status === "claimed" && c.agent === me.name) {
+  } else if (c.status === "claimed" && c.agent === session.name) {
     const select = el("select", { class: "disposition", "aria-label": "disposition" }, DISPOSITIONS.map(d => el("option", { value: d }, d)));
     actions.append(select, el("button", { class: "close", onclick: () => act(c, "close", { disposition: select.value }, err) }, "Close"));
   }
@@ -197,27 +175,10 @@ document.querySelectorAll("nav button").forEach(b => b.addEventListener("click",
 }));
 
 function connect() {
-  const conn = document.getElementById("conn");
-  const source = new EventSource("/api/handoffs/stream");
-  source.addEventListener("snapshot", e => { JSON.parse(e.data).forEach(c => cards.set(c.handoff_id, c)); render(); });
-  source.addEventListener("handoff", e => upsert(JSON.parse(e.data), true));
-  source.onopen = () => { conn.className = "live"; conn.textContent = "live"; };
-  source.onerror = () => {  // EventSource retries by itself, unless the server refused it
-    conn.className = "down"; conn.textContent = "reconnecting…";
-    if (source.readyState === EventSource.CLOSED) setTimeout(() => fetch("/auth/session").then(r => (r.ok ? connect() : signIn())), 2000);
-  };
+  follow("/api/handoffs/stream", {
+    snapshot: list => { list.forEach(c => cards.set(c.handoff_id, c)); render(); },
+    handoff: c => upsert(c, true),
+  });
 }
-document.getElementById("signout").addEventListener("click", async () => {
-  await post("/auth/logout", {});
-  signIn();
-});
 
-async function start() {
-  const res = await fetch("/auth/session");
-  if (!res.ok) { signIn(); return; }
-  me = await res.json();
-  document.getElementById("me").textContent = `${me.name} (${me.role})`;
-  connect();
-  setInterval(tick, 5000);
-}
-start();
+startPage(() => { connect(); setInterval(tick, 5000); });

@@ -1,0 +1,60 @@
+"""End-to-end turn-taking through the real parts: webrtcvad, faster-whisper tiny.en, the
+bank pack's dialog and Piper, on caller audio rendered over an 8 kHz mu-law phone line.
+
+A card's last four digits read in two breaths are one turn, ended soon after the last
+digit; an "okay" over the bot's question does not interrupt it. Timings are call time.
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.conftest import silence
+from voicebot.pipeline.endpoint import Verdict
+from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_mid_digit_pause_is_waited_through_and_a_backchannel_does_not_barge_in(bot, caller_audio):
+    last_four = np.concatenate([caller_audio("four five"), silence(0.9), caller_audio("six seven")])
+    segments = [
+        CallerSegment(caller_audio("hi I lost my card yesterday")),
+        CallerSegment(caller_audio("okay"), Cue.BOT_START, 1.0),  # over the ZIP question
+        CallerSegment(caller_audio("nine four one zero seven")),
+        CallerSegment(last_four),
+        CallerSegment(caller_audio("yes please")),
+        CallerSegment(caller_audio("no that's all thank you goodbye")),
+    ]
+    caller = SimulatedCaller(segments)
+    # Model compute costs no call time here: what is asserted does not depend on the load
+    # of the machine (the latency a loaded machine adds is scripts/bench_*'s business).
+    call = bot.run_call(caller, realtime=False, caller_id="+15551230001", clock=lambda: 0.0)
+    record = asyncio.run(call)
+
+    bot_turns = [t for t in record.turns if t.role == "bot"]
+    caller_turns = [t for t in record.turns if t.role == "caller"]
+    # The "okay" paused the question, which then carried on: no barge-in, nothing cut,
+    # and nobody answered it (a backchannel, or a filler the guards dropped).
+    assert record.barge_ins == []
+    assert not any(t.interrupted for t in bot_turns)
+    assert bot_turns[1].text == bot.pack.verification.prompt
+    assert caller_turns[1].dropped is not None
+    assert len(record.false_interruptions) == 1
+    # The last four digits, read with a 0.9 s breath after "four five", are one turn.
+    assert any(t.text == "Shall I block the card ending in 4 5 6 7?" for t in bot_turns)
+    assert [c.status for c in bot.services.cards("c1") if c.last_four == "4567"] == ["blocked"]
+    [digits] = [t for t in caller_turns if t.endpoint and t.endpoint.expected == "digits:4"]
+    decision = digits.endpoint
+    assert decision.verdict == Verdict.COMPLETE and decision.seen == "4 of 4 digits"
+    assert decision.timeout_ms == 240
+    assert [(a.verdict, a.seen) for a in decision.earlier] == [
+        (Verdict.INCOMPLETE, "2 of 4 digits")
+    ]
+    # On the call clock: the turn ended no sooner than 240 ms after the last voiced frame,
+    # and what is recorded is what happened.
+    waited = digits.timings["endpoint"] - digits.timings["speech_end"]
+    assert waited >= 0.24 - 1e-6
+    assert abs(decision.waited_ms - waited * 1000) <= 1
+    assert record.ended_by == "bot"

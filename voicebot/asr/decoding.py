@@ -1,0 +1,84 @@
+"""How every backend decodes a caller turn: the prompt a context asks for, the token budget.
+
+Whisper conditions on "previous text" (the tokens after ``<|startofprev|>``): a prompt written
+the way the answer should come out makes that style likelier. A digit question gets digits
+written as digits, one by one; any other turn gets the pack's vocabulary, so "Northwind" is
+not heard as "north wind". faster-whisper's ``initial_prompt`` and ``hotwords`` both put their
+text in that one place (for a single 30 s window they are the same decode), so a context
+yields one prompt text, and each backend places it there. Measured in docs/benchmarks.md
+("Digits and recognizer biasing").
+
+The prompt can be copied back on audio the model cannot make out; ``echoes_prompt`` lets the
+guards drop such a copy instead of answering it as the caller's words.
+"""
+
+import math
+import re
+
+from voicebot.asr.base import ASRContext
+from voicebot.events import Expect
+
+# Whisper's prompt holds up to 223 tokens; the vocabulary is cut to stay well inside that
+# (and a long prompt slows every step of the decoder).
+MAX_PROMPT_CHARS = 400
+# Digits read one by one, as a caller reads a ZIP code or a card: no example of a real answer
+# (a copy of it must never verify anybody), every digit once.
+DIGIT_PROMPT = "0 1 2 3 4 5 6 7 8 9."
+# Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
+# under 6, so only a repetition loop reaches it, and it must not cost the call 224 steps.
+TOKENS_PER_S = 12
+TOKEN_MARGIN = 16
+MAX_NEW_TOKENS = 220  # with the longest prompt (228 tokens), Whisper's 448-token context is full
+
+
+def prompt_for(context: ASRContext | None) -> str | None:
+    """The decoder prompt for a turn heard in ``context``, or None for a plain decode."""
+    if context is None:
+        return None
+    if context.expects.kind in (Expect.DIGITS, Expect.PHONE):
+        return DIGIT_PROMPT
+    if context.vocabulary:
+        return vocabulary_prompt(context.vocabulary)
+    return None
+
+
+def vocabulary_prompt(vocabulary: tuple[str, ...]) -> str:
+    """The domain's terms as one short line of text, the longest prefix that fits."""
+    out = ""
+    for term in vocabulary:
+        line = f"{out}, {term}" if out else term
+        if len(line) + 1 > MAX_PROMPT_CHARS:
+            break
+        out = line
+    return f"{out}." if out else ""
+
+
+def token_budget(audio_s: float) -> int:
+    """New tokens allowed for ``audio_s`` seconds of speech: a loop is cut, speech never is."""
+    return min(MAX_NEW_TOKENS, TOKEN_MARGIN + math.ceil(audio_s * TOKENS_PER_S))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+# A copied run of the prompt this long is an echo; digits need a longer run, since a caller's
+# "1 2 3 4" is also a run of "0 1 2 ... 9".
+_ECHO_WORDS = 3
+_ECHO_DIGITS = 6
+
+
+def echoes_prompt(text: str, prompt: str | None) -> bool:
+    """The decoded text is the prompt copied back (all of it, or a run of its words), not
+    what the caller said: Whisper does this on audio it cannot make out."""
+    if not prompt:
+        return False
+    said, given = _words(text), _words(prompt)
+    if not said:
+        return False
+    if said == given:
+        return True
+    n = len(said)
+    if n < (_ECHO_DIGITS if all(w.isdigit() for w in said) else _ECHO_WORDS):
+        return False
+    return any(given[i : i + n] == said for i in range(len(given) - n + 1))
