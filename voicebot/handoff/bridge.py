@@ -49,6 +49,7 @@ from voicebot.events import (
 from voicebot.handoff.config import QueueConfig, wait_text
 from voicebot.pipeline.record import CallRecord, RecordSink, Turn
 from voicebot.privacy.redact import guarded, redact
+from voicebot.store.store import UnknownHandoffError
 from voicebot.transports.line import LiveLine
 from voicebot.vad import make_vad
 from voicebot.vad.base import VAD
@@ -467,6 +468,11 @@ class LiveQueue:
         held = HeldCall(self, line, record, sinks)
         self.held[held.handoff_id] = held
         try:
+            # The card is on the desk from the handoff decision, while the transfer message
+            # still plays: an agent may have closed it before the caller got here (the close
+            # found nobody to hang up). Looked at once registered, so no close is missed.
+            if await self.closed(held.handoff_id):
+                held.hang_up()
             await held.run()
         finally:
             self.held.pop(held.handoff_id, None)
@@ -490,8 +496,17 @@ class LiveQueue:
         return await asyncio.to_thread(self.store.queue_position, handoff_id)
 
     async def still_queued(self, handoff_id: str) -> bool:
+        return await self._status(handoff_id) == "queued"
+
+    async def closed(self, handoff_id: str) -> bool:
+        try:
+            return await self._status(handoff_id) == "closed"
+        except UnknownHandoffError:  # not stored yet (the writer is behind): still open
+            return False
+
+    async def _status(self, handoff_id: str) -> str:
         row = await asyncio.to_thread(self.store.get_handoff, handoff_id)
-        return row["status"] == "queued"
+        return str(row["status"])
 
     def store_queue(self, handoff_id: str, queue: dict[str, Any], requeue: str | None) -> None:
         """Write the queue state in a thread, in order; the call never waits for it."""
