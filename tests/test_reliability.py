@@ -111,7 +111,8 @@ def test_a_flood_on_signed_lines_never_costs_the_real_call_its_answers(server, c
     assert peer.close_code == 1000
     for closed in flooders:
         assert closed.code == 1008 and "messages a second: not a live stream" in closed.reason
-        assert closed.sent < 10_000  # cut off, not served to the end
+        # (How many it sent says nothing of the server: a flooder's 10,000 small messages fit
+        # in the socket buffers before the server has read its first few hundred.)
     unknown = [line for line in peers.lines if "unknown Twilio event" in line]
     assert 1 <= len(unknown) <= 2  # one per 10 s; the second names how many were left out
     assert len([line for line in peers.lines if "closed" in line]) <= 2

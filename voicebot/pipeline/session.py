@@ -77,6 +77,8 @@ _TAIL_S = 0.15
 # Whisper's own verdict that a stretch of audio held no speech: a drop with this reason (or
 # this no-speech probability) was noise the VAD let through, and stays silence.
 _NO_SPEECH_PROB = 0.6
+# Guard verdicts that mean "no speech here": white noise on a line decodes as "You".
+_NOISE_DROPS = frozenset({"no_speech", "hallucination"})
 # How often the record is told what the caller has heard of the utterance playing.
 _SPEAKING_EVERY_S = 1.0
 
@@ -700,9 +702,10 @@ class CallSession:
 def _heard(transcript: Transcript) -> str:
     """What a caller turn was: ``words`` (answered), ``no_words`` (speech the recognizer could
     not make out: nothing usable came back, a guard dropped it, another script, a failure) or
-    ``silence`` (Whisper judged it no speech: noise the VAD let through)."""
+    ``silence`` (Whisper judged it no speech, or heard one of the phrases it makes up on
+    noise: the VAD let noise through)."""
     if not transcript.dropped:
         return "words"
-    if transcript.dropped == "no_speech" or transcript.no_speech_prob > _NO_SPEECH_PROB:
+    if transcript.dropped in _NOISE_DROPS or transcript.no_speech_prob > _NO_SPEECH_PROB:
         return "silence"
     return "no_words"
