@@ -15,7 +15,7 @@ from tests.fakes import NoCalls
 from tests.servers import Server
 from tests.signin import SIGN_IN_PAGE, TWILIO_TOKEN, add_user, sign_in_page, signed_in
 from voicebot.server import ServerConfig, create_app
-from voicebot.server.twilio_peer import TwilioPeer
+from voicebot.server.twilio_peer import TwilioCall
 from voicebot.store import Store, StoreWriter
 
 
@@ -150,28 +150,28 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
 
     async def phone_call():
         """A Twilio caller: a request, then an angry demand for a person."""
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id="+15551230001", auth_token=TWILIO_TOKEN) as peer:
+        twilio = TwilioCall(server.url, TWILIO_TOKEN, caller_id="+15551230001")
+        async with await twilio.start() as peer:
             await peer.wait_bot_done()  # the greeting
             said = peer.say(caller_audio("I was charged twice at a restaurant"))
             await peer.wait_bot_done(after=said.last_voiced)
             peer.say(caller_audio("this is useless, get me a real person"))
-            await peer.wait_closed(timeout=60)  # after the transfer message
+            await peer.wait_closed(timeout=600)  # held until the agent closes the card
             closed.append((peer.close_code, peer.close_reason))
+        await twilio.follow()  # what Twilio asks once the stream has ended
+        continued.extend(v.name for v in twilio.verbs)
 
     closed: list[tuple[int, str]] = []
+    continued: list[str] = []
     call = threading.Thread(target=asyncio.run, args=(phone_call(),), daemon=True)
     call.start()
     # Re-rendering replaces elements, so the test reads through locators, never handles.
     card = page.locator("article[data-status=queued]")
     card.wait_for(timeout=120_000)  # the card arrives by the event stream: no reload
-    call.join(60)
-    assert closed == [(1000, "call ended by handoff")]
     text = card.inner_text()
     assert "Wants: dispute a wrong charge" in text and "+15551230001" in text
     assert card.locator(".badge").inner_text() in ("asked for a person", "upset caller")
     [row] = store.list_handoffs()
-    assert store.get_call(row["call_id"])["ended_by"] == "handoff"
 
     # Claiming: agent ana (signed in above) takes it; bob, signed in elsewhere, sees it taken.
     card.locator("button.claim").click()
@@ -185,10 +185,14 @@ def test_phone_call_escalates_and_the_card_appears_live(served, browser, caller_
     page.select_option("article select.disposition", "resolved")
     page.click("article button.close")
     page.locator("text=No handoffs waiting").wait_for()
+    call.join(120)  # closing the card hung up on the caller held on the line
+    assert closed == [(1000, "call ended by handoff")]
+    assert continued == ["Hangup"]  # the desk had the caller: not sent on, no callback offer
     row = store.list_handoffs()[0]
+    assert store.get_call(row["call_id"])["ended_by"] == "handoff"
     assert (row["status"], row["agent"], row["disposition"]) == ("closed", "ana", "resolved")
     actions = [(e["actor"], e["action"]) for e in store.list_audit(call_id=row["call_id"])]
-    assert actions == [("ana", "claimed"), ("ana", "closed")]
+    assert actions == [("ana", "claimed"), ("ana", "closed")]  # no microphone: not answered
     # Signing out ends the session: the desk sends the agent back to the sign-in page.
     page.click("#signout")
     page.wait_for_url(SIGN_IN_PAGE)

@@ -6,6 +6,8 @@ marks them used or not, which the store records. The assistant's rules are also 
 one by one with the real classifier and the demo back office."""
 
 import asyncio
+import threading
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from tests.browsers import WAIT_MS, launch
 from tests.servers import Server
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
+from tests.test_bridge import reached
 from voicebot.errors import HandoffError
 from voicebot.handoff.assist import (
     NOT_VERIFIED,
@@ -87,12 +90,16 @@ def served(bot, tmp_path):
     store.close()
 
 
-def verified_handoff(server: Server, caller_audio) -> None:
-    """A Twilio caller who reports a lost card, verifies by keypad, then asks for a person."""
+def verified_handoff(server: Server, store: Store, caller_audio) -> Callable[[], str]:
+    """A Twilio caller who reports a lost card, verifies by keypad, then asks for a person.
+    Returns once they hold for the desk (the human part happens while they are on the
+    line), with their hang-up: what ends the call, and the stream's close reason."""
     lost, agent = (
         caller_audio("hi I lost my card yesterday"),
         caller_audio("can I speak to an agent please"),
     )
+    done = threading.Event()
+    closed: list[str] = []
 
     async def scenario() -> None:
         call = TwilioCall(server.url, TWILIO_TOKEN, caller_id="+15551230001")
@@ -104,16 +111,27 @@ def verified_handoff(server: Server, caller_audio) -> None:
             await peer.press("94107#")
             await peer.wait_bot_done(after=typed)  # verified; "which card?"
             peer.say(agent)
+            await asyncio.to_thread(done.wait, 600)  # held while the agent works
+            await peer.stop()
             await peer.wait_closed(timeout=60)
-        assert peer.close_reason == "call ended by handoff"
+        closed.append(peer.close_reason or "")
 
-    asyncio.run(scenario())
+    call = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    call.start()
+    reached(store, "holding")
+
+    def hang_up() -> str:
+        done.set()
+        call.join(120)
+        return closed[0]
+
+    return hang_up
 
 
 @pytest.mark.e2e
 def test_the_agent_sees_suggestions_for_a_handed_off_callers_turns(served, bot, caller_audio):
     store, writer, server = served
-    verified_handoff(server, caller_audio)
+    hang_up = verified_handoff(server, store, caller_audio)
     writer.flush()
     [row] = store.list_handoffs()
     handoff_id = row["handoff_id"]
@@ -169,6 +187,7 @@ def test_the_agent_sees_suggestions_for_a_handed_off_callers_turns(served, bot, 
     missing = ana.post(f"{base}/nope", json={"used": True})
     assert missing.status_code == 404
     ana.close()
+    assert hang_up() == "stream stopped"  # the caller was on the line throughout
 
 
 class launch_page:

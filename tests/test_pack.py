@@ -5,6 +5,7 @@ import pytest
 
 from voicebot.dialog.pack import PACKS_DIR, load_pack
 from voicebot.errors import PackError
+from voicebot.handoff.config import QueueConfig
 
 DATA = Path(__file__).parent / "data"
 BANK = [
@@ -217,3 +218,21 @@ def test_no_static_answer_asks_a_question_the_bot_cannot_take_up(name):
     for intent in load_pack(name).intents.values():
         if intent.flow is None and intent.response.endswith("?"):
             assert intent.response.endswith("What else can I help you with?"), intent.name
+
+
+QUEUE_HEAD = GOOD_HEAD + "intents:\n  a:\n    examples: [x]\n    response: y\n"
+
+
+def test_pack_queue_settings_are_validated(tmp_path):
+    path = write(tmp_path, QUEUE_HEAD + "queue:\n  queue_timeout_s: 45\n  hold_message: Hold on.\n")
+    queue = load_pack(path).queue
+    assert queue.queue_timeout_s == 45 and queue.hold_message == "Hold on."
+    assert queue.hold_every_s == QueueConfig().hold_every_s  # the rest stays at the defaults
+    for body, reason in [
+        ("queue:\n  hold_evry_s: 5\n", "unknown queue setting.*hold_evry_s"),
+        ("queue:\n  queue_timeout_s: -1\n", "positive number"),
+        ("queue:\n  callback_attempts: 1.5\n", "whole number"),
+        ("queue:\n  hold_message: ''\n", "non-empty string"),
+    ]:
+        with pytest.raises(PackError, match=reason):
+            load_pack(write(tmp_path, QUEUE_HEAD + body))

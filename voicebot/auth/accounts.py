@@ -49,6 +49,7 @@ AuditAction = Literal[
     "listened",
     "claimed",
     "closed",
+    "answered",  # talked to the caller through the desktop's softphone
     "exported",
     "erased",
     # sign-in and account changes

@@ -15,6 +15,7 @@ import yaml
 from voicebot.dialog.actions import ACTIONS
 from voicebot.dialog.slots import SLOT_TYPES
 from voicebot.errors import PackError
+from voicebot.handoff.config import QueueConfig
 from voicebot.handoff.policy import EscalationConfig
 from voicebot.handoff.transfer import TransferTarget, TransferTargetError
 from voicebot.privacy.config import PrivacyConfig
@@ -28,7 +29,7 @@ _PACK_KEYS = frozenset(
     {
         "name", "language", "description", "greeting", "fallback", "no_input", "intents",
         "handoff", "flows", "verification", "faq", "max_attempts", "escalation", "privacy",
-        "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
+        "queue", "recognizer", "not_heard", "keypad_hint", "wrong_length", "readback",
         "transfer_to",
     }
 )  # fmt: skip
@@ -105,6 +106,7 @@ class Pack:
     faq: tuple[str, ...] = ()  # facts the optional LLM may answer from
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # consent, retention
+    queue: QueueConfig = field(default_factory=QueueConfig)  # hold, callback (live transfer)
     # Domain terms the recognizer is biased toward on every turn (``recognizer:`` in the YAML;
     # empty when ``bias: false``): the bank's name, its products, words Whisper mishears.
     vocabulary: tuple[str, ...] = ()
@@ -168,6 +170,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         max_attempts=_count(path, top, "max_attempts", Pack.max_attempts),
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
+        queue=_section(path, top.get("queue"), "queue", QueueConfig),
         vocabulary=_vocabulary(path, top.get("recognizer")),
         not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
         keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,

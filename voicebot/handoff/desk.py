@@ -2,7 +2,10 @@
 
 ``GET /agent`` is the page; it follows ``GET /api/handoffs/stream`` (server-sent events)
 so a new handoff card appears within a fraction of a second without a reload. Agents claim
-a card (the database guarantees one winner) and close it with a disposition.
+a card (the database guarantees one winner) and close it with a disposition. A claimed
+caller still on the line is answered through ``/desk/bridge/<handoff_id>``, the page's
+softphone (``voicebot.handoff.bridge``); a caller who hung up while queued is "caller left",
+and their card can no longer be claimed.
 
 Everything here is for signed-in agents (or above). The agent who claims or closes is the
 one signed in, never a name in the request. Opening the queue or a card, claiming and
@@ -14,20 +17,27 @@ shares the database, and costs one indexed query per open page every ``poll_s``.
 """
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect
 
 from voicebot.auth import Principal, audit
 from voicebot.errors import HandoffError
+from voicebot.handoff.bridge import MAX_AGENT_CHUNK_BYTES, AgentLink, LiveQueue
 from voicebot.server.access import add_page, allow, signed_in, signed_in_principal
 from voicebot.server.limits import Budget
+from voicebot.server.lines import socket_writers
 from voicebot.server.streams import follow, open_stream, sse
 from voicebot.store.store import DISPOSITIONS, Store, UnknownHandoffError
+from voicebot.transports.browser import RATES
 
 STATIC = Path(__file__).parent / "static"
 AGENTS = signed_in("agent")
@@ -60,13 +70,21 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "transcript": packet.get("transcript", []),
         "recording": packet.get("recording"),
         "consent": packet.get("consent"),  # recording consent: state and time
+        "queue": packet.get("queue"),  # the caller's wait: holding, answered, abandoned...
         "telephony": packet.get("telephony", {}),  # the carrier's ids (Twilio's CallSid)
         "transfer": packet.get("transfer"),  # where the caller was sent, and how it went
     }
 
 
-def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = None) -> APIRouter:
-    """``streams``: how many event streams may be open at once (default: 64)."""
+def desk_router(
+    store: Store,
+    *,
+    poll_s: float = 0.25,
+    streams: Budget | None = None,
+    queue: LiveQueue | None = None,
+) -> APIRouter:
+    """``streams``: how many event streams may be open at once (default: 64); ``queue``:
+    the callers this process holds on the line (the softphone talks to them)."""
     router = APIRouter()
     streams = streams or Budget("event_streams", 64)
     add_page(router, "/agent", STATIC / "agent.html", signed_in("agent", page=True))
@@ -110,13 +128,87 @@ def desk_router(store: Store, *, poll_s: float = 0.25, streams: Budget | None = 
 
     @router.post("/api/handoffs/{handoff_id}/close")
     @allow(AGENTS)
-    def close(handoff_id: str, body: CloseRequest, request: Request) -> dict[str, Any]:
+    async def close(handoff_id: str, body: CloseRequest, request: Request) -> dict[str, Any]:
+        """Close with a disposition; a caller still talking to this agent is hung up on."""
         who = signed_in_principal(request)
-        row = _act(store.close_handoff, handoff_id, who.name, body.disposition)
-        _audit(store, who, "closed", row, {"disposition": body.disposition})
+        row = await asyncio.to_thread(
+            _act, store.close_handoff, handoff_id, who.name, body.disposition
+        )
+        await asyncio.to_thread(
+            _audit, store, who, "closed", row, {"disposition": body.disposition}
+        )
+        held = queue.live(handoff_id) if queue is not None else None
+        if held is not None:
+            held.hang_up()  # the agent is done with this caller
         return card(row)
 
+    @router.websocket("/desk/bridge/{handoff_id}")
+    @allow(AGENTS)
+    async def bridge(ws: WebSocket, handoff_id: str) -> None:
+        """The softphone: the caller's voice and the live transcript to the agent who
+        claimed the handoff, their microphone into the call (``voicebot.handoff.bridge``)."""
+        who = signed_in_principal(ws)
+        await ws.accept()
+        try:
+            row = await asyncio.to_thread(store.get_handoff, handoff_id)
+        except UnknownHandoffError as exc:
+            await ws.close(1008, str(exc))
+            return
+        held = queue.live(handoff_id) if queue is not None else None
+        if row["status"] != "claimed" or row["agent"] != who.name:
+            await ws.close(1008, "claim the handoff first")
+            return
+        if held is None or held.agent is not None:
+            why = "the caller is no longer on the line" if held is None else "already connected"
+            await ws.close(1008, why)
+            return
+        await asyncio.to_thread(_audit, store, who, "answered", row)
+        link = AgentLink(who.name, **socket_writers(ws))
+        held.connect(link)
+        pump = asyncio.create_task(link.pump())
+        reader = asyncio.create_task(_agent_reader(ws, link))
+        ended = asyncio.create_task(held.done.wait())
+        try:
+            await asyncio.wait({reader, ended, pump}, return_when="FIRST_COMPLETED")
+        finally:
+            link.gone.set()
+            for task in (reader, ended):
+                task.cancel()
+            await asyncio.sleep(0)
+            await link.flush()
+            pump.cancel()
+        reason = held.end_reason if held.done.is_set() else "agent left"
+        with contextlib.suppress(RuntimeError, ConnectionError, WebSocketDisconnect):
+            await ws.close(1000, reason)  # the agent may be gone already
+
     return router
+
+
+async def _agent_reader(ws: WebSocket, link: AgentLink) -> None:
+    """The agent's side: ``{"type": "start", "sampleRate": N}``, PCM16 microphone frames,
+    ``{"type": "hangup"}`` (ends the call). Bad input closes the softphone, not the call."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            if len(data) % 2 or len(data) > MAX_AGENT_CHUNK_BYTES:
+                return
+            link.put_audio(np.frombuffer(data, dtype="<i2").astype(np.int16))
+            continue
+        try:
+            event = json.loads(text or "")
+        except ValueError:
+            return
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "start" and event.get("sampleRate") in RATES:
+            link.set_rate(int(event["sampleRate"]))
+        elif kind == "hangup":
+            link.hang_up()
+            return
+        else:
+            return
 
 
 def _audit(

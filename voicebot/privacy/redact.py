@@ -677,6 +677,7 @@ KEEP_KEYS = frozenset(
         "call_id", "handoff_id", "caller_id", "customer_id", "started_at", "created_at",
         "recording", "caller_audio", "pack", "asr_model", "tts_voice", "at", "url",
         "transfer",  # the outcome of our own transfer signalling: queue address, SIP status
+        "callback_number",  # the number the caller asked to be called back on (like caller_id)
         "telephony",  # the carrier's ids of the call (Twilio's CallSid, AccountSid)
     }
 )  # fmt: skip

@@ -7,7 +7,9 @@ receive every call record as it changes (the store's writer), and ``routers`` ar
 as they are; ``services`` run for the app's lifetime on its event loop (the SIP user agent:
 ``voicebot.server.sip.SipService.serving``). ``store`` holds the users, tokens, sessions and
 audit log, and brings the agent desktop and the supervisor view; without one nobody can
-sign in, so every protected route refuses.
+sign in, so every protected route refuses. With a store, handed-off callers hold on the line
+for an agent (``voicebot.handoff.bridge``; ``queue`` overrides the pack's ``queue:``
+settings), unless a transfer target sends Twilio callers on (``ServerConfig.transfer_to``).
 
 Every route declares who may call it (``voicebot.server.access``); the app-wide ``Gate``
 enforces it, and request bodies are capped (``Limits.body_bytes``).
@@ -24,6 +26,8 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from voicebot.auth import Accounts
 from voicebot.handoff.assist import AssistService, assist_router
+from voicebot.handoff.bridge import LiveQueue
+from voicebot.handoff.config import QueueConfig
 from voicebot.handoff.desk import desk_router
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import RecordSink
@@ -49,6 +53,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     services: Sequence[Callable[[ServerState], AbstractAsyncContextManager[object]]] = (),
     store: Store | None = None,
+    queue: QueueConfig | None = None,
 ) -> FastAPI:
     config = config or ServerConfig()
     record_sinks = list(sinks)
@@ -88,9 +93,11 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
+    if store is not None:
+        state.queue = LiveQueue(store, bot, state.spoken, queue)
     desk = (
         [
-            desk_router(assist.store, streams=state.event_streams),
+            desk_router(assist.store, streams=state.event_streams, queue=state.queue),
             supervisor_router(assist.store, streams=state.event_streams),
             assist_router(assist, streams=state.event_streams),
         ]

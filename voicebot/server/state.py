@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ from fastapi import WebSocket
 
 from voicebot.audio.apm import AudioCleanup
 from voicebot.auth import SessionPolicy
+from voicebot.handoff.bridge import LiveQueue
 from voicebot.handoff.transfer import TransferTarget
 from voicebot.pipeline.bot import Bot
-from voicebot.pipeline.record import CallRecord
+from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
 from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter, WaitingRoom
@@ -57,6 +59,14 @@ class ServerState:
         self.event_streams = Budget("event_streams", limits.event_streams)
         self.browser_calls = RateLimiter("call_rate", limits.calls_per_client)
         self.peers = PeerLog(logging.getLogger("voicebot.peers"))
+        self.queue: LiveQueue | None = None  # handed-off callers holding for the desk
+
+    def holds(self, transport: str, record: CallRecord) -> bool:
+        """Whether the desk holds this handed-off caller on the line for an agent: with a
+        desk, unless a transfer target sends Twilio callers on (``/twilio/continue``)."""
+        sent_on = transport == "twilio" and self.config.transfer_to is not None
+        handed_off = record.ended_by == "handoff" and record.handoff is not None
+        return self.queue is not None and handed_off and not sent_on
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -69,9 +79,24 @@ class ServerState:
         }
 
     async def serve(
-        self, ws: WebSocket, line: LiveLine, transport: str, **options: Any
+        self,
+        ws: WebSocket,
+        line: LiveLine,
+        transport: str,
+        after: Callable[[CallRecord, list[RecordSink]], Awaitable[None]] | None = None,
+        **options: Any,
     ) -> CallRecord | None:
-        """Run one call on an accepted socket (see ``voicebot.server.lines.run_line``)."""
+        """Run one call on an accepted socket (see ``voicebot.server.lines.run_line``).
+        Once the bot is done, a handed-off caller the desk takes holds on ``line`` for an
+        agent; then ``after`` (the transport's own step, e.g. Twilio's continuation) runs,
+        before the socket closes."""
+
+        async def after_call(record: CallRecord, sinks: list[RecordSink]) -> None:
+            if self.queue is not None and self.holds(transport, record):
+                await self.queue.hold(line, record, sinks)
+            if after is not None:
+                await after(record, sinks)
+
         return await run_line(
             ws,
             line,
@@ -83,6 +108,7 @@ class ServerState:
             waiting=self.waiting,
             limits=self.config.limits,
             peers=self.peers,
+            after=after_call,
             **options,
         )
 

@@ -249,12 +249,14 @@ def twilio_router(state: ServerState, record_transfer: TransferSink | None = Non
     @allow(TWILIO)
     async def next_verb(request: Request) -> Response:
         """Twilio's request once our stream has ended (``<Connect action>``): a handed-off
-        caller is dialed on to the agents; any other call is over."""
+        caller is dialed on to the agents; any other call is over, and so is one the desk
+        held (``voicebot.handoff.bridge``: an agent talked to them, they left a callback)."""
         params = await signed_form(request)
         call_sid = params.get("CallSid", "")
         record = ended.get(call_sid)
         target = state.config.transfer_to
-        if record is None or record.handoff is None or params.get("CallStatus") == "completed":
+        over = params.get("CallStatus") == "completed"
+        if record is None or record.handoff is None or over or "queue" in record.handoff:
             ended.pop(call_sid)
             return xml(HANG_UP)
         handoff_id = record.handoff["handoff_id"]

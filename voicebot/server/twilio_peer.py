@@ -88,6 +88,7 @@ class TwilioPeer:
         self._buffer = bytearray()  # received, not yet played
         self._received = 0  # bytes received since the start
         self._played = 0
+        self.heard = bytearray()  # what the caller heard, mu-law, one 20 ms frame per tick
         self._marks: deque[tuple[int, str]] = deque()  # (byte offset, name)
         self._playing = False
         self._seq = 0
@@ -209,6 +210,7 @@ class TwilioPeer:
             self.tick += 1
 
     async def _play(self) -> None:
+        played = SILENCE
         if not self._playing:  # prebuffer, unless a mark says nothing more is coming
             self._playing = len(self._buffer) >= JITTER_FRAMES * FRAME_BYTES or (
                 bool(self._buffer) and bool(self._marks)
@@ -222,10 +224,18 @@ class TwilioPeer:
                 frame = bytes(self._buffer[:FRAME_BYTES])
                 del self._buffer[:FRAME_BYTES]
                 self._played += len(frame)
+                played = frame.ljust(FRAME_BYTES, b"\xff")
                 if _rms(frame) > VOICED_RMS:
                     self.log.bot_voiced.append(self.tick)
+        self.heard.extend(played)
         while self._marks and self._marks[0][0] <= self._played:
             await self._echo(self._marks.popleft()[1])
+
+    def heard_audio(self, since_tick: int = 0) -> np.ndarray:
+        """What the caller heard from tick ``since_tick`` on, as 16 kHz float audio."""
+        mulaw = bytes(self.heard[since_tick * FRAME_BYTES :])
+        pcm = mulaw_decode(mulaw).astype(np.float32) / 32768
+        return resample(pcm, 8000, 16000)
 
     async def _echo(self, name: str) -> None:
         self.log.marks_echoed.append((name, self.tick))

@@ -324,6 +324,8 @@ class Store:
                 .values(status="claimed", agent=agent, claimed_at=now, updated_at=now)
             ).rowcount
         current = self.get_handoff(handoff_id)
+        if not won and current["disposition"] == "abandoned":
+            raise HandoffError(f"the caller left the queue: handoff {handoff_id} is closed")
         if not won and current["agent"] != agent:
             raise HandoffError(
                 f"handoff {handoff_id} is already {current['status']} by {current['agent']}"
@@ -374,6 +376,49 @@ class Store:
                     .where(where, handoffs.c.status == "queued")
                     .values(status="closed", disposition="transferred", closed_at=now)
                 )
+
+    def set_queue(
+        self, handoff_id: str, queue: dict[str, Any], requeue_from: str | None = None
+    ) -> None:
+        """Keep how the caller's wait is going (``voicebot.handoff.bridge``) in the packet.
+        ``abandoned``: the caller hung up, so the handoff is closed and nobody can claim
+        it; ``requeue_from``: that agent's softphone dropped, the handoff is queued again."""
+        now = time.time()
+        where = handoffs.c.handoff_id == handoff_id
+        with self.engine.begin() as conn:
+            row = conn.execute(select(handoffs.c.packet).where(where)).scalar_one_or_none()
+            if row is None:
+                raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+            packet = dict(row) | {"queue": redact_json(queue)}
+            values: dict[str, Any] = {"packet": packet, "updated_at": now}
+            conn.execute(update(handoffs).where(where).values(**values))
+            if queue.get("state") == "abandoned":
+                conn.execute(
+                    update(handoffs)
+                    .where(where, handoffs.c.status != "closed")
+                    .values(status="closed", disposition="abandoned", closed_at=now)
+                )
+            if requeue_from is not None:
+                conn.execute(
+                    update(handoffs)
+                    .where(where, handoffs.c.status == "claimed", handoffs.c.agent == requeue_from)
+                    .values(status="queued", agent=None, claimed_at=None)
+                )
+
+    def queue_position(self, handoff_id: str) -> int:
+        """1 for the oldest queued handoff, and so on (a handoff not queued counts as 1)."""
+        with self.engine.connect() as conn:
+            mine = conn.execute(
+                select(handoffs.c.created_at).where(handoffs.c.handoff_id == handoff_id)
+            ).scalar_one_or_none()
+            if mine is None:
+                raise UnknownHandoffError(f"no handoff {handoff_id!r}")
+            ahead = conn.execute(
+                select(func.count())
+                .select_from(handoffs)
+                .where(handoffs.c.status == "queued", handoffs.c.created_at < mine)
+            ).scalar_one()
+        return int(ahead) + 1
 
     # --- agent assist --------------------------------------------------------------------
 

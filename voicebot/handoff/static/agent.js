@@ -7,8 +7,10 @@ let filter = "open";
 const stamp = s => (s == null ? "" : `${String(Math.floor(s / 60)).padStart(2, "0")}:${(s % 60).toFixed(1).padStart(4, "0")}`);
 const ago = t => { const s = Math.max(0, Date.now() / 1000 - t); return s < 60 ? `${s.toFixed(0)} s ago` : `${(s / 60).toFixed(0)} min ago`; };
 
+const left = c => c.status === "closed" && c.disposition === "abandoned";
 function visible(c) {
   if (filter === "closed") return c.status === "closed";
+  if (c._seenOpen && left(c)) return filter === "open";  // stays a moment: "caller left"
   if (filter === "mine") return c.status !== "closed" && c.agent === session.name;
   return c.status !== "closed";
 }
@@ -18,7 +20,82 @@ async function act(c, verb, body, errNode) {
   const data = await res.json().catch(() => ({}));
   if (!res.ok) { errNode.textContent = data.detail ? (typeof data.detail === "string" ? data.detail : "invalid request") : `error ${res.status}`; return; }
   upsert(data, false);
+  if (verb === "claim" && onTheLine(data)) answer(data).catch(err => { phoneStatus("error: " + err); });
 }
+
+// --- the softphone: the claimed caller's voice here, the agent's microphone into the call ---
+const onTheLine = c => ["holding", "offering"].includes((c.queue || {}).state);
+// What the agent heard and saw, for people and for the end-to-end test.
+window.desk = { heard: [], heardSamples: 0, events: [], closed: null, connected: false };
+let phone = null;
+const $ = id => document.getElementById(id);
+function phoneStatus(text) { $("phone-status").textContent = text; }
+
+async function answer(c) {
+  if (phone) return;
+  const ctx = new AudioContext({ sampleRate: 16000 });
+  await ctx.audioWorklet.addModule("/call-worklet.js");
+  let stream = null;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, channelCount: 1 } });
+  } catch (err) { phoneStatus("no microphone: listening only"); }
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/desk/bridge/${encodeURIComponent(c.handoff_id)}`);
+  ws.binaryType = "arraybuffer";
+  phone = { ws, ctx, stream, playAt: 0 };
+  $("softphone").hidden = false;
+  $("phone-caller").textContent = c.caller_id || "unknown caller";
+  $("phone-turns").replaceChildren();
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "start", sampleRate: ctx.sampleRate }));
+    if (stream) {
+      const mic = new AudioWorkletNode(ctx, "mic-frames");
+      ctx.createMediaStreamSource(stream).connect(mic);
+      mic.port.onmessage = e => { if (ws.readyState === WebSocket.OPEN) ws.send(e.data); };
+    }
+    window.desk.connected = true;
+    phoneStatus("connected");
+  };
+  ws.onmessage = e => {
+    if (typeof e.data !== "string") { hear(e.data); return; }
+    const event = JSON.parse(e.data);
+    window.desk.events.push(event);
+    if (event.type === "turn" && event.text) $("phone-turns").append(el("li", { class: event.role }, el("span", { class: "who" }, event.role === "agent" ? "You" : "Caller"), event.text));
+    else if (event.type === "ended") phoneStatus(event.reason);
+  };
+  ws.onclose = e => {
+    window.desk.closed = { code: e.code, reason: e.reason };
+    phoneStatus(`call over (${e.reason || e.code})`);
+    if (stream) stream.getTracks().forEach(t => t.stop());
+    phone = null;
+  };
+}
+
+function hear(buffer) {
+  const pcm = new Int16Array(buffer);
+  window.desk.heard.push(pcm);
+  window.desk.heardSamples += pcm.length;
+  const audio = phone.ctx.createBuffer(1, pcm.length, 16000);
+  const out = audio.getChannelData(0);
+  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
+  const source = phone.ctx.createBufferSource();
+  source.buffer = audio;
+  source.connect(phone.ctx.destination);
+  phone.playAt = Math.max(phone.playAt, phone.ctx.currentTime + 0.04);
+  source.start(phone.playAt);
+  phone.playAt += audio.duration;
+}
+
+// The caller's audio as heard, base64 PCM16 16 kHz (the test runs Whisper on it).
+window.desk.heardBase64 = () => {
+  const all = new Int16Array(window.desk.heardSamples);
+  let at = 0;
+  for (const chunk of window.desk.heard) { all.set(chunk, at); at += chunk.length; }
+  const bytes = new Uint8Array(all.buffer);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+};
+$("phone-hangup").addEventListener("click", () => { if (phone && phone.ws.readyState === WebSocket.OPEN) phone.ws.send(JSON.stringify({ type: "hangup" })); });
 
 function renderCard(c) {
   const err = el("span", { class: "error", role: "alert" });
@@ -40,12 +117,14 @@ function renderCard(c) {
     actions.append(select, el("button", { class: "close", onclick: () => act(c, "close", { disposition: select.value }, err) }, "Close"));
   }
   actions.append(err);
-  const status = c.status === "queued" ? "waiting" : c.status === "claimed" ? `claimed by ${c.agent}` : `closed by ${c.agent}: ${c.disposition}`;
+  const q = c.queue || {};
+  const wait = q.state === "callback_requested" ? "callback requested" : q.state === "offering" ? "waiting · offered a callback" : "waiting";
+  const status = left(c) ? "caller left" : c.status === "queued" ? wait : c.status === "claimed" ? `claimed by ${c.agent}${q.state === "answered" ? " · on the line" : ""}` : `closed by ${c.agent}: ${c.disposition}`;
   return el("article", { class: "card", "data-id": c.handoff_id, "data-status": c.status },
     el("div", { class: "top" },
       el("span", { class: `badge ${c.reason}` }, REASONS[c.reason] || c.reason),
       el("strong", {}, c.caller_id || "unknown caller"),
-      el("span", c.status === "queued" ? { class: "status", "data-since": c.created_at } : { class: "status" }, status)),
+      el("span", c.status === "queued" && wait === "waiting" ? { class: "status", "data-since": c.created_at } : { class: "status" }, status)),
     el("div", { class: "summary" }, c.summary),
     el("div", { class: "chips" }, chips),
     el("details", {}, el("summary", {}, `Transcript (${turns.length} turns)`), el("ol", { class: "transcript" }, turns)),
@@ -80,7 +159,13 @@ function tick() {  // "waiting · 12 s ago", without touching anything clickable
   document.querySelectorAll("[data-since]").forEach(s => { s.textContent = `waiting · ${ago(Number(s.dataset.since))}`; });
 }
 
-function upsert(c, fresh) { c._new = fresh && !cards.has(c.handoff_id); cards.set(c.handoff_id, c); render(); }
+function upsert(c, fresh) {
+  const before = cards.get(c.handoff_id);
+  c._new = fresh && !before;
+  c._seenOpen = (before && (before._seenOpen || before.status !== "closed")) || false;
+  cards.set(c.handoff_id, c);
+  render();
+}
 
 document.querySelectorAll("nav button").forEach(b => b.addEventListener("click", () => {
   filter = b.dataset.filter;
