@@ -33,7 +33,9 @@ def center(pg_url, tmp_path_factory):
     for name, role in (("sue", "supervisor"), ("ana", "agent"), ("bob", "agent")):
         add_user(store, name, role)
     folder = tmp_path_factory.mktemp("center")
-    options = ("--db", pg_url, "--alert-queue-wait-s", "2")
+    # The stream ends into Twilio's <Dial> at the handoff, which waits in the queue for the
+    # desks of both workers (holding on the desk: tests/test_bridge.py).
+    options = ("--db", pg_url, "--alert-queue-wait-s", "2", "--transfer-to", "sip:agents@127.0.0.1")
     env = {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOICEBOT_DB_URL": pg_url}
     workers = [Worker(folder / name, *options, env=env) for name in ("w1", "w2")]
     balancer = None
