@@ -27,6 +27,7 @@ from voicebot.handoff.assist import (
 from voicebot.pipeline.record import CallRecord, Turn
 from voicebot.server import ServerConfig, create_app
 from voicebot.server.twilio_peer import TwilioCall
+from voicebot.services.demo_bank import DemoBank
 from voicebot.store import Store, StoreWriter
 
 
@@ -38,7 +39,8 @@ def kinds(suggestions) -> dict[str, list]:
 
 
 def test_suggestions_follow_the_pack_the_caller_and_the_back_office(bot):
-    assistant = Assistant.for_bot(bot)
+    # A back office of its own: the session's bot is shared, and other calls block cards.
+    assistant = Assistant(bot.pack, bot.classifier, DemoBank())
 
     def say(index, role, text, state):
         return kinds(assistant.suggest(AssistTurn(index, role, text), state))
