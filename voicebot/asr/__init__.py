@@ -7,6 +7,7 @@ default: faster-whisper where CTranslate2 can use the device, torch otherwise).
 
 import logging
 import threading
+from pathlib import Path
 
 from voicebot.asr.base import ASR
 from voicebot.asr.guards import GuardConfig
@@ -29,20 +30,26 @@ def split_backend(spec: str) -> tuple[str, str]:
 def choose_backend() -> tuple[str, str, str]:
     """(backend, device, why) for ``auto``: the reason is logged so operators see the choice."""
     try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    except ImportError:
-        cuda = False
-    try:
         import ctranslate2
     except ImportError:
         return "torch", "auto", "CTranslate2 is not installed"
-    if not cuda:
-        return "faster-whisper", "cpu", "no CUDA device: CTranslate2 int8 is the fastest on CPU"
     if ctranslate2.get_cuda_device_count() > 0:
         return "faster-whisper", "cuda", "CTranslate2 can use the GPU"
-    return "torch", "cuda", "torch sees a GPU but CTranslate2 cannot use it (needs CUDA 12)"
+    if _torch_sees_cuda():
+        return "torch", "cuda", "torch sees a GPU but CTranslate2 cannot use it (needs CUDA 12)"
+    return "faster-whisper", "cpu", "no CUDA device: CTranslate2 int8 is the fastest on CPU"
+
+
+def _torch_sees_cuda() -> bool:
+    """Whether torch can use a GPU; without NVIDIA's driver it cannot, and importing torch
+    to learn that costs seconds on every start."""
+    if not Path("/dev/nvidiactl").exists() and not Path("/proc/driver/nvidia").exists():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def make_asr(spec: str = "tiny.en", **options: object) -> ASR:
