@@ -37,6 +37,8 @@ class Server:
     """uvicorn in a thread on a free port of 127.0.0.1; ``stop()`` shuts it down."""
 
     def __init__(self, app: FastAPI, **options: object) -> None:
+        # A page still open at the end (a live stream) is cut after 1 s, not waited on.
+        options.setdefault("timeout_graceful_shutdown", 1)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

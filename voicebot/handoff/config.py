@@ -1,8 +1,10 @@
 """A pack's ``queue:`` settings: how handed-off callers wait for a person (hold messages,
 the queue timeout, the callback offer). Defaults live here only; see ``docs/packs.md``."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from voicebot.settings import flat_settings
 
 
 @dataclass(frozen=True)
@@ -35,22 +37,7 @@ class QueueConfig:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> "QueueConfig":
         """Build from YAML values; unknown keys or wrong types raise ``ValueError``."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown queue setting(s): {', '.join(unknown)}")
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            kind = known[key]
-            if kind in (str, "str"):
-                if not isinstance(value, str) or not value.strip():
-                    raise ValueError(f"queue.{key} must be a non-empty string")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"queue.{key} must be a positive number")
-            elif kind in (int, "int") and value != int(value):
-                raise ValueError(f"queue.{key} must be a whole number")
-            out[key] = int(value) if kind in (int, "int") else value
-        return cls(**out)
+        return flat_settings(cls, values, "queue", positive=True)
 
 
 def wait_text(seconds: float) -> str:

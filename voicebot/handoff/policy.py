@@ -21,11 +21,12 @@ One ``EscalationPolicy`` per call: it keeps the counters.
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from voicebot.events import Decision, IntentResult, Transcript
 from voicebot.handoff.sentiment import Sentiment
+from voicebot.settings import flat_settings
 
 OUT_OF_SCOPE = "out_of_scope"
 # Intents that are answers or politeness, never "the caller's request".
@@ -68,19 +69,7 @@ class EscalationConfig:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> "EscalationConfig":
         """Build from YAML values; unknown keys or wrong types raise ``ValueError``."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown escalation setting(s): {', '.join(unknown)}")
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            kind = int if known[key] in (int, "int") else float
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"escalation.{key} must be a number")
-            if kind is int and value != int(value):
-                raise ValueError(f"escalation.{key} must be a whole number")
-            out[key] = kind(value)
-        return cls(**out)
+        return flat_settings(cls, values, "escalation")
 
 
 @dataclass(frozen=True)
