@@ -1,6 +1,7 @@
 """Shared fixtures: real models loaded once per test session, synthetic caller audio."""
 
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +14,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Calls the tests make (CLI subprocesses included) are recorded in a throwaway database.
 os.environ.setdefault("VOICEBOT_DB_URL", f"sqlite:///{tempfile.mkdtemp(prefix='voicebot-')}/t.db")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    """With ``VOICEBOT_TEST_CPU=FILE``, append each test's CPU seconds (this process's threads
+    and the programs it started and waited for) to FILE: the suite is CPU-bound on two
+    cores, so CPU, not wall time, says which tests to make cheaper."""
+    report = os.environ.get("VOICEBOT_TEST_CPU")
+    if not report:
+        yield
+        return
+
+    def cpu() -> float:
+        own, kids = (
+            resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    before = cpu()
+    yield
+    with open(report, "a") as out:
+        out.write(f"{cpu() - before:.2f}\t{item.nodeid}\n")
 
 
 @pytest.fixture(scope="session")
