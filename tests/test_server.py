@@ -239,6 +239,40 @@ def test_dropped_and_silent_peers_are_finalized_and_persisted(server, caller_aud
     assert httpx.get(f"{server.url}/healthz").json()["active_calls"] == 0
 
 
+def test_a_call_whose_dialog_fails_is_ended_by_error_and_keeps_what_was_said(
+    server, caller_audio, monkeypatch
+):
+    """A bug mid-call (here the dialog raising on the caller's first words): the caller's
+    line is closed 1011, the record says ``error`` (the server's doing, not the caller's) and
+    keeps the greeting and the caller's turn; the server takes the next call as before."""
+    from voicebot.dialog.manager import DialogManager
+
+    words = caller_audio("what are your branch opening hours")
+
+    def broken(self, text, transcript=None):
+        raise RuntimeError("the back office answered garbage")
+
+    monkeypatch.setattr(DialogManager, "handle_text", broken)
+    errors_before = metric(server, 'voicebot_calls_total{transport="twilio",ended_by="error"}')
+
+    async def call():
+        async with signed_peer(server, caller_id="+15550000009") as peer:
+            await peer.wait_bot_done(quiet_s=0.5)
+            peer.say(words)
+            await peer.wait_closed(timeout=120)
+            return peer.close_code, peer.close_reason
+
+    assert asyncio.run(call()) == (1011, "internal error")
+    record = call_record(server, caller_id="+15550000009")
+    assert record["ended_by"] == "error" and not record["active"]
+    caller = [t for t in record["turns"] if t["role"] == "caller"]
+    assert record["turns"][0]["kind"] == "greeting"
+    assert caller and "branch opening" in caller[0]["text"].lower()  # as it was heard
+    after = metric(server, 'voicebot_calls_total{transport="twilio",ended_by="error"}')
+    assert after == errors_before + 1
+    assert httpx.get(f"{server.url}/healthz").json()["active_calls"] == 0
+
+
 def test_concurrent_calls_are_each_served_while_a_broken_peer_is_dropped(server, caller_audio):
     """Two callers at once get their own answers; a third socket that breaks the protocol
     mid-call is closed with a reason, its call finalized, and the other two carry on."""

@@ -26,3 +26,35 @@ def test_the_first_piece_of_a_reply_starts_with_the_voice():
     first = chunks[0].pcm.astype(np.float64)
     onset = np.flatnonzero(np.abs(first) > 32768 * 10 ** (-50 / 20))[0]
     assert onset <= 0.015 * SAMPLE_RATE  # 10 ms kept (+ resampling); Piper alone: 40-60 ms
+
+
+def test_sentences_said_before_come_from_memory_but_never_ones_with_digits(monkeypatch):
+    tts = PiperTTS(cache_mb=0.25)  # the bot's voice, sampling noise and all
+    synthesized: list[str] = []
+    model = tts._voice.synthesize
+
+    def counted(sentence, config):
+        synthesized.append(sentence)
+        return model(sentence, config)
+
+    monkeypatch.setattr(tts._voice, "synthesize", counted)
+    greeting = "Thank you for calling Northwind Bank. How can I help you today?"
+    once = [c.pcm for c in tts.synthesize(greeting)]
+    again = [c.pcm for c in tts.synthesize(greeting)]
+    assert synthesized == ["Thank you for calling Northwind Bank.", "How can I help you today?"]
+    assert all(a is b for a, b in zip(once, again, strict=True))  # the same audio, no model run
+    assert not again[0].flags.writeable  # shared by every call: nobody may change it
+    # As a reply's first sentence it is trimmed, later in a reply it is not: two entries.
+    [alone] = [c.pcm for c in tts.synthesize("How can I help you today?")]
+    assert alone is not once[1] and synthesized[-1] == "How can I help you today?"
+    synthesized.clear()
+    for _ in range(2):
+        list(tts.synthesize("Shall I block the card ending in 4567?"))
+    assert synthesized == ["Shall I block the card ending in 4567?"] * 2  # digits: never kept
+    # A budget of a quarter MB holds a few sentences: the oldest go first.
+    for n in ("one", "two", "three", "four", "five", "six", "seven", "eight"):
+        list(tts.synthesize(f"This is sentence number {n} of a long list of sentences."))
+    assert tts._cache._used <= 0.25 * 2**20
+    synthesized.clear()
+    list(tts.synthesize(greeting))
+    assert synthesized == ["Thank you for calling Northwind Bank.", "How can I help you today?"]
