@@ -253,7 +253,7 @@ def test_a_call_whose_dialog_fails_is_ended_by_error_and_keeps_what_was_said(
         raise RuntimeError("the back office answered garbage")
 
     monkeypatch.setattr(DialogManager, "handle_text", broken)
-    errors_before = metric(server, 'voicebot_calls_total{transport="twilio",ended_by="error"}')
+    errors_before = metric(server, 'voicebot_calls_total{ended_by="error",transport="twilio"}')
 
     async def call():
         async with signed_peer(server, caller_id="+15550000009") as peer:
@@ -268,7 +268,7 @@ def test_a_call_whose_dialog_fails_is_ended_by_error_and_keeps_what_was_said(
     caller = [t for t in record["turns"] if t["role"] == "caller"]
     assert record["turns"][0]["kind"] == "greeting"
     assert caller and "branch opening" in caller[0]["text"].lower()  # as it was heard
-    after = metric(server, 'voicebot_calls_total{transport="twilio",ended_by="error"}')
+    after = metric(server, 'voicebot_calls_total{ended_by="error",transport="twilio"}')
     assert after == errors_before + 1
     assert httpx.get(f"{server.url}/healthz").json()["active_calls"] == 0
 
