@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 CALLER = "+15551230001"
 ASK_FOR_PERSON = "can I talk to a real person please"
 AGENT_SAYS = "Hello, this is Anna from the bank. How can I help you today?"
+AGENT_WORDS = ("anna", "help")  # what the agent's leg must be heard saying, one at least
 CALLER_SAYS = "my credit card was stolen at the airport yesterday"
 
 
@@ -154,12 +155,16 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
     agent_turns = [
         e["text"].lower() for e in events if e["type"] == "turn" and e["role"] == "agent"
     ]
-    assert any("help" in t for t in agent_turns), events
+    # Words of the agent's line (tiny.en on a loaded machine has heard "how can I help you
+    # today" as "I hope you're here today"; the name came through).
+    assert any(w in t for t in agent_turns for w in AGENT_WORDS), events
     assert "Caller" in shown and "You" in shown
     turns = record["turns"]
     hold = [t for t in turns if t["role"] == "bot" and t["kind"] == "hold"]
     assert hold and "number 1 in the queue" in hold[0]["text"]
-    assert any(t["role"] == "agent" and "help" in t["text"].lower() for t in turns)
+    assert any(
+        t["role"] == "agent" and any(w in t["text"].lower() for w in AGENT_WORDS) for t in turns
+    )
     assert any(
         t["role"] == "caller" and t["kind"] == "bridge" and "stol" in t["text"].lower()
         for t in turns
