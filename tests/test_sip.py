@@ -381,21 +381,12 @@ def transcribe(bot, audio: np.ndarray) -> str:
 
 
 def said(phrase: str, words: str) -> bool:
-    """``phrase`` is in the (normalized) transcript ``words``, give or take one word of a
-    phrase of four or more: tiny.en, hearing the bot through a phone codec, drops a short
-    word now and then ("couldn't put you to an agent")."""
-    wanted, heard = normalize(phrase).split(), words.split()
-    slack = 1 if len(wanted) >= 4 else 0
-    for start in range(len(heard)):
-        matched, missed, at = 0, 0, start
-        for word in wanted:
-            if at < len(heard) and heard[at] == word:
-                matched, at = matched + 1, at + 1
-            else:
-                missed += 1
-        if missed <= slack and matched and heard[start] in wanted[:2]:
-            return True
-    return False
+    """``phrase`` is in the (normalized) transcript ``words`` as whole words, or with one of
+    its words left out when it has four or more: tiny.en, hearing the bot through a phone
+    codec, drops a short word now and then ("couldn't put you to an agent")."""
+    wanted = normalize(phrase).split()
+    shorter = [wanted[:i] + wanted[i + 1 :] for i in range(len(wanted))] if len(wanted) >= 4 else []
+    return any(f" {' '.join(c)} " in f" {words} " for c in [wanted, *shorter])
 
 
 def caller_pcap(tmp: Path, caller_audio, said: str | None, keys: str, codec: int, tail_s: float):

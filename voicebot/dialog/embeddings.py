@@ -175,8 +175,7 @@ class BertMeanEncoder:
         return flat.reshape(*x.shape[:-1], -1)
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
+        weight, bias = self._w[f"{name}.weight"], self._w[f"{name}.bias"]
         mean = x.mean(axis=-1, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + self._eps) * self._w[f"{name}.weight"] + self._w[
-            f"{name}.bias"
-        ]
+        return (x - mean) / np.sqrt(var + self._eps) * weight + bias
