@@ -16,7 +16,7 @@ import math
 import re
 
 from voicebot.asr.base import ASRContext
-from voicebot.events import Expect
+from voicebot.events import Expect, Expectation
 
 # Whisper's prompt holds up to 223 tokens; the vocabulary is cut to stay well inside that
 # (and a long prompt slows every step of the decoder).
@@ -40,6 +40,14 @@ def prompt_for(context: ASRContext | None) -> str | None:
     if context.vocabulary:
         return vocabulary_prompt(context.vocabulary)
     return None
+
+
+def fits_expected(text: str, expects: Expectation) -> bool:
+    """The decoded text reads as the answer the question asks for: exactly the expected
+    number of digits, read the way the dialog reads them."""
+    from voicebot.dialog.slots import read_digits  # the dialog's own reading, one rule
+
+    return expects.digits is not None and len(read_digits(text, expects.digits)) == expects.digits
 
 
 def vocabulary_prompt(vocabulary: tuple[str, ...]) -> str:

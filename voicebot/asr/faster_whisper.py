@@ -5,13 +5,21 @@ import time
 
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
 
 from voicebot.asr.base import ASRContext
-from voicebot.asr.decoding import prompt_for, token_budget
+from voicebot.asr.decoding import fits_expected, prompt_for, token_budget
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
 from voicebot.models import resolve_asr
+
+# Beam width, and alternatives read, for a turn that must be a given number of digits: the
+# five-best holds the right ZIP or last four where the greedy decode splits or joins digits
+# (measured in docs/benchmarks.md, "Digits: n-best").
+DIGIT_HYPOTHESES = 5
 
 
 class FasterWhisperASR:
@@ -30,8 +38,11 @@ class FasterWhisperASR:
         cpu_threads: int | None = None,
         language: str | None = "en",
         beam_size: int = 1,
+        digit_hypotheses: int = DIGIT_HYPOTHESES,
         guards: GuardConfig | None = None,
     ) -> None:
+        """``digit_hypotheses``: beam width and alternatives read when the question expects
+        a number of digits (1: the greedy decode of every other turn)."""
         self.name = model
         # One thread per core: CTranslate2's default (4) oversubscribes small machines and
         # measured 14% slower on 2 cores (docs/benchmarks.md).
@@ -41,12 +52,33 @@ class FasterWhisperASR:
         )
         self._language = language if self._model.model.is_multilingual else "en"
         self._beam_size = beam_size
+        self._digit_hypotheses = digit_hypotheses
         self._guards = guards or GuardConfig()
+        multilingual = self._model.model.is_multilingual
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer, multilingual, "transcribe", self._language
+        )
 
     def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         started = time.perf_counter()
         audio_s = len(audio) / SAMPLE_RATE
         prompt = prompt_for(context)
+        if context is not None and context.expects.digits and self._digit_hypotheses > 1:
+            raw, avg_logprob, no_speech = self._best_fitting(audio, prompt, context)
+        else:
+            raw, avg_logprob, no_speech = self._greedy(audio, prompt)
+        return judge(
+            raw,
+            avg_logprob,
+            no_speech,
+            audio_s=audio_s,
+            compute_s=time.perf_counter() - started,
+            config=self._guards,
+            prompt=prompt,
+        )
+
+    def _greedy(self, audio: np.ndarray, prompt: str | None) -> tuple[str, float, float]:
+        """(text, avg log-prob, no-speech prob) of faster-whisper's own decode."""
         segments, _ = self._model.transcribe(
             audio,
             language=self._language,
@@ -56,7 +88,7 @@ class FasterWhisperASR:
             without_timestamps=True,
             vad_filter=False,
             initial_prompt=prompt,
-            max_new_tokens=token_budget(min(audio_s, 30.0)),
+            max_new_tokens=token_budget(min(len(audio) / SAMPLE_RATE, 30.0)),
             # Our guards decide on the raw output, so faster-whisper must not filter first.
             no_speech_threshold=None,
             log_prob_threshold=None,
@@ -70,13 +102,37 @@ class FasterWhisperASR:
             if segments
             else 0.0
         )
-        no_speech = max((s.no_speech_prob for s in segments), default=1.0)
-        return judge(
-            raw,
-            avg_logprob,
-            no_speech,
-            audio_s=audio_s,
-            compute_s=time.perf_counter() - started,
-            config=self._guards,
-            prompt=prompt,
-        )
+        return raw, avg_logprob, max((s.no_speech_prob for s in segments), default=1.0)
+
+    def _best_fitting(
+        self, audio: np.ndarray, prompt: str | None, context: ASRContext
+    ) -> tuple[str, float, float]:
+        """(text, avg log-prob, no-speech prob) of the likeliest of the beam's hypotheses
+        that reads as the expected number of digits; the likeliest one if none does.
+        A beam keeps "4 5 6 7" beside a greedy "4567 ..." or "45, 67": the format the
+        question asks for decides between near-equals, the audio still ranks them."""
+        features = self._model.feature_extractor(audio)
+        # The first 30 s, cut as transcribe() cuts it (a digit answer is a few seconds).
+        segment = pad_or_trim(features[:, : features.shape[-1] - 1])
+        previous = self._tokenizer.encode(" " + prompt.strip()) if prompt else []
+        tokens = self._model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+        width = self._digit_hypotheses
+        result = self._model.model.generate(
+            self._model.encode(segment),
+            [tokens],
+            beam_size=width,
+            num_hypotheses=width,
+            max_length=len(tokens) + token_budget(len(audio) / SAMPLE_RATE),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(self._tokenizer, [-1]),
+        )[0]
+        heard = [
+            # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
+            (self._tokenizer.decode(ids).strip(), score * len(ids) / (len(ids) + 1))
+            for ids, score in zip(result.sequences_ids, result.scores, strict=True)
+        ]
+        fitting = [(t, lp) for t, lp in heard if fits_expected(t, context.expects)]
+        text, logprob = (fitting or heard)[0]
+        return text, float(logprob), float(result.no_speech_prob)

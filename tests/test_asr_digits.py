@@ -1,0 +1,42 @@
+"""A turn that must be a number of digits is read from the recognizer's five-best: the
+likeliest hypothesis of the expected length wins (real tiny.en, an espeak-ng caller over a
+mu-law line); every other turn keeps the greedy decode."""
+
+import pytest
+
+from voicebot.asr.base import ASRContext
+from voicebot.asr.decoding import fits_expected
+from voicebot.asr.faster_whisper import FasterWhisperASR
+from voicebot.dialog.slots import read_digits
+from voicebot.events import Expect, Expectation
+from voicebot.tts.caller_voice import render_caller
+
+ZIP = Expectation(Expect.DIGITS, digits=5, slot="verification")
+LAST_FOUR = Expectation(Expect.DIGITS, digits=4, slot="card_last_four")
+
+
+def test_fits_expected_reads_digits_as_the_dialog_does():
+    assert fits_expected("9 4 1 0 7", ZIP) and fits_expected("It's 94107.", ZIP)
+    assert fits_expected("ending for 567", LAST_FOUR)  # the dialog's homophone reading
+    assert not fits_expected("9 4 1 0", ZIP) and not fits_expected("45, 67, 8", LAST_FOUR)
+    assert not fits_expected("4 5 6 7", Expectation(Expect.PHONE))  # no length to hold it to
+
+
+@pytest.fixture(scope="module")
+def recognizers():
+    return FasterWhisperASR("tiny.en"), FasterWhisperASR("tiny.en", digit_hypotheses=1)
+
+
+def test_a_last_four_read_in_pairs_is_found_in_the_five_best(recognizers, tts):
+    nbest, greedy = recognizers
+    audio = render_caller("forty five sixty seven", voice="espeak-us", line="mulaw", piper=tts)
+    heard = ASRContext(LAST_FOUR)
+    assert read_digits(greedy.transcribe(audio, heard).text, 4) != "4567"  # greedy: "0"
+    assert read_digits(nbest.transcribe(audio, heard).text, 4) == "4567"
+
+
+def test_turns_that_expect_no_digits_keep_the_greedy_decode(recognizers, tts):
+    nbest, greedy = recognizers
+    audio = render_caller("I lost my card yesterday", voice="espeak-us", line="mulaw", piper=tts)
+    for context in (None, ASRContext(), ASRContext(Expectation(Expect.PHONE))):
+        assert nbest.transcribe(audio, context).text == greedy.transcribe(audio, context).text
