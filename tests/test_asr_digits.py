@@ -1,6 +1,7 @@
-"""A turn that must be a number of digits is read from the recognizer's five-best: the
-likeliest hypothesis of the expected length wins (real tiny.en, an espeak-ng caller over a
-mu-law line); every other turn keeps the greedy decode."""
+"""A turn that must be a digit string of a known form is read from the recognizer's
+five-best under two prompts (digits, and digit words with "oh"): the likeliest hypothesis
+of the expected form wins (real tiny.en, synthetic callers over a mu-law line); every other
+turn keeps the greedy decode."""
 
 import pytest
 
@@ -19,7 +20,18 @@ def test_fits_expected_reads_digits_as_the_dialog_does():
     assert fits_expected("9 4 1 0 7", ZIP) and fits_expected("It's 94107.", ZIP)
     assert fits_expected("ending for 567", LAST_FOUR)  # the dialog's homophone reading
     assert not fits_expected("9 4 1 0", ZIP) and not fits_expected("45, 67, 8", LAST_FOUR)
-    assert not fits_expected("4 5 6 7", Expectation(Expect.PHONE))  # no length to hold it to
+    phone = Expectation(Expect.PHONE)
+    assert fits_expected("five five five 1 2 3 oh oh oh one", phone)
+    assert not fits_expected("4 5 6 7", phone)  # a phone number has 10 to 15 digits
+    assert not fits_expected("4 5 6 7", Expectation(Expect.DIGITS))  # no length to hold it to
+
+
+def test_a_digit_word_answer_is_not_taken_for_a_copy_of_the_word_prompt():
+    from voicebot.asr.decoding import DIGIT_WORD_PROMPT, echoes_prompt
+
+    assert not echoes_prompt("four five six seven", DIGIT_WORD_PROMPT)  # a last four
+    assert echoes_prompt("one two three four five six seven", DIGIT_WORD_PROMPT)
+    assert echoes_prompt(DIGIT_WORD_PROMPT, DIGIT_WORD_PROMPT)
 
 
 @pytest.fixture(scope="module")
@@ -38,5 +50,5 @@ def test_a_last_four_read_in_pairs_is_found_in_the_five_best(recognizers, tts):
 def test_turns_that_expect_no_digits_keep_the_greedy_decode(recognizers, tts):
     nbest, greedy = recognizers
     audio = render_caller("I lost my card yesterday", voice="espeak-us", line="mulaw", piper=tts)
-    for context in (None, ASRContext(), ASRContext(Expectation(Expect.PHONE))):
+    for context in (None, ASRContext(), ASRContext(Expectation(Expect.DIGITS))):
         assert nbest.transcribe(audio, context).text == greedy.transcribe(audio, context).text

@@ -24,6 +24,12 @@ MAX_PROMPT_CHARS = 400
 # Digits read one by one, as a caller reads a ZIP code or a card: no example of a real answer
 # (a copy of it must never verify anybody), every digit once.
 DIGIT_PROMPT = "0 1 2 3 4 5 6 7 8 9."
+# The same digits as words, "oh" among them: under it Whisper writes what it hears word by
+# word, so an "oh" stays an "oh" (under DIGIT_PROMPT "one oh oh oh one" comes out "1 1 1"),
+# while pairs and "double" come out best under DIGIT_PROMPT. A digit turn is decoded under
+# both and the two beams are pooled (faster_whisper.FasterWhisperASR; measured in
+# docs/benchmarks.md, "Digits: pooled n-best").
+DIGIT_WORD_PROMPT = "one two three four five six seven eight nine zero oh."
 # Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
 # under 6, so only a repetition loop reaches it, and it must not cost the call 224 steps.
 TOKENS_PER_S = 12
@@ -43,11 +49,21 @@ def prompt_for(context: ASRContext | None) -> str | None:
 
 
 def fits_expected(text: str, expects: Expectation) -> bool:
-    """The decoded text reads as the answer the question asks for: exactly the expected
-    number of digits, read the way the dialog reads them."""
-    from voicebot.dialog.slots import read_digits  # the dialog's own reading, one rule
+    """The decoded text reads as the answer the question asks for, the way the dialog reads
+    it: exactly the expected number of digits, or a whole phone number (10 to 15 digits)."""
+    from voicebot.dialog.slots import parse_phone_number, read_digits  # the dialog's rules
 
+    if expects.kind is Expect.PHONE:
+        return parse_phone_number(text) is not None
     return expects.digits is not None and len(read_digits(text, expects.digits)) == expects.digits
+
+
+def expects_digits(context: ASRContext | None) -> bool:
+    """The turn answers a question whose answer is a digit string of a known form."""
+    return context is not None and (
+        context.expects.kind is Expect.PHONE
+        or (context.expects.kind is Expect.DIGITS and context.expects.digits is not None)
+    )
 
 
 def vocabulary_prompt(vocabulary: tuple[str, ...]) -> str:
@@ -70,6 +86,11 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
+def _is_digit(word: str) -> bool:
+    return word.isdigit() or word in _DIGIT_WORDS
+
+
+_DIGIT_WORDS = frozenset(_words(DIGIT_WORD_PROMPT))
 # A copied run of the prompt this long is an echo; digits need a longer run, since a caller's
 # "1 2 3 4" is also a run of "0 1 2 ... 9".
 _ECHO_WORDS = 3
@@ -87,6 +108,6 @@ def echoes_prompt(text: str, prompt: str | None) -> bool:
     if said == given:
         return True
     n = len(said)
-    if n < (_ECHO_DIGITS if all(w.isdigit() for w in said) else _ECHO_WORDS):
+    if n < (_ECHO_DIGITS if all(_is_digit(w) for w in said) else _ECHO_WORDS):
         return False
     return any(given[i : i + n] == said for i in range(len(given) - n + 1))

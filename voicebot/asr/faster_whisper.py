@@ -10,16 +10,24 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from voicebot.asr.base import ASRContext
-from voicebot.asr.decoding import fits_expected, prompt_for, token_budget
+from voicebot.asr.decoding import (
+    DIGIT_PROMPT,
+    DIGIT_WORD_PROMPT,
+    expects_digits,
+    fits_expected,
+    prompt_for,
+    token_budget,
+)
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
 from voicebot.models import resolve_asr
 
-# Beam width, and alternatives read, for a turn that must be a given number of digits: the
-# five-best holds the right ZIP or last four where the greedy decode splits or joins digits
-# (measured in docs/benchmarks.md, "Digits: n-best").
+# Beam width, and alternatives read per prompt, for a turn that must be a digit string of a
+# known form: the five-best holds the right ZIP or last four where the greedy decode splits
+# or joins digits (measured in docs/benchmarks.md, "Digits: pooled n-best").
 DIGIT_HYPOTHESES = 5
+DIGIT_PROMPTS = (DIGIT_PROMPT, DIGIT_WORD_PROMPT)
 
 
 class FasterWhisperASR:
@@ -62,10 +70,10 @@ class FasterWhisperASR:
     def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         started = time.perf_counter()
         audio_s = len(audio) / SAMPLE_RATE
-        prompt = prompt_for(context)
-        if context is not None and context.expects.digits and self._digit_hypotheses > 1:
-            raw, avg_logprob, no_speech = self._best_fitting(audio, prompt, context)
+        if context is not None and expects_digits(context) and self._digit_hypotheses > 1:
+            raw, avg_logprob, no_speech, prompt = self._best_fitting(audio, context)
         else:
+            prompt = prompt_for(context)
             raw, avg_logprob, no_speech = self._greedy(audio, prompt)
         return judge(
             raw,
@@ -105,34 +113,42 @@ class FasterWhisperASR:
         return raw, avg_logprob, max((s.no_speech_prob for s in segments), default=1.0)
 
     def _best_fitting(
-        self, audio: np.ndarray, prompt: str | None, context: ASRContext
-    ) -> tuple[str, float, float]:
-        """(text, avg log-prob, no-speech prob) of the likeliest of the beam's hypotheses
-        that reads as the expected number of digits; the likeliest one if none does.
-        A beam keeps "4 5 6 7" beside a greedy "4567 ..." or "45, 67": the format the
-        question asks for decides between near-equals, the audio still ranks them."""
+        self, audio: np.ndarray, context: ASRContext
+    ) -> tuple[str, float, float, str]:
+        """(text, avg log-prob, no-speech prob, prompt) of the likeliest hypothesis that reads
+        as the expected answer, from the beams under each of DIGIT_PROMPTS (one encoder pass);
+        the likeliest hypothesis of the first prompt if none does. A beam keeps "4 5 6 7"
+        beside a greedy "4567 ..." or "45, 67", and the word prompt keeps the "oh"s the digit
+        prompt drops: the format the question asks for decides between near-equals, the
+        audio still ranks them."""
         features = self._model.feature_extractor(audio)
         # The first 30 s, cut as transcribe() cuts it (a digit answer is a few seconds).
-        segment = pad_or_trim(features[:, : features.shape[-1] - 1])
-        previous = self._tokenizer.encode(" " + prompt.strip()) if prompt else []
-        tokens = self._model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+        encoded = self._model.encode(pad_or_trim(features[:, : features.shape[-1] - 1]))
         width = self._digit_hypotheses
-        result = self._model.model.generate(
-            self._model.encode(segment),
-            [tokens],
-            beam_size=width,
-            num_hypotheses=width,
-            max_length=len(tokens) + token_budget(len(audio) / SAMPLE_RATE),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(self._tokenizer, [-1]),
-        )[0]
-        heard = [
-            # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
-            (self._tokenizer.decode(ids).strip(), score * len(ids) / (len(ids) + 1))
-            for ids, score in zip(result.sequences_ids, result.scores, strict=True)
-        ]
-        fitting = [(t, lp) for t, lp in heard if fits_expected(t, context.expects)]
-        text, logprob = (fitting or heard)[0]
-        return text, float(logprob), float(result.no_speech_prob)
+        heard: list[tuple[str, float, float, str]] = []
+        for prompt in DIGIT_PROMPTS:
+            previous = self._tokenizer.encode(" " + prompt)
+            tokens = self._model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+            result = self._model.model.generate(
+                encoded,
+                [tokens],
+                beam_size=width,
+                num_hypotheses=width,
+                max_length=len(tokens) + token_budget(len(audio) / SAMPLE_RATE),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=get_suppressed_tokens(self._tokenizer, [-1]),
+            )[0]
+            heard += [
+                # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
+                (
+                    self._tokenizer.decode(ids).strip(),
+                    float(score * len(ids) / (len(ids) + 1)),
+                    float(result.no_speech_prob),
+                    prompt,
+                )
+                for ids, score in zip(result.sequences_ids, result.scores, strict=True)
+            ]
+        fitting = [h for h in heard if fits_expected(h[0], context.expects)]
+        return max(fitting, key=lambda h: h[1]) if fitting else heard[0]
