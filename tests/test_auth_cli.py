@@ -51,7 +51,7 @@ def test_users_tokens_and_the_audit_log(tmp_path):
     assert (who.name, who.role) == ("token:crm", "supervisor")
     assert "(supervisor, expires in 90d)" in created.stderr  # a default lifetime
     listed = voicebot("tokens", "list", "--db", db).stdout
-    assert "crm" in listed and token.split("_")[2] not in listed  # never the secret
+    assert "crm" in listed and token.split("_", 2)[2] not in listed  # never the secret
     assert voicebot("tokens", "revoke", "crm", "--db", db).stdout.strip() == "revoked 1 token(s)"
     assert (
         accounts.token(token) is None and "revoked" in voicebot("tokens", "list", "--db", db).stdout
