@@ -14,6 +14,7 @@ guards drop such a copy instead of answering it as the caller's words.
 
 import math
 import re
+from typing import TypeGuard
 
 from voicebot.asr.base import ASRContext
 from voicebot.events import Expect, Expectation
@@ -58,7 +59,7 @@ def fits_expected(text: str, expects: Expectation) -> bool:
     return expects.digits is not None and len(read_digits(text, expects.digits)) == expects.digits
 
 
-def expects_digits(context: ASRContext | None) -> bool:
+def expects_digits(context: ASRContext | None) -> TypeGuard[ASRContext]:
     """The turn answers a question whose answer is a digit string of a known form."""
     return context is not None and (
         context.expects.kind is Expect.PHONE

@@ -58,23 +58,34 @@ class FasterWhisperASR:
         self._model = WhisperModel(
             resolve_asr(model), device=device, compute_type=compute_type, cpu_threads=threads
         )
-        self._language = language if self._model.model.is_multilingual else "en"
+        multilingual = self._model.model.is_multilingual
+        self._language = language if multilingual else "en"
         self._beam_size = beam_size
         self._digit_hypotheses = digit_hypotheses
         self._guards = guards or GuardConfig()
-        multilingual = self._model.model.is_multilingual
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer, multilingual, "transcribe", self._language
         )
+        # The same for every digit turn: each prompt's decoder start, the tokens never emitted.
+        self._digit_starts = [
+            (
+                prompt,
+                self._model.get_prompt(
+                    self._tokenizer, self._tokenizer.encode(" " + prompt), without_timestamps=True
+                ),
+            )
+            for prompt in DIGIT_PROMPTS
+        ]
+        self._suppressed = get_suppressed_tokens(self._tokenizer, [-1])
 
     def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         started = time.perf_counter()
         audio_s = len(audio) / SAMPLE_RATE
-        if context is not None and expects_digits(context) and self._digit_hypotheses > 1:
-            raw, avg_logprob, no_speech, prompt = self._best_fitting(audio, context)
+        if expects_digits(context) and self._digit_hypotheses > 1:
+            raw, avg_logprob, no_speech, prompt = self._best_fitting(audio, audio_s, context)
         else:
             prompt = prompt_for(context)
-            raw, avg_logprob, no_speech = self._greedy(audio, prompt)
+            raw, avg_logprob, no_speech = self._greedy(audio, audio_s, prompt)
         return judge(
             raw,
             avg_logprob,
@@ -85,7 +96,9 @@ class FasterWhisperASR:
             prompt=prompt,
         )
 
-    def _greedy(self, audio: np.ndarray, prompt: str | None) -> tuple[str, float, float]:
+    def _greedy(
+        self, audio: np.ndarray, audio_s: float, prompt: str | None
+    ) -> tuple[str, float, float]:
         """(text, avg log-prob, no-speech prob) of faster-whisper's own decode."""
         segments, _ = self._model.transcribe(
             audio,
@@ -96,7 +109,7 @@ class FasterWhisperASR:
             without_timestamps=True,
             vad_filter=False,
             initial_prompt=prompt,
-            max_new_tokens=token_budget(min(len(audio) / SAMPLE_RATE, 30.0)),
+            max_new_tokens=token_budget(min(audio_s, 30.0)),
             # Our guards decide on the raw output, so faster-whisper must not filter first.
             no_speech_threshold=None,
             log_prob_threshold=None,
@@ -113,7 +126,7 @@ class FasterWhisperASR:
         return raw, avg_logprob, max((s.no_speech_prob for s in segments), default=1.0)
 
     def _best_fitting(
-        self, audio: np.ndarray, context: ASRContext
+        self, audio: np.ndarray, audio_s: float, context: ASRContext
     ) -> tuple[str, float, float, str]:
         """(text, avg log-prob, no-speech prob, prompt) of the likeliest hypothesis that reads
         as the expected answer, from the beams under each of DIGIT_PROMPTS (one encoder pass);
@@ -126,19 +139,17 @@ class FasterWhisperASR:
         encoded = self._model.encode(pad_or_trim(features[:, : features.shape[-1] - 1]))
         width = self._digit_hypotheses
         heard: list[tuple[str, float, float, str]] = []
-        for prompt in DIGIT_PROMPTS:
-            previous = self._tokenizer.encode(" " + prompt)
-            tokens = self._model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+        for prompt, tokens in self._digit_starts:
             result = self._model.model.generate(
                 encoded,
                 [tokens],
                 beam_size=width,
                 num_hypotheses=width,
-                max_length=len(tokens) + token_budget(len(audio) / SAMPLE_RATE),
+                max_length=len(tokens) + token_budget(audio_s),
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
-                suppress_tokens=get_suppressed_tokens(self._tokenizer, [-1]),
+                suppress_tokens=self._suppressed,
             )[0]
             heard += [
                 # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
