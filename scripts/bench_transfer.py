@@ -29,73 +29,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.servers import Server
 from tests.signin import TWILIO_TOKEN, add_user, signed_in
-from voicebot.audio.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.softphone import Softphone
+from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.handoff.config import QueueConfig
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.server import ServerConfig, create_app
 from voicebot.server.access import COOKIE
-from voicebot.server.twilio_peer import TICK_S, TwilioPeer
+from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store, StoreWriter
 from voicebot.tts.caller_voice import render_caller
 from voicebot.tts.piper import PiperTTS
 
 AGENT_SAYS = "Hello, this is Anna from the bank. How can I help you today?"
-VOICED = 300.0  # PCM16 RMS of a frame that counts as heard (the peer's threshold)
 
 
 def tone(seconds: float = 0.2, hz: float = 440.0) -> np.ndarray:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-
-
-class Agent:
-    """The softphone's protocol from Python: what it sends, and when it heard the caller."""
-
-    def __init__(self, url: str, cookie: str, handoff_id: str) -> None:
-        self.url = f"{url.replace('http', 'ws', 1)}/desk/bridge/{handoff_id}"
-        self.cookie = cookie
-        self.voiced_at: list[float] = []  # wall times of received voiced frames
-        self._say: list[np.ndarray] = []
-        self._sent_voiced: list[float] = []
-
-    async def run(self, stop: asyncio.Event) -> None:
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"}
-        async with websockets.connect(self.url, additional_headers=headers) as ws:
-            await ws.send(json.dumps({"type": "start", "sampleRate": SAMPLE_RATE}))
-            reader = asyncio.create_task(self._read(ws))
-            t0, tick = time.monotonic(), 0
-            while not stop.is_set():
-                await asyncio.sleep(max(0.0, t0 + tick * TICK_S - time.monotonic()))
-                frame = self._say.pop(0) if self._say else np.zeros(FRAME_SAMPLES, np.int16)
-                if _rms(frame) > VOICED and not self._sent_voiced:
-                    self._sent_voiced.append(time.monotonic())
-                await ws.send(frame.astype("<i2").tobytes())
-                tick += 1
-            reader.cancel()
-
-    def say(self, pcm: np.ndarray) -> None:
-        pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_SAMPLES, np.int16)])
-        self._sent_voiced.clear()
-        self._say.extend(pcm.reshape(-1, FRAME_SAMPLES))
-
-    def first_voiced_sent(self) -> float | None:
-        return self._sent_voiced[0] if self._sent_voiced else None
-
-    async def _read(self, ws) -> None:
-        async for message in ws:
-            if isinstance(message, bytes):
-                pcm = np.frombuffer(message, "<i2").astype(np.float32)
-                if _rms(pcm) > VOICED:
-                    self.voiced_at.append(time.monotonic())
-
-
-def _rms(pcm: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if len(pcm) else 0.0
 
 
 async def voiced_after(peer: TwilioPeer, tick: int, timeout: float = 60.0) -> float:
@@ -130,7 +84,7 @@ async def one_call(server: Server, store: Store, audio: dict[str, np.ndarray]) -
         claimed_at = time.monotonic()
         claim_tick = peer.tick
         assert client.post(f"/api/handoffs/{row['handoff_id']}/claim").status_code == 200
-        agent = Agent(server.url, client.cookies[COOKIE], row["handoff_id"])
+        agent = Softphone(server.url, client.cookies[COOKIE], row["handoff_id"])
         agent.say(audio["agent"])
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))

@@ -19,8 +19,10 @@ from tests.browsers import WAIT_MS, launch
 from tests.conftest import silence
 from tests.servers import Server
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
+from tests.softphone import Softphone
 from voicebot.handoff.config import QueueConfig
 from voicebot.server import ServerConfig, create_app
+from voicebot.server.access import COOKIE
 from voicebot.server.twilio_peer import TwilioPeer
 from voicebot.store import Store, StoreWriter
 
@@ -256,3 +258,66 @@ def test_caller_who_hangs_up_while_queued_cannot_be_claimed(bot, caller_audio, t
     assert (row["status"], row["disposition"]) == ("closed", "abandoned")
     assert row["packet"]["queue"]["state"] == "abandoned"
     assert record["handoff"]["queue"]["state"] == "abandoned"
+
+
+def requeued(store, handoff_id: str, timeout: float = 300.0) -> dict:
+    """The stored handoff once a dropped agent has sent its caller back to the queue."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = store.get_handoff(handoff_id)
+        if row["status"] == "queued" and row["packet"]["queue"].get("requeued_from"):
+            return row
+        time.sleep(0.05)
+    raise TimeoutError("the caller was not queued again")
+
+
+def test_agent_whose_softphone_drops_sends_the_caller_back_to_the_queue(
+    bot, caller_audio, tmp_path
+):
+    """Bad input: the agent's socket goes mid-call. The caller hears that the agent was
+    lost and holds for the next one (never dropped); the card can be claimed again."""
+    store, server, stop = serve(bot, tmp_path, QueueConfig(hold_every_s=30, queue_timeout_s=600))
+    add_user(store, "ben", "agent")
+    result: dict = {}
+
+    async def phone_call():
+        url = f"{server.ws_url}/twilio/media"
+        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
+            await hand_off(peer, caller_audio)
+            row = await queue_state(store, "holding")
+            handoff_id = row["handoff_id"]
+            ana = signed_in(server.url, "ana")
+            assert ana.post(f"/api/handoffs/{handoff_id}/claim").status_code == 200
+            phone = Softphone(server.url, ana.cookies[COOKIE], handoff_id)
+            hang_up = asyncio.Event()
+            talking = asyncio.create_task(phone.run(hang_up))
+            await queue_state(store, "answered")
+            while phone.frames_heard < 25:  # the bridge carries the caller's audio
+                await asyncio.sleep(0.02)
+            hang_up.set()  # the socket closes without the page's hang-up: a drop
+            await talking
+            dropped_at = peer.tick
+            result["requeued"] = await asyncio.to_thread(requeued, store, handoff_id)
+            await peer.wait_bot_done(after=dropped_at, quiet_s=1.0, timeout=120)
+            result["heard"] = heard_words(bot, peer.heard_audio(dropped_at))
+            result["open"] = not peer.closed.is_set()
+            ben = signed_in(server.url, "ben")
+            result["claim"] = ben.post(f"/api/handoffs/{handoff_id}/claim").status_code
+            ana.close()
+            ben.close()
+            await peer.stop()
+            await peer.wait_closed(timeout=60)
+
+    try:
+        asyncio.run(phone_call())
+        row = result["requeued"]
+        record = store.get_call(row["call_id"])
+    finally:
+        stop()
+    assert result["open"]  # the caller was never dropped
+    assert "connection" in result["heard"] and "agent" in result["heard"]
+    assert row["packet"]["queue"]["requeued_from"] == "ana"
+    assert row["agent"] is None
+    assert result["claim"] == 200  # ben takes the caller ana lost
+    kinds = [(t["role"], t["kind"]) for t in record["turns"]]
+    assert kinds.count(("bot", "hold")) >= 2  # the first hold message, then "agent lost"

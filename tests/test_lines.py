@@ -251,3 +251,50 @@ def test_a_line_the_server_fell_behind_on_catches_up_then_ends_by_overload():
     assert "fell behind the caller's audio" in overloaded.reason
     assert (flooded.code, flooded.by) == (1008, "protocol")
     assert "faster than real time" in flooded.reason
+
+
+class _Clock:
+    """Stands in for the line module's ``time``: the test says when the far end plays."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_burst_after_a_stall_skips_silence_and_live_audio_but_never_the_bots_words(
+    monkeypatch,
+):
+    """The far end plays what it is sent in real time, so a burst the call catches up with
+    queues there as lasting delay. Past 80 ms queued, the line skips silence (nothing lost)
+    and a live voice (the bridged agent: a glitch, not delay); the bot's own words go out."""
+    from voicebot.transports import line as line_module
+
+    clock = _Clock()
+    monkeypatch.setattr(line_module, "time", clock)
+    quiet = np.zeros(320, np.int16)
+    voiced = np.full(320, 3000, np.int16)
+
+    async def run():
+        line, sent = await _line()
+        sent.clear()
+        counts = []
+        for frame in [BotFrame(quiet, 0.0, LineState.LISTENING)] * 10:  # one instant
+            await line.send(frame)
+        counts.append(len(sent))
+        for frame in [BotFrame(voiced, 0.0, LineState.SPEAKING, live=True)] * 3:
+            await line.send(frame)
+        counts.append(len(sent))
+        for frame in [BotFrame(voiced, 0.0, LineState.SPEAKING)] * 3:
+            await line.send(frame)
+        counts.append(len(sent))
+        clock.now += 0.2  # the far end played 200 ms: room again
+        for frame in [BotFrame(voiced, 0.0, LineState.SPEAKING, live=True)] * 3:
+            await line.send(frame)
+        counts.append(len(sent))
+        return counts, line.skipped_frames
+
+    counts, skipped = asyncio.run(run())
+    assert counts == [4, 4, 7, 10]  # 4 frames fill 80 ms; live frames wait for room
+    assert skipped == 6 + 3

@@ -21,11 +21,15 @@ from aiosipua import RegistrationState
 from tests import sip_peers
 from tests.conftest import silence
 from tests.servers import Server
+from tests.signin import add_user, signed_in
+from tests.softphone import Softphone
 from voicebot.audio.pcm import alaw_encode, mulaw_decode, mulaw_encode
 from voicebot.errors import SipConfigError
 from voicebot.eval.normalize import normalize
 from voicebot.events import BotFrame, LineState
+from voicebot.handoff.config import QueueConfig
 from voicebot.server import ServerConfig, create_app
+from voicebot.server.access import COOKIE
 from voicebot.server.sip import SipService
 from voicebot.store import Store, StoreWriter
 from voicebot.transports.sip import (
@@ -287,6 +291,7 @@ def test_the_line_buffers_the_callers_rtp_ignores_strangers_and_always_sends():
 
 SIP_USER, SIP_PASSWORD = "voicebot", "kamailio-test-secret"
 AGENT_PLEASE = "can I speak to an agent please"
+AGENT_SAYS = "Hello, this is Anna from the bank. How can I help you today?"
 
 
 class Deployment:
@@ -594,3 +599,73 @@ def test_an_offer_without_g711_gets_488_naming_it(deployment, tmp_path):
     peer = sip_peers.sipp(tmp_path, "codec", f"{deployment.address[0]}:{deployment.address[1]}")
     assert peer.wait() == 0, peer.output()
     assert "offered G729; accepts PCMU, PCMA" in sip_peers.sipp_logs(tmp_path, "codec")
+
+
+@pytest.mark.e2e
+def test_a_sip_caller_without_a_refer_target_holds_for_the_desk_and_talks_to_the_agent(
+    bot, caller_audio, tmp_path
+):
+    """A server with the agent desktop and no REFER target keeps a handed-off SIP caller on
+    the line: baresip hears the hold message, an agent claims the card and talks through the
+    softphone, and baresip hears the agent; the agent's hang-up ends the call with a BYE,
+    and both legs are in the call record."""
+    store = Store(f"sqlite:///{tmp_path}/calls.db")
+    add_user(store, "ana", "agent")
+    writer = StoreWriter(store, spool_dir=tmp_path / "spool")
+    sip = SipService(SipSettings.resolve("127.0.0.1:0"), store.record_transfer)
+    bot.handoffs, saved_handoffs = writer, bot.handoffs
+    queue = QueueConfig(hold_every_s=30, queue_timeout_s=600)
+    app = create_app(
+        bot, config=ServerConfig(), history=store, sinks=[writer], store=store,
+        services=[sip.serving], queue=queue,
+    )  # fmt: skip
+    server = Server(app)
+    agent_voice = (caller_audio(AGENT_SAYS, line="linear") * 32767).astype(np.int16)
+    wav = sip_peers.caller_wav(
+        tmp_path / "caller.wav", [silence(7.0), caller_audio(AGENT_PLEASE), silence(110.0)]
+    )
+    address = sip.agent.address
+    phone = sip_peers.baresip(tmp_path, wav, f"sip:bot@{address[0]}:{address[1]}")
+
+    def queue_state(state):
+        rows = [r for r in store.list_handoffs() if r["packet"].get("queue")]
+        return rows[0] if rows and rows[0]["packet"]["queue"]["state"] == state else None
+
+    def agent_heard(call_id):
+        turns = store.get_call(call_id)["turns"]
+        return any(t["role"] == "agent" and "anna" in t["text"].lower() for t in turns)
+
+    async def agent_talks(row):
+        ana = signed_in(server.url, "ana")
+        assert ana.post(f"/api/handoffs/{row['handoff_id']}/claim").status_code == 200
+        softphone = Softphone(server.url, ana.cookies[COOKIE], row["handoff_id"])
+        done = asyncio.Event()
+        talking = asyncio.create_task(softphone.run(done, hang_up=True))
+        await asyncio.to_thread(wait_for, lambda: queue_state("answered"), "the bridge")
+        softphone.say(agent_voice)
+        await asyncio.to_thread(wait_for, lambda: agent_heard(row["call_id"]), "the agent leg")
+        done.set()
+        await talking
+        ana.close()
+        return softphone
+
+    try:
+        row = wait_for(lambda: queue_state("holding"), "the caller to hold for an agent")
+        softphone = asyncio.run(agent_talks(row))
+        wait_for(lambda: "terminated" in phone.output(), "the bot's BYE to reach the phone")
+        record = store.get_call(row["call_id"])
+    finally:
+        phone.stop()
+        server.stop()
+        bot.handoffs = saved_handoffs
+        writer.close()
+        store.close()
+    assert record["handoff"]["queue"]["state"] == "answered"
+    assert record["handoff"]["queue"]["agent"] == "ana"
+    assert "transfer" not in record["handoff"]  # held on the line, not sent on
+    words = transcribe(bot, sip_peers.heard(tmp_path)[0])
+    assert said("all our agents", words)  # the hold message (cut when the agent answers)
+    assert said("this is anna from the bank", words)
+    assert softphone.frames_heard > 0  # the caller's leg reached the agent
+    kinds = {(t["role"], t["kind"]) for t in record["turns"]}
+    assert ("bot", "hold") in kinds and ("agent", "bridge") in kinds

@@ -44,6 +44,9 @@ class BotFrame:
     # Keep this tick out of the stored recording (the caller is answering a sensitive
     # question, or has not consented to recording): PCI "pause and resume".
     private: bool = False
+    # A live voice (the agent's, bridged): better a glitch than lasting delay, so the line
+    # may skip it when the far end already holds enough audio (``LiveLine.send``).
+    live: bool = False
 
 
 # --- VAD / endpointing -------------------------------------------------------------------

@@ -67,7 +67,12 @@ QueueState = Literal[
 MAX_AGENT_CHUNK_BYTES = 2 * 48_000 // 5  # 200 ms at 48 kHz: a live microphone sends less
 JITTER_START_FRAMES = 2  # the agent's voice starts playing once 40 ms are buffered
 JITTER_MAX_FRAMES = 10  # more than 200 ms behind: drop the oldest (latency stays bounded)
+# A burst from the agent's socket (a stalled read) leaves the buffer deep, and a deep buffer
+# is lasting delay: once it has held more than this for a whole second, a frame is dropped.
+JITTER_TARGET_FRAMES = 3
+_DRAIN_AFTER_FRAMES = 50
 _PREROLL_FRAMES = 15  # 300 ms kept from before detected speech, as the session does
+_PREPARE_TRIES, _PREPARE_RETRY_S = 30, 0.1  # the packet is durable within 3 s, or never
 
 
 class Leg:
@@ -134,6 +139,7 @@ class AgentLink:
         self._partial = np.zeros(0, np.int16)
         self._frames: deque[np.ndarray] = deque()
         self._playing = False
+        self._deep_for = 0  # frames pulled in a row with the buffer past its target
         self.gone = asyncio.Event()
         self.hung_up = False  # the agent ended the call (not a dropped socket)
         self._outbox: deque[str | bytes] = deque()
@@ -164,6 +170,10 @@ class AgentLink:
         if not self._playing or not self._frames:
             self._playing = False
             return np.zeros(FRAME_SAMPLES, np.int16)
+        self._deep_for = self._deep_for + 1 if len(self._frames) > JITTER_TARGET_FRAMES else 0
+        if self._deep_for >= _DRAIN_AFTER_FRAMES:
+            self._frames.popleft()  # 20 ms of the agent's voice, for 20 ms less delay
+            self._deep_for = 0
         return self._frames.popleft()
 
     def to_agent(self, message: str | bytes) -> None:
@@ -260,7 +270,8 @@ class HeldCall:
                     if pcm.any() and not any(e[0] == "hold_audio" for e in self.events):
                         self.events.append(("hold_audio", frame.t))
                 state = LineState.SPEAKING if pcm.any() else LineState.LISTENING
-                await self.line.send(BotFrame(pcm, frame.t, state, self._private))
+                live = agent is not None
+                await self.line.send(BotFrame(pcm, frame.t, state, self._private, live))
                 if self._ending and not self._say and self._speaking is None:
                     break
         finally:
@@ -286,10 +297,7 @@ class HeldCall:
             if self._now >= self._next_hold:
                 self._next_hold = self._now + self.config.hold_every_s
                 position = await self.queue.position(self.handoff_id)
-                text = self.config.hold_message.format(
-                    position=position, wait=wait_text(position * self.config.wait_per_caller_s)
-                )
-                self._speak(text, "hold")
+                self._speak(self.queue.hold_text(position), "hold")
 
     def _speak(self, text: str, kind: str) -> None:
         async def synthesize() -> None:
@@ -491,6 +499,34 @@ class LiveQueue:
 
     def live(self, handoff_id: str) -> HeldCall | None:
         return self.held.get(handoff_id)
+
+    def hold_text(self, position: int) -> str:
+        wait = wait_text(position * self.config.wait_per_caller_s)
+        return self.config.hold_message.format(position=position, wait=wait)
+
+    def prepare(self, handoff_id: str) -> None:
+        """The bot has just decided to hand off: synthesize the first hold message while the
+        transfer message plays, so the caller hears it straight after (``speak`` keeps it),
+        not one Piper run later."""
+
+        async def synthesize() -> None:
+            for _ in range(_PREPARE_TRIES):
+                try:
+                    position = await self.position(handoff_id)
+                except UnknownHandoffError:  # the packet is on its way to the store
+                    await asyncio.sleep(_PREPARE_RETRY_S)
+                    continue
+                await self.speak(self.hold_text(position))
+                return
+
+        task = asyncio.create_task(synthesize())
+        self._writes.add(task)
+        task.add_done_callback(self._prepared)
+
+    def _prepared(self, task: asyncio.Task) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("first hold message not prepared: %r", task.exception())
 
     async def position(self, handoff_id: str) -> int:
         return await asyncio.to_thread(self.store.queue_position, handoff_id)

@@ -2,11 +2,13 @@
 and serves each answered call like any other live line (call slot, metrics, recording,
 the record's sinks), then decides where a handed-off caller goes.
 
-Handoff today: a blind transfer by REFER to ``--transfer-to`` (the agents' queue), the packet
-id in ``X-Voicebot-Handoff``. The outcome is kept on the call record's ``handoff`` and on the
-stored handoff (closed as ``transferred``, or left queued for a call back). When there is no
-queue, or the REFER is refused or fails, the caller hears the fallback apology (an agent has
-the packet on the desktop and will call back) before the bot hangs up.
+Handoff: a blind transfer by REFER to ``--transfer-to`` (the agents' queue), the packet id
+in ``X-Voicebot-Handoff``, when one is set; the outcome is kept on the call record's
+``handoff`` and on the stored handoff (closed as ``transferred``, or left queued). Without a
+REFER target, or when the REFER is refused or fails, a server with the agent desktop holds
+the caller on the line for an agent (``voicebot.handoff.bridge``), as it does Twilio and
+browser callers; without a desk the caller hears the fallback apology (an agent has the
+packet and will call back) before the bot hangs up.
 """
 
 import asyncio
@@ -74,6 +76,7 @@ class SipService:
                 state.calls,
                 slot,
                 TRANSPORT,
+                observer=state.desk_observer(desk=self.settings.transfer_to is None),
                 recordings_dir=state.config.recordings_dir,
                 after=lambda record, sinks: self._after_call(line, record, sinks),
             )
@@ -84,23 +87,25 @@ class SipService:
             log.info("SIP call %s over: %s", line.call_id, line.hangup)
 
     async def _after_call(self, line: SipLine, record: CallRecord, sinks: list[RecordSink]) -> None:
-        line.detach()
         if record.ended_by == "handoff" and record.handoff is not None:
             await self._hand_over(line, record, sinks)
-        elif line.hangup is None:
+            return
+        line.detach()
+        if line.hangup is None:
             await line.drain(self._drain_s())  # the goodbye's last packets
 
     async def _hand_over(self, line: SipLine, record: CallRecord, sinks: list[RecordSink]) -> None:
-        """Where a handed-off caller goes: the queue by REFER, else the apology.
-
-        This is the seam for bridging the caller into the built-in agent desktop (issue 15,
-        item 1): that route keeps ``line`` open and hands it to the desk here, instead of
-        the REFER, recording its own outcome the same way.
-        """
+        """Where a handed-off caller goes: the queue by REFER, else the desk, else the
+        apology (see the module docstring)."""
         assert record.handoff is not None and self._state is not None
+        desk = self._state.queue
         target = self.settings.transfer_to
         if line.hangup is not None:
             return  # the caller hung up during the transfer message
+        if target is None and desk is not None:
+            await desk.hold(line, record, sinks)  # the line stays the call's: attached
+            return
+        line.detach()
         await line.drain(self._drain_s())  # "let me connect you" is heard in full first
         if target is None:
             outcome = TransferOutcome("", "not_configured", 0, "no --transfer-to queue")
@@ -112,7 +117,8 @@ class SipService:
         metrics.TRANSFERS.labels(TRANSPORT, outcome.outcome).inc()
         record.handoff["transfer"] = outcome.as_dict()
         apology = None
-        if not outcome.ok and line.hangup is None:
+        to_desk = not outcome.ok and line.hangup is None and desk is not None
+        if not outcome.ok and line.hangup is None and desk is None:
             apology = await self._state.spoken(self.settings.fallback_message)
             start = record.duration_s  # the call clock stopped with the session: append
             record.turns.append(
@@ -135,7 +141,11 @@ class SipService:
                 log.exception(
                     "could not store the transfer of handoff %s", record.handoff["handoff_id"]
                 )
-        if apology is not None:
+        if to_desk:
+            assert desk is not None
+            line.attach()
+            await desk.hold(line, record, sinks)
+        elif apology is not None:
             await line.play(apology)
             await line.drain(len(apology) / 16000 + self._drain_s())
 

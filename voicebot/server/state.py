@@ -16,6 +16,7 @@ from voicebot.handoff.bridge import LiveQueue
 from voicebot.handoff.transfer import TransferTarget
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord, RecordSink
+from voicebot.pipeline.session import Observer
 from voicebot.server import metrics
 from voicebot.server.calls import CallRegistry
 from voicebot.server.limits import Budget, Limits, PeerLog, RateLimiter, WaitingRoom
@@ -62,11 +63,28 @@ class ServerState:
         self.queue: LiveQueue | None = None  # handed-off callers holding for the desk
 
     def holds(self, transport: str, record: CallRecord) -> bool:
-        """Whether the desk holds this handed-off caller on the line for an agent: with a
-        desk, unless a transfer target sends Twilio callers on (``/twilio/continue``)."""
-        sent_on = transport == "twilio" and self.config.transfer_to is not None
+        """Whether the desk holds this handed-off caller on the line for an agent."""
         handed_off = record.ended_by == "handoff" and record.handoff is not None
-        return self.queue is not None and handed_off and not sent_on
+        return self._desk_takes(transport) and handed_off
+
+    def _desk_takes(self, transport: str) -> bool:
+        """Handed-off callers of ``transport`` hold for the desk: there is a desk, and no
+        transfer target sends Twilio callers on (``/twilio/continue``)."""
+        sent_on = transport == "twilio" and self.config.transfer_to is not None
+        return self.queue is not None and not sent_on
+
+    def desk_observer(self, desk: bool, outer: Observer | None = None) -> Observer:
+        """A live call's session observer: ``outer``'s, and, when its handed-off caller will
+        hold for the ``desk``, the first hold message prepared at the handoff decision."""
+
+        def observe(kind: str, event: object) -> None:
+            if desk and kind == "handoff" and self.queue is not None:
+                assert isinstance(event, dict)
+                self.queue.prepare(event["handoff_id"])
+            if outer is not None:
+                outer(kind, event)
+
+        return observe
 
     def line_options(self, transport: str) -> dict[str, Any]:
         """What every new line of ``transport`` gets: timeouts, audio clean-up, metrics."""
@@ -97,6 +115,8 @@ class ServerState:
             if after is not None:
                 await after(record, sinks)
 
+        observer = self.desk_observer(self._desk_takes(transport), options.pop("observer", None))
+
         return await run_line(
             ws,
             line,
@@ -109,6 +129,7 @@ class ServerState:
             limits=self.config.limits,
             peers=self.peers,
             after=after_call,
+            observer=observer,
             **options,
         )
 

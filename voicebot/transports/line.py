@@ -10,6 +10,11 @@ Everything else is here, once:
   and rate the peer sends.
 - **Late frames.** A bot frame that leaves more than ``LATE_S`` after the caller frame of the
   same tick arrived is counted: the far end's jitter buffer may run dry.
+- **No lasting delay.** The far end plays what it is sent in real time, so after a stall
+  the frames the call catches up with would queue there and delay every later word. The
+  line keeps an estimate of that queue; past ``MAX_QUEUED_S`` it skips a frame that is
+  silence (nothing is lost) or a live voice (``BotFrame.live``: a glitch, not delay). The
+  bot's own speech is never skipped: a late word beats a missing one.
 - **Dead peers.** No caller audio for ``idle_timeout_s`` ends the call (a peer that neither
   streams nor hangs up); a peer that stops reading (a send blocked for ``send_timeout_s``)
   ends it too, so a stuck client never holds a call slot.
@@ -48,6 +53,7 @@ from voicebot.events import AudioFrame, BotFrame
 log = logging.getLogger(__name__)
 
 LATE_S = 0.06  # three frames: more than a typical far-end jitter buffer absorbs
+MAX_QUEUED_S = 0.08  # audio the far end may hold unplayed before silence is skipped
 MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting unread: the server fell behind
 MAX_DROPPED_S = 30.0  # caller audio dropped to catch up, in all, before the call is no use
 _UNHEARD_FRAMES = 25  # caller audio kept until a call reads the line (0.5 s)
@@ -106,6 +112,9 @@ class LiveLine:
         self.hangup: Hangup | None = None
         self.ended = asyncio.Event()
         self.late_frames = 0
+        self.skipped_frames = 0  # silent or live bot frames not sent (see ``MAX_QUEUED_S``)
+        self._queued_s = 0.0  # our estimate of the sent audio the far end has yet to play
+        self._sent_at: float | None = None
         self.caller_id: str | None = None  # the calling number, when the peer says
         # The carrier's own ids of this call (Twilio's call_sid, account_sid, stream_sid),
         # kept in the record and the handoff packet so the carrier's side can be matched.
@@ -267,10 +276,27 @@ class LiveLine:
         if time.monotonic() - self._arrived > LATE_S:
             self.late_frames += 1
             self._on_late()
+        if self._far_end_full(frame):
+            self.skipped_frames += 1
+            return
         await self._guarded(self._write_audio(frame))
+
+    def _far_end_full(self, frame: BotFrame) -> bool:
+        """Whether ``frame`` is skippable and the far end already holds ``MAX_QUEUED_S`` of
+        audio (it plays in real time what it was sent: the queue drains with the wall
+        clock and grows by a frame per frame sent)."""
+        now = time.monotonic()
+        if self._sent_at is not None:
+            self._queued_s = max(0.0, self._queued_s - (now - self._sent_at))
+        self._sent_at = now
+        if self._queued_s + FRAME_S > MAX_QUEUED_S and (frame.live or not frame.pcm.any()):
+            return True
+        self._queued_s += FRAME_S
+        return False
 
     async def interrupt(self) -> None:
         if self.hangup is None:
+            self._queued_s = 0.0  # the far end drops what it had queued
             await self._guarded(self._write_clear())
 
     async def _guarded(self, write: Awaitable[None]) -> None:

@@ -428,6 +428,11 @@ class SipLine(LiveLine):
         caller's audio is no longer queued for anyone."""
         self._attached = False
 
+    def attach(self) -> None:
+        """A call (the desk's hold) reads and writes the line again, from the next frame."""
+        self.begin()
+        self._attached = True
+
     # --- LiveLine -------------------------------------------------------------------------
 
     async def _write_audio(self, frame: BotFrame) -> None:
