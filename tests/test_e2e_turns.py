@@ -6,15 +6,24 @@ digit; an "okay" over the bot's question does not interrupt it. Timings are call
 """
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import silence
+from voicebot.audio.frames import SAMPLE_RATE
+from voicebot.audio.io import load_audio
+from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.pipeline.endpoint import Verdict
+from voicebot.pipeline.record import Turn
+from voicebot.pipeline.session import CallConfig
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+from voicebot.vad.endpointer import EndpointerConfig
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_mid_digit_pause_is_waited_through_and_a_backchannel_does_not_barge_in(bot, caller_audio):
@@ -58,3 +67,40 @@ def test_a_mid_digit_pause_is_waited_through_and_a_backchannel_does_not_barge_in
     assert waited >= 0.24 - 1e-6
     assert abs(decision.waited_ms - waited * 1000) <= 1
     assert record.ended_by == "bot"
+
+
+SENTENCE = ROOT / "eval/asr/audio/ps-librivox-0880.flac"  # "he was not an ill disposed young man"
+
+
+def first_caller_turn(bot) -> Turn:
+    """A recorded reader says the sentence with 1.1 s of silence after "he was not an"."""
+    audio = load_audio(SENTENCE)
+    cut = round(0.9 * SAMPLE_RATE)
+    paused = np.concatenate([audio[:cut], silence(1.1), audio[cut:]])
+    caller = SimulatedCaller([CallerSegment(paused)])
+    call = bot.run_call(caller, realtime=False, caller_id="+15551230001", clock=lambda: 0.0)
+    record = asyncio.run(call)
+    return next(t for t in record.turns if t.role == "caller")
+
+
+@pytest.fixture(scope="module")
+def bot_with_turn_model():
+    config = BotConfig(call=CallConfig(endpointer=EndpointerConfig(turn_model="smart-turn-v3.2")))
+    instance = Bot(config)
+    yield instance
+    instance.close()
+
+
+def test_the_turn_model_keeps_a_real_callers_mid_sentence_pause_inside_the_turn(
+    bot, bot_with_turn_model
+):
+    """Real read speech, a free request: the text rules cannot tell that "he was not an"
+    is unfinished (the plain timeout cuts the sentence); Smart Turn hears it and waits."""
+    plain = first_caller_turn(bot)
+    assert "young man" not in plain.text.lower()  # cut at the pause
+    assert plain.endpoint.seen == "no rule for request"
+    whole = first_caller_turn(bot_with_turn_model)
+    assert "not an" in whole.text.lower() and "young man" in whole.text.lower()
+    [at_the_pause] = whole.endpoint.earlier
+    assert at_the_pause.verdict == Verdict.INCOMPLETE
+    assert at_the_pause.seen.startswith("no rule for request; sounds unfinished")

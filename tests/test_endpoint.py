@@ -29,6 +29,7 @@ from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
 
 ZIP = Expectation(Expect.DIGITS, 5, "verification")
+YES_NO = Expectation(Expect.YES_NO)
 
 
 @pytest.mark.parametrize(
@@ -185,6 +186,54 @@ def test_an_unknown_expectation_falls_back_to_the_plain_timeout_and_is_logged(ca
     assert decision.waited_ms == pytest.approx(500)
     assert decision.seen == "unknown expectation 'signature': plain timeout"
     assert "signature" in caplog.text
+
+
+WITH_MODEL = EndpointerConfig(turn_model="fake")
+
+
+@pytest.mark.parametrize(
+    ("p_complete", "verdict", "waited_ms"),
+    [(0.2, Verdict.INCOMPLETE, 1800), (0.9, Verdict.COMPLETE, 240)],
+)
+def test_the_turn_model_decides_an_open_answer_the_text_cannot(p_complete, verdict, waited_ms):
+    ep = Endpointer(WITH_MODEL)
+    turn_end = TurnEnd(ep)
+    t, _ = feed(ep, 1.0, 0.0)
+    for k in range(200):
+        event = ep.push(t, 0.0)
+        t += FRAME_S
+        if isinstance(event, SpeechPaused):
+            turn_end.paused(Expectation())
+            assert turn_end.wants_audio
+        if k == 5:
+            turn_end.heard_audio(p_complete)  # the model is in before the transcript
+        if k == 10:
+            turn_end.heard(heard("I would like to ask about"))  # "unsure": no rule decides
+        if isinstance(event, SpeechEnded):
+            break
+    decision = turn_end.decision(event, t)
+    assert decision.verdict == verdict and decision.waited_ms == pytest.approx(waited_ms)
+    assert decision.seen.startswith("no rule for request; sounds")
+
+
+def test_an_unsure_transcript_waits_for_the_turn_model_and_text_rules_come_first():
+    ep = Endpointer(WITH_MODEL)
+    turn_end = TurnEnd(ep)
+    t, _ = feed(ep, 1.0, 0.0)
+    # No model verdict: the unsure transcript alone does not shorten the long wait.
+    t, ended = pause(ep, turn_end, t, 3.0, Expectation(), heard("I lost my card"))
+    decision = turn_end.decision(ended, t)
+    assert decision.verdict is None and decision.waited_ms == pytest.approx(1800)
+    assert decision.seen == "no rule for request; no turn model verdict within 1800 ms"
+    # A trailing "and" is incomplete by the text; the model is not asked to overrule it.
+    t, _ = feed(ep, 1.0, t)
+    t, ended = pause(ep, turn_end, t, 3.0, Expectation(), heard("my card and"))
+    assert turn_end.decision(ended, t).seen == "trailing 'and'"
+    # A yes/no question is the text rules' alone.
+    t, _ = feed(ep, 1.0, t)
+    t, ended = pause(ep, turn_end, t, 3.0, YES_NO, heard("yes"))
+    assert not turn_end.wants_audio
+    assert turn_end.decision(ended, t).verdict == Verdict.COMPLETE
 
 
 # --- A call on fakes: the session applies the decisions -----------------------------------

@@ -31,7 +31,7 @@ def test_the_turn_eval_scores_both_policies_and_barge_in(tmp_path):
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     report_path = tmp_path / "turns.json"
     args = ["eval", "turns", "--manifest", str(manifest), "--report", str(report_path)]
-    assert main([*args, "--asr-ms", "400"]) == 0
+    assert main([*args, "--asr-ms", "400", "--turn-model", "smart-turn-v3.2"]) == 0
     report = json.loads(report_path.read_text())
     assert report["n"] == 3 and report["failures"] == 2
     assert any("missing.flac" in issue for issue in report["issues"])
@@ -43,6 +43,13 @@ def test_the_turn_eval_scores_both_policies_and_barge_in(tmp_path):
     assert report["digit_cutoffs"] == 0 and report["nominal"]["digit_cutoffs"] == 0
     digits = next(i for i in report["items"] if i["kind"] == "digits")
     assert digits["fixed_cut_off"] and not digits["cut_off"]
+    # Smart Turn hears "he was not an" as unfinished: the pause waits, the sentence is one
+    # turn; the digits stay the text rules' ("2 of 4 digits" is not the model's to judge).
+    sentence = next(i for i in report["items"] if i["kind"] == "pause")
+    assert sentence["cut_off"] and sentence["seen"] == "no rule for request"
+    [at_the_pause] = sentence["model_earlier"]
+    assert at_the_pause.startswith("no rule for request; sounds unfinished")
+    assert not sentence["model_cut_off"] and report["with_turn_model"]["digit_cutoffs"] == 0
     # The curve has both policies at every timeout, in the same units.
     for policy in ("fixed", "dialog_aware"):
         assert [p["silence_timeout_ms"] for p in report["curve"][policy]][:3] == [200, 250, 300]

@@ -79,6 +79,12 @@ def add_bot_options(parser: argparse.ArgumentParser) -> None:
         "(torch: one batching Whisper engine for all calls, GPU when there)",
     )
     parser.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
+    parser.add_argument(
+        "--turn-model",
+        metavar="NAME",
+        help="audio end-of-turn model for free answers: smart-turn-v3.2 (the pipecat-ai "
+        "wheel's file, installed with --no-deps) or an .onnx path; default: off",
+    )
     parser.add_argument("--voice", default="joe", help="Piper voice name or .onnx path")
     parser.add_argument("--bank-db", default=":memory:", help="demo back office SQLite file")
 
@@ -124,7 +130,9 @@ def _run_call(args: argparse.Namespace) -> int:
     if args.silence_timeout_ms <= EndpointerConfig.eager_ms:
         raise VoicebotError(f"--silence-timeout-ms must be above {EndpointerConfig.eager_ms} ms")
     call_config = CallConfig(
-        endpointer=EndpointerConfig(silence_timeout_ms=args.silence_timeout_ms),
+        endpointer=EndpointerConfig(
+            silence_timeout_ms=args.silence_timeout_ms, turn_model=args.turn_model
+        ),
         max_call_s=args.max_call_seconds + 120,
     )
     service = open_service(args)  # fails fast on a bad database, before models load

@@ -83,6 +83,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="also score every policy charging each recognition MS of call time instead "
         "of its measured compute time (takes the machine's load out of the comparison)",
     )
+    turns.add_argument(
+        "--turn-model",
+        metavar="NAME",
+        help="also score dialog-aware endpointing with this audio end-of-turn model "
+        "(smart-turn-v3.2, from the pipecat-ai wheel, or an .onnx path)",
+    )
     turns.set_defaults(func=_turns)
 
     pii = sub.add_parser("pii", help="PII redaction: recall per type, precision, clean set")
@@ -216,17 +222,22 @@ def _turns(args: argparse.Namespace) -> int:
 
     check_writable(args.report, "report")
     report = evaluate_turns(
-        args.manifest, args.report, model=args.asr, vad=args.vad, asr_ms=args.asr_ms
+        args.manifest,
+        args.report,
+        model=args.asr,
+        vad=args.vad,
+        asr_ms=args.asr_ms,
+        turn_model=args.turn_model,
     )
     policy, base = report["policy"], report["baseline"]
-    for name, scores in (
-        (f"fixed {base['silence_timeout_ms']} ms", base),
-        (
-            f"dialog-aware {policy['complete_ms']}/{policy['silence_timeout_ms']}/"
-            f"{policy['incomplete_ms']} ms",
-            report,
-        ),
-    ):
+    aware = (
+        f"dialog-aware {policy['complete_ms']}/{policy['silence_timeout_ms']}/"
+        f"{policy['incomplete_ms']} ms"
+    )
+    policies = [(f"fixed {base['silence_timeout_ms']} ms", base), (aware, report)]
+    if "with_turn_model" in report:
+        policies.append((f"{aware} + {args.turn_model}", report["with_turn_model"]))
+    for name, scores in policies:
         latency = scores["endpoint_latency_ms"]
         print(
             f"{name}: false cut-offs {scores['false_cutoff_rate']:.3f} (pause set), "

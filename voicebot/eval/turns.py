@@ -23,6 +23,7 @@ Manifest (JSONL, paths relative to it): ``{"audio": ..., "kind": "pause" | "digi
 (``scripts/build_turn_eval.py`` builds ``eval/turns/turns.jsonl``).
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,7 +59,9 @@ from voicebot.events import (
 from voicebot.pipeline.endpoint import EndpointDecision, TurnEnd, interrupts, is_backchannel
 from voicebot.pipeline.session import _TAIL_S, CallConfig
 from voicebot.vad import make_vad
+from voicebot.vad.base import TurnModel
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
+from voicebot.vad.smart_turn import SmartTurn
 
 ENDPOINT_KINDS = ("pause", "digits", "complete")
 BARGE_IN_KINDS = ("backchannel", "interruption")
@@ -70,6 +73,7 @@ _PREROLL_S = CallConfig().preroll_s
 _MIN_ASR_S = 0.2
 
 Hear = Callable[[float, float], tuple[Transcript, float]]  # (audio from, to) -> (text, s)
+Judge = Callable[[float, float], tuple[float, float]]  # (from, to) -> (P(complete), s)
 
 
 @dataclass
@@ -80,6 +84,7 @@ class _Item:
     probs: list[float]  # the VAD's speech probability per 20 ms frame
     last_voiced_end: float  # the caller's last voiced frame (call time)
     hear: Hear
+    turn: Judge | None = None  # the audio turn model, when the eval has one
     asr_s: float | None = None  # charge this per recognition instead of its measured time
 
     def cost(self, measured_s: float) -> float:
@@ -129,6 +134,21 @@ def _recognizer(asr: ASR, audio: np.ndarray) -> Hear:
     return hear
 
 
+def _turn_model(model: TurnModel, audio: np.ndarray) -> Judge:
+    """The turn model's verdict on a stretch of ``audio``, once per stretch."""
+    cache: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def judge(start: float, until: float) -> tuple[float, float]:
+        key = (round(start * SAMPLE_RATE), round(until * SAMPLE_RATE))
+        if key not in cache:
+            began = time.perf_counter()
+            p_complete = model.p_complete(audio[max(0, key[0]) : key[1]])
+            cache[key] = (p_complete, time.perf_counter() - began)
+        return cache[key]
+
+    return judge
+
+
 def endpoint_item(item: _Item, config: EndpointerConfig) -> Outcome:
     """Play the item into an endpointer with ``config`` until its first turn ends.
 
@@ -140,10 +160,12 @@ def endpoint_item(item: _Item, config: EndpointerConfig) -> Outcome:
     start = 0.0
     pause: tuple[float, float] | None = None  # (when the speculation starts, speech end)
     ready: tuple[float, Transcript] | None = None  # its result, and when it is in
+    sounds: tuple[float, float] | None = None  # the turn model's (when in, P(complete))
+    told = [False, False]  # this pause's transcript, and the model's verdict, delivered
     for index, prob in enumerate(item.probs):
         t = index * FRAME_S
         if pause is not None and not (endpointer.paused and endpointer.last_voiced_end == pause[1]):
-            pause = ready = None  # the caller spoke on: that speculation is moot
+            pause = ready = sounds = None  # the caller spoke on: that speculation is moot
         if (
             config.dialog_aware
             and pause is not None
@@ -152,16 +174,22 @@ def endpoint_item(item: _Item, config: EndpointerConfig) -> Outcome:
         ):
             transcript, compute_s = item.hear(start - _PREROLL_S, pause[1] + _TAIL_S)
             ready = (pause[0] + item.cost(compute_s), transcript)
-        if ready is not None and ready[0] <= t and pause is not None:
+        if pause is not None and sounds is None and turn_end.wants_audio and item.turn:
+            p_complete, compute_s = item.turn(start - _PREROLL_S, pause[1] + _TAIL_S)
+            sounds = (pause[0] + compute_s, p_complete)  # a second worker, beside the ASR
+        if pause is not None and ready is not None and ready[0] <= t and not told[0]:
             turn_end.heard(ready[1])
-            pause = None
+            told[0] = True
+        if pause is not None and sounds is not None and sounds[0] <= t and not told[1]:
+            turn_end.heard_audio(sounds[1])
+            told[1] = True
         event = endpointer.push(t, prob)
         now = t + FRAME_S
         if isinstance(event, SpeechStarted):
             start = event.t
         elif isinstance(event, SpeechPaused):
             turn_end.paused(item.expects)
-            pause, ready = (now, event.end), None
+            pause, ready, sounds, told = (now, event.end), None, None, [False, False]
         elif isinstance(event, SpeechEnded):
             decision = turn_end.decision(event, now)
             if endpointer.is_noise(event):
@@ -228,7 +256,9 @@ def barge_in_item(item: _Item, call: CallConfig, *, words_matter: bool) -> Barge
     return BargeIn(None, False, None, None)
 
 
-def _load(manifest: Path, asr: ASR, vad_name: str) -> tuple[list[_Item], list[Issue]]:
+def _load(
+    manifest: Path, asr: ASR, vad_name: str, turn_model: TurnModel | None
+) -> tuple[list[_Item], list[Issue]]:
     entries, issues = read_jsonl(manifest, ("audio", "kind"))
     items = []
     for entry in tqdm(entries, desc="turns: audio and VAD", unit="item", leave=False):
@@ -260,6 +290,7 @@ def _load(manifest: Path, asr: ASR, vad_name: str) -> tuple[list[_Item], list[Is
                 probs,
                 (voiced[-1] + 1) * FRAME_S,
                 _recognizer(asr, audio),
+                _turn_model(turn_model, audio) if turn_model is not None else None,
             )
         )
     return items, issues
@@ -294,13 +325,18 @@ def evaluate_turns(
     model: str = "tiny.en",
     vad: str = "webrtc",
     asr_ms: float | None = None,
+    turn_model: str | None = None,
 ) -> dict:
     """Endpointing (fixed baseline and dialog-aware, and their curves) and barge-in, with
     each recognition charged its measured compute time; with ``asr_ms``, the same again
-    charging that instead (``nominal``: a machine's load out of the comparison)."""
+    charging that instead (``nominal``: a machine's load out of the comparison). With
+    ``turn_model`` (``EndpointerConfig.turn_model``), dialog-aware endpointing with that
+    audio model too, as ``with_turn_model`` beside the headline policy."""
     asr = make_asr(model)
-    items, issues = _load(manifest, asr, vad)
+    judge = SmartTurn(turn_model) if turn_model is not None else None
+    items, issues = _load(manifest, asr, vad, judge)
     report: dict[str, Any] = {"n": len(items), "model": model, "vad": vad}
+    report["turn_model"] = turn_model
     report["manifest"] = str(manifest)
     default = EndpointerConfig()
     report["policy"] = {
@@ -311,11 +347,11 @@ def evaluate_turns(
     endpointing = [i for i in items if i.kind in ENDPOINT_KINDS]
     # The recognition pass (each pause once; every policy after it reuses the transcripts).
     for item in tqdm(endpointing, desc=f"turns: {model} at each pause", unit="item", leave=False):
-        endpoint_item(item, default)
-    suite, out_items = _suite(items)
+        endpoint_item(item, replace(default, turn_model=turn_model))
+    suite, out_items = _suite(items, turn_model)
     report.update(suite)
     if asr_ms is not None:
-        nominal, _ = _suite([replace(i, asr_s=asr_ms / 1000) for i in items])
+        nominal, _ = _suite([replace(i, asr_s=asr_ms / 1000) for i in items], turn_model)
         report["nominal"] = {"asr_ms": asr_ms, **nominal}
     return finish(report_path, report, issues, out_items, _write_markdown)
 
@@ -323,7 +359,9 @@ def evaluate_turns(
 _HEADLINE = ("false_cutoff_rate", "digit_cutoffs", "endpoint_latency_ms", "final_latency_ms")
 
 
-def _suite(items: list[_Item]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _suite(
+    items: list[_Item], turn_model: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every policy over the endpointing items, both barge-in rules over the others."""
     endpointing = [i for i in items if i.kind in ENDPOINT_KINDS]
     barge = [i for i in items if i.kind in BARGE_IN_KINDS]
@@ -333,6 +371,14 @@ def _suite(items: list[_Item]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     baseline, base_outcomes = _policy_scores(endpointing, fixed)
     report: dict[str, Any] = {k: dialog_scores[k] for k in _HEADLINE}
     report["baseline"] = baseline
+    model_outcomes: list[Outcome | None] = [None] * len(endpointing)
+    if turn_model is not None:
+        with_model = replace(default, turn_model=turn_model)
+        report["with_turn_model"], outcomes = _policy_scores(endpointing, with_model)
+        report["with_turn_model"]["by_kind"] = {
+            kind: _kind_scores(endpointing, outcomes, kind) for kind in ENDPOINT_KINDS
+        }
+        model_outcomes = list(outcomes)
     report["curve"] = {
         "fixed": [
             _policy_scores(endpointing, replace(fixed, silence_timeout_ms=ms))[0]
@@ -366,8 +412,20 @@ def _suite(items: list[_Item]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for rule, results in rules.items():
         report["barge_in"][rule] = _barge_in_scores(barge, results)
     out_items = []
-    for item, now, before in zip(endpointing, dialog_outcomes, base_outcomes, strict=True):
+    for item, now, before, heard in zip(
+        endpointing, dialog_outcomes, base_outcomes, model_outcomes, strict=True
+    ):
         d = now.decision
+        with_model = (
+            {}
+            if heard is None
+            else {
+                "model_cut_off": heard.cut_off,
+                "model_endpoint_ms": heard.endpoint_ms,
+                "model_seen": heard.decision.seen if heard.decision else None,
+                "model_earlier": [a.seen for a in heard.decision.earlier] if heard.decision else [],
+            }
+        )
         out_items.append(
             {
                 "name": item.name,
@@ -382,6 +440,7 @@ def _suite(items: list[_Item]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 "earlier": [a.seen for a in d.earlier] if d else [],
                 "fixed_cut_off": before.cut_off,
                 "fixed_endpoint_ms": before.endpoint_ms,
+                **with_model,
             }
         )
     for item, now, before in zip(barge, rules["now"], rules["before"], strict=True):
@@ -484,6 +543,8 @@ def _write_markdown(report_path: Path, report: dict) -> None:
     for label, run in runs:
         fixed = f"fixed {run['baseline']['silence_timeout_ms']} ms (baseline), {label}"
         rows += [row(fixed, run["baseline"]), row(f"{aware}, {label}", run)]
+        if "with_turn_model" in run:
+            rows.append(row(f"{aware} + {report['turn_model']}, {label}", run["with_turn_model"]))
     kinds = [
         [
             kind,

@@ -27,6 +27,7 @@ from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
 from voicebot.vad import make_vad
+from voicebot.vad.smart_turn import SmartTurn
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Bot:
         self.lockout = lockout or VerificationLockout(max_failures=limit)
         self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
+        turn_model = self.config.call.endpointer.turn_model
+        self.turn_model = SmartTurn(turn_model) if turn_model is not None else None
         self.tts = make_tts(self.config.voice)
         self.classifier = IntentClassifier.for_pack(
             self.pack, SentenceEmbedder(self.config.embeddings)
@@ -141,6 +144,7 @@ class Bot:
             handoffs=handoffs or self.handoffs,
             vocabulary=self.pack.vocabulary,
             privacy=CallPrivacy(record, self.pack.privacy),
+            turn_model=self.turn_model,
         )
         return await session.run(transport)
 

@@ -8,7 +8,9 @@ anyway) is checked against it:
 - *complete* (a clear yes/no, all N digits, a date): the turn ends after ``complete_ms``;
 - *incomplete* (3 of 5 ZIP digits, "my card number is four five", a trailing "and"): it
   waits up to ``incomplete_ms``, so the caller is not cut off inside a digit string;
-- *unsure* (nothing decides it, a free request): the plain ``silence_timeout_ms``.
+- *unsure* (nothing decides it, a free request): the plain ``silence_timeout_ms``, or, with
+  an audio end-of-turn model (``EndpointerConfig.turn_model``), what the model hears: a
+  sentence cut mid-way waits ``incomplete_ms``, a finished one ``complete_ms``.
 
 Until the verdict is in, the pause waits for it (up to ``incomplete_ms``): the final
 transcript is the speculation anyway, so waiting costs nothing, and a caller who resumes
@@ -195,27 +197,40 @@ def interrupts(voiced_ms: float, heard: str | None, sustained_ms: int) -> bool:
     return heard is not None and bool(tokenize(heard)) and not is_backchannel(heard)
 
 
+_OPEN = frozenset({Expect.REQUEST, Expect.TEXT})  # answers only the audio model can judge
+
+
 class TurnEnd:
     """Applies dialog-aware endpointing to one call's ``Endpointer``.
 
     The session (and the turn eval) calls ``paused`` at each ``SpeechPaused``, ``heard``
-    when that pause's speculative transcript is ready, and ``decision`` when the turn ends.
+    when that pause's speculative transcript is ready, ``heard_audio`` with the turn
+    model's verdict when ``wants_audio``, and ``decision`` when the turn ends.
     """
 
     def __init__(self, endpointer: Endpointer) -> None:
         self._endpointer = endpointer
         self._config = endpointer.config
         self._expects = Expectation()
-        self._assessment: Assessment | None = None
+        self._assessment: Assessment | None = None  # the verdict in force in this pause
+        self._text: Assessment | None = None  # the transcript's, while the model's is due
+        self._p_complete: float | None = None
         self._earlier: list[Assessment] = []
         self._timeout_ms = self._config.silence_timeout_ms
+
+    @property
+    def wants_audio(self) -> bool:
+        """Whether this pause's verdict also waits on the audio turn model (an open answer
+        with a model configured): the session runs it beside the speculation."""
+        config = self._config
+        return config.dialog_aware and config.turn_model is not None and self._expects.kind in _OPEN
 
     def paused(self, expects: Expectation) -> None:
         """A pause began: wait for the speculative transcript's verdict (up to the longest
         wait), unless endpointing is fixed or the expectation is one it has no rule for."""
         if self._assessment is not None:
             self._earlier.append(self._assessment)  # the caller spoke on after that one
-        self._expects, self._assessment = expects, None
+        self._expects, self._assessment, self._text, self._p_complete = expects, None, None, None
         self._timeout_ms = self._config.silence_timeout_ms
         if not self._config.dialog_aware:
             return
@@ -234,6 +249,29 @@ class TurnEnd:
             assessment = Assessment(Verdict.UNSURE, f"transcript dropped ({transcript.dropped})")
         else:
             assessment = assess(transcript.text, self._expects)
+        if assessment.verdict is Verdict.UNSURE and self.wants_audio:
+            self._text = assessment
+            if self._p_complete is None:
+                return assessment  # the turn model's verdict is due: keep the long wait
+            assessment = self._with_model(assessment, self._p_complete)
+        return self._apply(assessment)
+
+    def heard_audio(self, p_complete: float) -> Assessment | None:
+        """The turn model's probability for this pause: it decides an unsure transcript
+        (now, or when the transcript comes in)."""
+        if not self.wants_audio:
+            return None
+        self._p_complete = p_complete
+        if self._text is None or self._assessment is not None:
+            return None
+        return self._apply(self._with_model(self._text, p_complete))
+
+    def _with_model(self, text: Assessment, p_complete: float) -> Assessment:
+        if p_complete >= self._config.turn_threshold:
+            return Assessment(Verdict.COMPLETE, f"{text.seen}; sounds complete ({p_complete:.2f})")
+        return Assessment(Verdict.INCOMPLETE, f"{text.seen}; sounds unfinished ({p_complete:.2f})")
+
+    def _apply(self, assessment: Assessment) -> Assessment:
         self._assessment = assessment
         self._timeout_ms = {
             Verdict.COMPLETE: self._config.complete_ms,
@@ -248,6 +286,8 @@ class TurnEnd:
         found = self._assessment
         if found is not None:
             seen = found.seen
+        elif self._text is not None:
+            seen = f"{self._text.seen}; no turn model verdict within {self._timeout_ms} ms"
         elif not self._config.dialog_aware:
             seen = "fixed timeout"
         elif not knows(self._expects):
@@ -262,5 +302,5 @@ class TurnEnd:
             waited_ms=round((now - ended.end) * 1000, 1),
             earlier=tuple(self._earlier),
         )
-        self._assessment, self._earlier = None, []
+        self._assessment, self._text, self._earlier = None, None, []
         return decision

@@ -66,7 +66,7 @@ from voicebot.privacy.call import CallPrivacy
 from voicebot.transports.base import Transport
 from voicebot.transports.line import DIGIT_GAP_S, KEYPAD_DIGITS, KEYPAD_END
 from voicebot.tts.base import TTS
-from voicebot.vad.base import VAD
+from voicebot.vad.base import VAD, TurnModel
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,10 @@ class CallSession:
         handoffs: HandoffSink | None = None,
         vocabulary: tuple[str, ...] = (),
         privacy: CallPrivacy | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
-        """``vocabulary``: the pack's domain terms, biasing the recognizer on every turn."""
+        """``vocabulary``: the pack's domain terms, biasing the recognizer on every turn;
+        ``turn_model``: the audio end-of-turn model ``config.endpointer.turn_model`` names."""
         self.config = config or CallConfig()
         self._privacy = privacy or CallPrivacy(record)
         self._handoffs = handoffs
@@ -169,6 +171,7 @@ class CallSession:
         self._observer = observer or (lambda kind, event: None)
         self._endpointer = Endpointer(self.config.endpointer)
         self._turn_end = TurnEnd(self._endpointer)
+        self._turn_model = turn_model
         self._playout = Playout()
         ep = self.config.endpointer
         self._recent: deque[np.ndarray] = deque(
@@ -338,6 +341,10 @@ class CallSession:
             hearing.speculative = self._transcribe("eager", hearing, event.end + _TAIL_S)
         hearing.speculative_end = event.end
         self._turn_end.paused(self._expects)
+        model = self._turn_model
+        if model is not None and self._turn_end.wants_audio:
+            audio = hearing.samples(event.end + _TAIL_S)
+            self._jobs.submit("turn", self._now, lambda: model.p_complete(audio), tag=hearing)
         if hearing.speculative.result is not None:
             self._turn_end.heard(hearing.speculative.result[0])
 
@@ -461,6 +468,13 @@ class CallSession:
             self._dialog_busy = False
             self._on_reply(tag, completion.value, completion.ready)
             self._next_dialog_request(completion.ready)
+        elif kind == "turn":
+            if (
+                tag is self._hearing
+                and self._endpointer.paused
+                and tag.speculative_end == (self._endpointer.last_voiced_end)
+            ):
+                self._turn_end.heard_audio(value)  # the pause it judged is still going on
         elif kind == "handoff":
             self._speak(tag, completion.ready)  # the packet is durable: say goodbye
         elif kind == "tts":

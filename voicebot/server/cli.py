@@ -125,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
     from voicebot.transports.sip import SipSettings, check_listen
+    from voicebot.vad.endpointer import EndpointerConfig
 
     if args.max_calls < 1 or args.workers < 1 or args.partial_interval_s < 0:
         raise VoicebotError("--max-calls and --workers must be at least 1, intervals positive")
@@ -188,7 +189,10 @@ def _serve(args: argparse.Namespace) -> int:
             voice=args.voice,
             bank_db=args.bank_db,
             workers=args.workers,
-            call=CallConfig(partial_interval_s=args.partial_interval_s),
+            call=CallConfig(
+                partial_interval_s=args.partial_interval_s,
+                endpointer=EndpointerConfig(turn_model=args.turn_model),
+            ),
         ),
         handoffs=service.writer if service else None,
         lockout=service.lockout(args.pack) if service else None,

@@ -15,3 +15,11 @@ class VAD(Protocol):
     def reset(self) -> None:
         """Forget state, e.g. when a new call reuses the detector."""
         ...
+
+
+class TurnModel(Protocol):
+    """An audio end-of-turn model (``voicebot.vad.smart_turn``), shared by every call."""
+
+    def p_complete(self, audio: np.ndarray) -> float:
+        """Probability that the turn in ``audio`` (16 kHz float32, so far) is over."""
+        ...

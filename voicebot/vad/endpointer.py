@@ -36,6 +36,11 @@ class EndpointerConfig:
     dialog_aware: bool = True
     complete_ms: int = 240
     incomplete_ms: int = 1800
+    # An audio end-of-turn model for open answers (a free request), where the text rules
+    # are unsure: "smart-turn-v3.2" (voicebot.vad.smart_turn) or an .onnx path; None: off.
+    # At ``turn_threshold`` or above its turn is complete, else the caller is mid-sentence.
+    turn_model: str | None = None
+    turn_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("start_ms", "silence_timeout_ms", "eager_ms", "complete_ms", "incomplete_ms"):
