@@ -151,7 +151,8 @@ def main() -> None:
         history=store,
         sinks=[writer],
         store=store,
-        queue=QueueConfig(hold_every_s=10, queue_timeout_s=600),
+        # No hold chime: the first voiced frame after the claim must be the agent's word.
+        queue=QueueConfig(hold_every_s=10, queue_timeout_s=600, hold_audio="silence"),
     )
     server = Server(app)
     results = []

@@ -1,6 +1,8 @@
 """Headless Chromium for the page tests: Debian's /usr/bin/chromium driven by Playwright
-(Playwright cannot download browsers here; ``scripts/provision.sh`` installs Debian's)."""
+(Playwright cannot download browsers here; ``scripts/provision.sh`` installs Debian's).
+Set ``VOICEBOT_SCREENSHOTS=$PWD/docs/img`` to keep the pages' screenshots for the docs."""
 
+import os
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,3 +32,11 @@ def launch(playwright, microphone: Path | None = None):
             f"--use-file-for-fake-audio-capture={microphone}%noloop",
         ]
     return playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+
+
+def screenshot(target, name: str, tmp_path: Path) -> None:
+    """A PNG of a page or one of its elements (kept in $VOICEBOT_SCREENSHOTS if set)."""
+    folder = Path(os.environ.get("VOICEBOT_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=folder / name)
+    assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from playwright.sync_api import sync_playwright
 
-from tests.browsers import WAIT_MS, launch
+from tests.browsers import WAIT_MS, launch, screenshot
 from tests.conftest import silence
 from tests.servers import Server
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
@@ -134,6 +134,13 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
                 except Exception:  # say what each side got, and how the call ended
                     seen = page.evaluate("window.desk.events")
                     pytest.fail(f"the agent never saw the caller's words: {seen}; peer: {result}")
+                # Agent assist in the softphone panel, tied to the caller's turn; marked used.
+                suggestion = page.locator("#phone-assist .s").first
+                suggestion.wait_for(timeout=WAIT_MS)
+                suggestion.locator("button.used").click()
+                page.locator("#phone-assist .by", has_text="used by ana").wait_for(timeout=WAIT_MS)
+                assist_shown = page.inner_text("#phone-assist")
+                screenshot(page.locator("#softphone"), "agent-softphone.png", tmp_path)
                 caller_recognized.set()
                 page.wait_for_function("() => window.desk.closed !== null", timeout=WAIT_MS)
                 agent_heard = page.evaluate("window.desk.heardBase64()")
@@ -161,6 +168,9 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
     # today" as "I hope you're here today"; the name came through).
     assert any(w in t for t in agent_turns for w in AGENT_WORDS), events
     assert "Caller" in shown and "You" in shown
+    assert "turn" in assist_shown and "used by ana" in assist_shown
+    marked = [s for s in store.suggestions(row["handoff_id"]) if s["used_by"] == "ana"]
+    assert len(marked) == 1 and marked[0]["used"] is True
     turns = record["turns"]
     hold = [t for t in turns if t["role"] == "bot" and t["kind"] == "hold"]
     assert hold and "number 1 in the queue" in hold[0]["text"]
@@ -321,3 +331,35 @@ def test_agent_whose_softphone_drops_sends_the_caller_back_to_the_queue(
     assert result["claim"] == 200  # ben takes the caller ana lost
     kinds = [(t["role"], t["kind"]) for t in record["turns"]]
     assert kinds.count(("bot", "hold")) >= 2  # the first hold message, then "agent lost"
+
+
+def test_a_held_caller_hears_the_hold_chime_between_messages(bot, caller_audio, tmp_path):
+    """Between hold messages the line is not dead: the pack's hold audio (the built-in
+    chime by default) plays, and it is not a bot turn."""
+    store, server, stop = serve(bot, tmp_path, QueueConfig(hold_every_s=60, queue_timeout_s=600))
+    result: dict = {}
+
+    async def phone_call():
+        url = f"{server.ws_url}/twilio/media"
+        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
+            await hand_off(peer, caller_audio)
+            row = await queue_state(store, "holding")
+            # The transfer and hold messages, then a quiet stretch of the chime's loop...
+            await peer.wait_bot_done(after=peer.tick, quiet_s=1.0, timeout=120)
+            quiet_from = peer.tick
+            # ...and the chime comes back within its 4 s period, with no new message.
+            await peer.wait_bot_speaking(after=quiet_from, timeout=60)
+            chimed = min(t for t in peer.log.bot_voiced if t > quiet_from)
+            result["chime_after_s"] = (chimed - quiet_from) * 0.02
+            result["row"] = row
+            await peer.stop()
+            await peer.wait_closed(timeout=60)
+
+    try:
+        asyncio.run(phone_call())
+        record = store.get_call(result["row"]["call_id"])
+    finally:
+        stop()
+    assert result["chime_after_s"] < 4.0  # call time: within one period of the loop
+    holds = [t for t in record["turns"] if t["role"] == "bot" and t["kind"] == "hold"]
+    assert len(holds) == 1  # the chime is hold audio, not a message

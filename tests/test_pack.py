@@ -1,7 +1,9 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from voicebot.dialog.pack import PACKS_DIR, load_pack
 from voicebot.errors import PackError
@@ -228,11 +230,15 @@ def test_pack_queue_settings_are_validated(tmp_path):
     queue = load_pack(path).queue
     assert queue.queue_timeout_s == 45 and queue.hold_message == "Hold on."
     assert queue.hold_every_s == QueueConfig().hold_every_s  # the rest stays at the defaults
+    music = tmp_path / "hold.wav"
+    sf.write(music, np.zeros(800, np.float32), 16000)
+    assert load_pack(write(tmp_path, QUEUE_HEAD + f"queue:\n  hold_audio: {music}\n")).queue
     for body, reason in [
         ("queue:\n  hold_evry_s: 5\n", "unknown queue setting.*hold_evry_s"),
         ("queue:\n  queue_timeout_s: -1\n", "positive number"),
         ("queue:\n  callback_attempts: 1.5\n", "whole number"),
         ("queue:\n  hold_message: ''\n", "non-empty string"),
+        ("queue:\n  hold_audio: /nowhere/music.wav\n", "no audio file.*or: silence, chime"),
     ]:
         with pytest.raises(PackError, match=reason):
             load_pack(write(tmp_path, QUEUE_HEAD + body))

@@ -8,7 +8,6 @@ Set ``VOICEBOT_SCREENSHOTS=$PWD/docs/img`` to keep the page's screenshots (docs/
 
 import asyncio
 import json
-import os
 import socket
 import time
 from dataclasses import replace
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.browsers import WAIT_MS
+from tests.browsers import WAIT_MS, screenshot
 from tests.fakes import NoCalls
 from tests.servers import PhoneCall, Receiver, Server, Worker, wait_for
 from tests.signin import TWILIO_TOKEN, add_user, sign_in_page, signed_in
@@ -320,14 +319,6 @@ def center(tmp_path):
         server.stop()
         store.close()
         receiver.close()
-
-
-def screenshot(target, name: str, tmp_path: Path) -> None:
-    """A PNG of a page or one of its elements (kept in $VOICEBOT_SCREENSHOTS if set)."""
-    folder = Path(os.environ.get("VOICEBOT_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    target.screenshot(path=folder / name)
-    assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.e2e

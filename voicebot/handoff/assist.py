@@ -376,6 +376,7 @@ def assist_router(service: AssistService, *, poll_s: float = 0.25, streams: Budg
     store = service.store
     add_page(router, "/agent/assist", STATIC / "assist.html", signed_in("agent", page=True))
     add_page(router, "/agent/assist.js", STATIC / "assist.js", AGENTS)
+    add_page(router, "/agent/assist.css", STATIC / "assist.css", AGENTS)
 
     def known(handoff_id: str) -> dict[str, Any]:
         try:

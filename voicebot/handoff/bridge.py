@@ -5,8 +5,8 @@ and ``LiveQueue.hold`` takes it over with its own 20 ms loop on the same line, s
 recording and the line's pacing go on as before:
 
 - **Holding.** The caller hears the pack's hold message (position in the queue and a wait
-  estimate) every ``hold_every_s``; the bot says nothing else but keeps listening: what the
-  caller says is recognized and recorded.
+  estimate) every ``hold_every_s``, and the pack's ``hold_audio`` between messages; the bot
+  says nothing else but keeps listening: what the caller says is recognized and recorded.
 - **Bridged.** The agent who claimed the card opens ``/desk/bridge/<handoff_id>`` (the
   desktop's softphone: microphone through an AudioWorklet, 16 kHz PCM16 over a WebSocket).
   The caller's audio goes to the agent's browser and the agent's voice into the call, through
@@ -29,15 +29,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from voicebot.asr.base import ASR
 from voicebot.audio.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE
-from voicebot.audio.pcm import pcm16_to_float
+from voicebot.audio.io import load_audio
+from voicebot.audio.pcm import float_to_pcm16, pcm16_to_float
 from voicebot.audio.resample import StreamResampler
 from voicebot.dialog.slots import parse_phone_number, parse_yes_no
+from voicebot.errors import AudioInputError
 from voicebot.events import (
     BotFrame,
     ConsentState,
@@ -73,6 +76,18 @@ JITTER_TARGET_FRAMES = 3
 _DRAIN_AFTER_FRAMES = 50
 _PREROLL_FRAMES = 15  # 300 ms kept from before detected speech, as the session does
 _PREPARE_TRIES, _PREPARE_RETRY_S = 30, 0.1  # the packet is durable within 3 s, or never
+
+
+def chime(period_s: float = 4.0, level: float = 0.06) -> np.ndarray:
+    """A soft two-note chime (E5, then C5) once every ``period_s``, as 16 kHz PCM16: the line
+    is alive, and nothing in it sounds like speech to the caller's recognizer."""
+    out = np.zeros(round(period_s * SAMPLE_RATE), np.float32)
+    note = np.arange(round(0.45 * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.exp(-note * 6.0) * np.minimum(1.0, note / 0.01)  # struck, then fading
+    for start_s, hz in ((0.0, 659.26), (0.5, 523.25)):
+        start = round(start_s * SAMPLE_RATE)
+        out[start : start + len(note)] += level * envelope * np.sin(2 * np.pi * hz * note)
+    return float_to_pcm16(out)
 
 
 class Leg:
@@ -231,6 +246,7 @@ class HeldCall:
         self._wall_queued = time.monotonic()
         self._next_hold = self._now
         self._say: deque[np.ndarray] = deque()  # 20 ms frames of the message playing
+        self._hold_audio_at = 0  # where in the hold audio loop the caller is
         self._speaking: asyncio.Task | None = None
         self._ending = False  # the farewell is queued: hang up once it has played
         self._attempts = 0
@@ -266,7 +282,7 @@ class HeldCall:
                         self.events.append(("agent_audio", frame.t))
                 else:
                     await self._waiting()
-                    pcm = self._say.popleft() if self._say else np.zeros(FRAME_SAMPLES, np.int16)
+                    pcm = self._say.popleft() if self._say else self._between_messages()
                     if pcm.any() and not any(e[0] == "hold_audio" for e in self.events):
                         self.events.append(("hold_audio", frame.t))
                 state = LineState.SPEAKING if pcm.any() else LineState.LISTENING
@@ -298,6 +314,16 @@ class HeldCall:
                 self._next_hold = self._now + self.config.hold_every_s
                 position = await self.queue.position(self.handoff_id)
                 self._speak(self.queue.hold_text(position), "hold")
+
+    def _between_messages(self) -> np.ndarray:
+        """The next 20 ms of hold audio while holding; silence while the caller is asked
+        something (the callback offer) or the call is ending."""
+        loop = self.queue.hold_audio
+        if self.state != "holding" or self._ending or not len(loop):
+            return np.zeros(FRAME_SAMPLES, np.int16)
+        frame = loop[self._hold_audio_at : self._hold_audio_at + FRAME_SAMPLES]
+        self._hold_audio_at = (self._hold_audio_at + FRAME_SAMPLES) % len(loop)
+        return frame
 
     def _speak(self, text: str, kind: str) -> None:
         async def synthesize() -> None:
@@ -468,6 +494,7 @@ class LiveQueue:
         self.store, self.speak, self._bot, self._config = store, speak, bot, config
         self.held: dict[str, HeldCall] = {}
         self._writes: set[asyncio.Task] = set()
+        self._hold_audio: dict[str, np.ndarray] = {}
 
     async def hold(self, line: LiveLine, record: CallRecord, sinks: list[RecordSink]) -> None:
         """Hold ``line``'s handed-off caller until an agent, a callback or a hang-up ends it."""
@@ -489,6 +516,24 @@ class LiveQueue:
     @property
     def config(self) -> QueueConfig:
         return self._config or self._bot.pack.queue
+
+    @property
+    def hold_audio(self) -> np.ndarray:
+        """The pack's hold audio as 16 kHz PCM16, whole frames (empty: silence), loaded once."""
+        name = self.config.hold_audio
+        if name not in self._hold_audio:
+            if name == "silence":
+                pcm = np.zeros(0, np.int16)
+            elif name == "chime":
+                pcm = chime()
+            else:
+                try:
+                    pcm = float_to_pcm16(load_audio(Path(name)))
+                except AudioInputError as exc:  # the pack checked it exists; it is unreadable
+                    log.error("queue.hold_audio %r: %s: holding in silence", name, exc)
+                    pcm = np.zeros(0, np.int16)
+            self._hold_audio[name] = pcm[: len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES]
+        return self._hold_audio[name]
 
     @property
     def asr(self) -> ASR:

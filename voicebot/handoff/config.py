@@ -2,6 +2,7 @@
 the queue timeout, the callback offer). Defaults live here only; see ``docs/packs.md``."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from voicebot.settings import flat_settings
@@ -33,11 +34,22 @@ class QueueConfig:
         "Sorry, we lost the connection to the agent. Please stay on the line: the next agent "
         "will be with you shortly."
     )
+    # What the caller hears between hold messages, so the line never sounds dead: "silence",
+    # "chime" (a soft two-note chime every 4 s, built in), or an audio file (looped; a path
+    # absolute or relative to the working directory).
+    hold_audio: str = "chime"
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> "QueueConfig":
         """Build from YAML values; unknown keys or wrong types raise ``ValueError``."""
-        return flat_settings(cls, values, "queue", positive=True)
+        config = flat_settings(cls, values, "queue", positive=True)
+        audio = config.hold_audio
+        if audio not in HOLD_AUDIO_BUILT_IN and not Path(audio).is_file():
+            raise ValueError(f"queue.hold_audio: no audio file {audio!r} (or: silence, chime)")
+        return config
+
+
+HOLD_AUDIO_BUILT_IN = ("silence", "chime")
 
 
 def wait_text(seconds: float) -> str:

@@ -218,7 +218,8 @@ def page_csp(html: str) -> str:
 
 
 def add_page(router: APIRouter, path: str, file: Path, access: Access) -> None:
-    """Serve an HTML page with its CSP, or a script, at ``path`` under ``access``."""
+    """Serve an HTML page with its CSP, or a script or stylesheet, at ``path`` under
+    ``access``."""
     if file.suffix == ".html":
         html = file.read_text()
         headers = {"Content-Security-Policy": page_csp(html), "Cache-Control": "no-store"}
@@ -227,9 +228,10 @@ def add_page(router: APIRouter, path: str, file: Path, access: Access) -> None:
             return Response(html, media_type="text/html", headers=headers)
 
     else:
+        media_type = "text/css" if file.suffix == ".css" else "text/javascript"
 
         def serve() -> Response:
-            return FileResponse(file, media_type="text/javascript")
+            return FileResponse(file, media_type=media_type)
 
     router.add_api_route(path, allow(access)(serve), methods=["GET"], include_in_schema=False)
 

@@ -45,6 +45,7 @@ async function answer(c) {
   $("softphone").hidden = false;
   $("phone-caller").textContent = c.caller_id || "unknown caller";
   $("phone-turns").replaceChildren();
+  phone.assist = assistPanel($("phone-assist"), c.handoff_id);  // suggestions, turn by turn
   ws.onopen = () => {
     ws.send(JSON.stringify({ type: "start", sampleRate: ctx.sampleRate }));
     if (stream) {
@@ -66,6 +67,7 @@ async function answer(c) {
     window.desk.closed = { code: e.code, reason: e.reason };
     phoneStatus(`call over (${e.reason || e.code})`);
     if (stream) stream.getTracks().forEach(t => t.stop());
+    phone.assist.close();  // what was suggested stays on screen
     phone = null;
   };
 }

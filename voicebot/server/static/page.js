@@ -27,15 +27,21 @@ async function post(url, body) {
   return res;
 }
 
-function follow(url, handlers) {  // handlers: event name -> function(data)
+function follow(url, handlers) {  // handlers: event name -> function(data); returns { close() }
   const conn = document.getElementById("conn");
-  const source = new EventSource(url);
-  for (const [name, handle] of Object.entries(handlers)) source.addEventListener(name, e => handle(JSON.parse(e.data)));
-  source.onopen = () => { conn.className = "live"; conn.textContent = "live"; };
-  source.onerror = () => {  // EventSource retries by itself, unless the server refused it
-    conn.className = "down"; conn.textContent = "reconnecting…";
-    if (source.readyState === EventSource.CLOSED) setTimeout(() => fetch("/auth/session").then(r => (r.ok ? follow(url, handlers) : signIn())), 2000);
+  const stream = { source: null, closed: false, close() { this.closed = true; if (this.source) this.source.close(); } };
+  const open = () => {
+    const source = stream.source = new EventSource(url);
+    for (const [name, handle] of Object.entries(handlers)) source.addEventListener(name, e => handle(JSON.parse(e.data)));
+    source.onopen = () => { conn.className = "live"; conn.textContent = "live"; };
+    source.onerror = () => {  // EventSource retries by itself, unless the server refused it
+      if (stream.closed) return;
+      conn.className = "down"; conn.textContent = "reconnecting…";
+      if (source.readyState === EventSource.CLOSED) setTimeout(() => fetch("/auth/session").then(r => (r.ok ? open() : signIn())), 2000);
+    };
   };
+  open();
+  return stream;
 }
 
 async function startPage(ready) {  // once signed in: the header, sign-out, then the page
