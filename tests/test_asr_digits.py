@@ -52,3 +52,35 @@ def test_turns_that_expect_no_digits_keep_the_greedy_decode(recognizers, tts):
     audio = render_caller("I lost my card yesterday", voice="espeak-us", line="mulaw", piper=tts)
     for context in (None, ASRContext(), ASRContext(Expectation(Expect.DIGITS))):
         assert nbest.transcribe(audio, context).text == greedy.transcribe(audio, context).text
+
+
+def test_digits_asr_routes_digit_answers_to_the_larger_model(recognizers, tts):
+    """``--digits-asr base``: a digit answer is Whisper base's reading, any other turn
+    tiny.en's (real models on both sides); the batching engine is refused beside it."""
+    from voicebot.asr import DigitTurnsASR
+    from voicebot.errors import ASRConfigError
+
+    tiny, _ = recognizers
+    base = FasterWhisperASR("base")
+    both = DigitTurnsASR(tiny, base)
+    assert both.name == "tiny.en+base"
+    audio = render_caller("nine four one oh seven", voice="espeak-us", line="mulaw", piper=tts)
+    for context, model in [
+        (ASRContext(ZIP), base),
+        (ASRContext(Expectation(Expect.PHONE)), base),
+        (ASRContext(Expectation(Expect.REQUEST)), tiny),
+        (None, tiny),
+    ]:
+        assert both.transcribe(audio, context).text == model.transcribe(audio, context).text
+    assert (
+        tiny.transcribe(audio, ASRContext(ZIP)).text != base.transcribe(audio, ASRContext(ZIP)).text
+    )
+
+    class Engine:  # what the session batches for itself (EngineASR)
+        name = "torch:base"
+
+        def transcribe(self, audio, context=None): ...
+        def open_call(self): ...
+
+    with pytest.raises(ASRConfigError, match="batching engine"):
+        DigitTurnsASR(tiny, Engine())

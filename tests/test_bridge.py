@@ -7,8 +7,10 @@ queue timing out into a callback, and the caller hanging up while queued ("calle
 
 import asyncio
 import base64
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -68,9 +70,22 @@ async def queue_state(store, state: str) -> dict:
     return await asyncio.to_thread(reached, store, state)
 
 
+def caller(server) -> TwilioPeer:
+    """The caller's phone on the server's Twilio route (an async context manager)."""
+    return TwilioPeer(f"{server.ws_url}/twilio/media", caller_id=CALLER, auth_token=TWILIO_TOKEN)
+
+
 async def hand_off(peer: TwilioPeer, caller_audio) -> None:
     await peer.wait_bot_done(timeout=120)  # the greeting
     peer.say(caller_audio(ASK_FOR_PERSON))
+
+
+@contextlib.asynccontextmanager
+async def handed_off(server, caller_audio) -> AsyncIterator[TwilioPeer]:
+    """A caller who has asked for a person (the desk holds them from here)."""
+    async with caller(server) as peer:
+        await hand_off(peer, caller_audio)
+        yield peer
 
 
 def heard_words(bot, audio: np.ndarray) -> str:
@@ -86,8 +101,7 @@ def test_agent_answers_a_held_twilio_caller_and_each_hears_the_other(bot, caller
     result: dict = {}
 
     async def phone_call():
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
+        async with caller(server) as peer:
             try:
                 await talk(peer)
             except BaseException as exc:
@@ -200,9 +214,7 @@ def test_queue_timeout_offers_a_callback_and_records_it(bot, caller_audio, tmp_p
     result: dict = {}
 
     async def phone_call():
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
-            await hand_off(peer, caller_audio)
+        async with handed_off(server, caller_audio) as peer:
             await queue_state(store, "offering")
             await peer.wait_bot_done(after=peer.tick, quiet_s=1.0, timeout=120)  # the offer
             peer.say(caller_audio("yes please"))
@@ -232,9 +244,7 @@ def test_caller_who_hangs_up_while_queued_cannot_be_claimed(bot, caller_audio, t
     store, server, stop = serve(bot, tmp_path, QueueConfig(hold_every_s=10, queue_timeout_s=600))
 
     async def phone_call():
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
-            await hand_off(peer, caller_audio)
+        async with handed_off(server, caller_audio) as peer:
             await queue_state(store, "holding")
             await peer.wait_bot_speaking(after=peer.tick, timeout=120)  # on hold, then gone
             await peer.stop()
@@ -291,9 +301,7 @@ def test_agent_whose_softphone_drops_sends_the_caller_back_to_the_queue(
     result: dict = {}
 
     async def phone_call():
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
-            await hand_off(peer, caller_audio)
+        async with handed_off(server, caller_audio) as peer:
             row = await queue_state(store, "holding")
             handoff_id = row["handoff_id"]
             ana = signed_in(server.url, "ana")
@@ -340,9 +348,7 @@ def test_a_held_caller_hears_the_hold_chime_between_messages(bot, caller_audio, 
     result: dict = {}
 
     async def phone_call():
-        url = f"{server.ws_url}/twilio/media"
-        async with TwilioPeer(url, caller_id=CALLER, auth_token=TWILIO_TOKEN) as peer:
-            await hand_off(peer, caller_audio)
+        async with handed_off(server, caller_audio) as peer:
             row = await queue_state(store, "holding")
             # The transfer and hold messages, then a quiet stretch of the chime's loop...
             await peer.wait_bot_done(after=peer.tick, quiet_s=1.0, timeout=120)

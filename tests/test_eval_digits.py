@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from tests.fakes import ScriptedASR, tone
+from voicebot.asr import DigitTurnsASR
 from voicebot.asr.base import ASRContext
 from voicebot.cli import main
 from voicebot.errors import EvalInputError
 from voicebot.eval.compare import compare
-from voicebot.eval.digits import KINDS, DigitOptions, DigitTurnASR, _digit_errors, evaluate_digits
+from voicebot.eval.digits import KINDS, DigitOptions, _Counted, _digit_errors, evaluate_digits
 from voicebot.events import Expectation
 
 
@@ -30,8 +31,8 @@ def test_digit_errors_count_edits_and_an_unread_answer_misses_every_digit():
 
 
 def test_digit_turns_go_to_the_digit_recognizer_and_compute_is_counted():
-    main_asr, digit_asr = ScriptedASR(["main"], 0.0), ScriptedASR(["digits"], 0.0)
-    routed = DigitTurnASR(main_asr, digit_asr)
+    main_asr, digit_asr = ScriptedASR(["main"], 0.01), ScriptedASR(["digits"], 0.01)
+    routed = _Counted(DigitTurnsASR(main_asr, digit_asr))  # the product's router (--digits-asr)
     audio = tone(0, 0.5)
     assert routed.transcribe(audio, ASRContext(KINDS["zip"][1])).text == "digits"
     assert routed.transcribe(audio, ASRContext(KINDS["phone"][1])).text == "digits"
@@ -39,8 +40,7 @@ def test_digit_turns_go_to_the_digit_recognizer_and_compute_is_counted():
     assert routed.transcribe(audio).text == "main"
     assert len(main_asr.calls) == 2 and len(digit_asr.calls) == 2
     assert routed.name == "scripted+scripted"
-    alone = DigitTurnASR(main_asr)
-    assert alone.transcribe(audio, ASRContext(KINDS["zip"][1])).text == "main"
+    assert routed.compute_s == pytest.approx(4 * 0.01)  # each recognition's own compute
 
 
 def test_a_manifest_without_a_usable_line_and_unknown_voices_are_errors(tmp_path):

@@ -78,6 +78,12 @@ def add_bot_options(parser: argparse.ArgumentParser) -> None:
         help="[auto:|faster-whisper:|torch:]MODEL, MODEL: tiny.en | base | model dir | hub id "
         "(torch: one batching Whisper engine for all calls, GPU when there)",
     )
+    parser.add_argument(
+        "--digits-asr",
+        metavar="MODEL",
+        help="a larger recognizer for digit answers only (ZIP, card digits, phone numbers), "
+        "e.g. base: better digits from unfamiliar voices, about twice the wait on those turns",
+    )
     parser.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
     parser.add_argument(
         "--turn-model",
@@ -140,6 +146,7 @@ def _run_call(args: argparse.Namespace) -> int:
         BotConfig(
             pack=args.pack,
             asr=args.asr,
+            digits_asr=args.digits_asr,
             vad=args.vad,
             voice=args.voice,
             bank_db=args.bank_db,

@@ -27,6 +27,12 @@ class ASRDeviceError(VoicebotError):
     exit_code = 2
 
 
+class ASRConfigError(VoicebotError):
+    """The recognizers asked for do not go together (e.g. a digit model beside the engine)."""
+
+    exit_code = 2
+
+
 class ASROutOfMemoryError(ASRDeviceError):
     """The accelerator ran out of memory on a batch; a smaller batch may still fit."""
 

@@ -9,10 +9,22 @@ import logging
 import threading
 from pathlib import Path
 
-from voicebot.asr.base import ASR
-from voicebot.asr.guards import GuardConfig
+import numpy as np
 
-__all__ = ["ASR", "BACKENDS", "GuardConfig", "choose_backend", "make_asr", "split_backend"]
+from voicebot.asr.base import ASR, ASRContext, EngineASR
+from voicebot.asr.guards import GuardConfig
+from voicebot.errors import ASRConfigError
+from voicebot.events import Expect, Transcript
+
+__all__ = [
+    "ASR",
+    "BACKENDS",
+    "DigitTurnsASR",
+    "GuardConfig",
+    "choose_backend",
+    "make_asr",
+    "split_backend",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +94,24 @@ def _shared_engine(model: str, options: dict[str, object]) -> ASR:
         if key not in _engines:
             _engines[key] = BatchingASR(TorchWhisperASR(model, **options))  # type: ignore[arg-type]
         return _engines[key]
+
+
+class DigitTurnsASR:
+    """``--digits-asr``: the turns that answer a digit question (``ASRContext.expects`` is
+    N digits or a phone number) go to a second, larger recognizer, every other turn to the
+    main one. On CPU Whisper base reads digit strings from voices unlike ours markedly
+    better than tiny.en, at about twice the wait on those turns only (docs/benchmarks.md)."""
+
+    def __init__(self, main: ASR, digits: ASR) -> None:
+        for asr in (main, digits):
+            if isinstance(asr, EngineASR):
+                raise ASRConfigError(
+                    f"--digits-asr needs faster-whisper recognizers; {asr.name!r} is the "
+                    "batching engine (give the engine the larger model instead)"
+                )
+        self.name = f"{main.name}+{digits.name}"
+        self.main, self.digits = main, digits
+
+    def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
+        digit_turn = context is not None and context.expects.kind in (Expect.DIGITS, Expect.PHONE)
+        return (self.digits if digit_turn else self.main).transcribe(audio, context)

@@ -36,7 +36,7 @@ import numpy as np
 from jiwer import process_characters
 from tqdm import tqdm
 
-from voicebot.asr import make_asr
+from voicebot.asr import DigitTurnsASR, make_asr
 from voicebot.asr.base import ASR, ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.io import load_audio
@@ -83,20 +83,17 @@ class DigitOptions:
     vad: str = "webrtc"
 
 
-class DigitTurnASR:
-    """The recognizer a call uses: digit turns to ``digits`` (a larger model), the rest to
-    ``main``; counts the compute of every recognition (worker threads, hence the lock)."""
+class _Counted:
+    """A call's recognizer, counting the compute of every recognition (worker threads,
+    hence the lock)."""
 
-    def __init__(self, main: ASR, digits: ASR | None = None) -> None:
-        self.name = main.name if digits is None else f"{main.name}+{digits.name}"
-        self._main, self._digits = main, digits
+    def __init__(self, asr: ASR) -> None:
+        self.name, self._asr = asr.name, asr
         self._lock = threading.Lock()
         self.compute_s = 0.0
 
     def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
-        digit_turn = context is not None and context.expects.kind in (Expect.DIGITS, Expect.PHONE)
-        asr = self._digits if digit_turn and self._digits is not None else self._main
-        result = asr.transcribe(audio, context)
+        result = self._asr.transcribe(audio, context)
         with self._lock:
             self.compute_s += result.compute_s
         return result
@@ -155,12 +152,12 @@ class DigitCaller:
         for asr in (main, digits):
             if asr is not None:
                 asr.transcribe(np.zeros(SAMPLE_RATE, np.float32))  # warm-up, as the bot does
-        self._main, self._digits = main, digits
+        self._asr: ASR = main if digits is None else DigitTurnsASR(main, digits)
         self._options = options
         self._workers = PriorityWorkers(2, "eval-digits")
 
     def hear(self, audio: np.ndarray, expects: Expectation) -> Heard:
-        asr = DigitTurnASR(self._main, self._digits)
+        asr = _Counted(self._asr)
         question = _Question(expects if self._options.biased else Expectation())
         asyncio.run(self._call(asr, audio, question))
         return Heard(
@@ -170,7 +167,7 @@ class DigitCaller:
             asr.compute_s,
         )
 
-    async def _call(self, asr: DigitTurnASR, audio: np.ndarray, question: _Question) -> None:
+    async def _call(self, asr: _Counted, audio: np.ndarray, question: _Question) -> None:
         session = CallSession(
             asr=asr,
             tts=_Pause(),

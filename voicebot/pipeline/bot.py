@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voicebot.asr import make_asr
+from voicebot.asr import DigitTurnsASR, make_asr
+from voicebot.asr.base import ASRContext
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.dialog.base import Dialog
 from voicebot.dialog.embeddings import SentenceEmbedder
@@ -14,6 +15,7 @@ from voicebot.dialog.intent_classifier import IntentClassifier
 from voicebot.dialog.llm import LLMClient, LLMConfig
 from voicebot.dialog.manager import DialogManager
 from voicebot.dialog.pack import load_pack
+from voicebot.events import Expect, Expectation
 from voicebot.handoff.base import HandoffSink
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.scheduler import Clock, Scheduler
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 class BotConfig:
     pack: str = "bank"
     asr: str = "tiny.en"
+    digits_asr: str | None = None  # a larger recognizer for digit answers only (DigitTurnsASR)
     vad: str = "webrtc"
     voice: str = "joe"
     embeddings: str = "minilm"
@@ -67,6 +70,8 @@ class Bot:
         self.lockout = lockout or VerificationLockout(max_failures=limit)
         self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
+        if self.config.digits_asr is not None:
+            self.asr = DigitTurnsASR(self.asr, make_asr(self.config.digits_asr))
         turn_model = self.config.call.endpointer.turn_model
         self.turn_model = SmartTurn(turn_model) if turn_model is not None else None
         self.tts = make_tts(self.config.voice)
@@ -83,7 +88,9 @@ class Bot:
     def _warm_up(self) -> None:
         """Run each model once: first inferences are several times slower (allocations,
         kernel selection), and that cost belongs to start-up, not to the first caller."""
-        self.asr.transcribe(np.zeros(SAMPLE_RATE, np.float32))
+        quiet = np.zeros(SAMPLE_RATE, np.float32)
+        self.asr.transcribe(quiet)
+        self.asr.transcribe(quiet, ASRContext(Expectation(Expect.DIGITS, 5)))  # digit decode
         for _ in self.tts.synthesize("Hello."):
             pass
         self.classifier.classify("hello")

@@ -121,6 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voicebot.pipeline.bot import Bot, BotConfig
     from voicebot.pipeline.session import CallConfig
     from voicebot.privacy.retention import RetentionJob
+    from voicebot.server import memory
     from voicebot.server.app import GracefulServer, create_app
     from voicebot.server.sip import SipService
     from voicebot.server.state import ServerConfig
@@ -174,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         check_listen(sip.listen)
     elif args.sip_register or args.sip_trust:
         raise SipConfigError("--sip-register and --sip-trust need --sip-listen")
+    memory.limit_arenas()  # before the model threads start (voicebot.server.memory)
     service = open_service(args)  # fails fast on a bad database, before models load
     try:
         check_bind(args.host, Accounts(service.store) if service else None)
@@ -185,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
         BotConfig(
             pack=args.pack,
             asr=args.asr,
+            digits_asr=args.digits_asr,
             vad=args.vad,
             voice=args.voice,
             bank_db=args.bank_db,

@@ -27,7 +27,7 @@ from voicebot.errors import LineProtocolError
 from voicebot.pipeline.bot import Bot
 from voicebot.pipeline.record import CallRecord, RecordSink
 from voicebot.pipeline.session import Observer
-from voicebot.server import metrics
+from voicebot.server import memory, metrics
 from voicebot.server.calls import CallRegistry, CallSlot
 from voicebot.server.limits import Limits, PeerLog, ReadBudget, WaitingRoom
 from voicebot.transports.line import LiveLine
@@ -258,6 +258,7 @@ async def call_on_line(
         metrics.CALLS_ACTIVE.labels(transport).dec()
         metrics.CALLS.labels(transport, record.ended_by if record else "error").inc()
         calls.release(slot)
+        await asyncio.to_thread(memory.give_back)  # what the call freed, back to the system
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
