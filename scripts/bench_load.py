@@ -16,6 +16,12 @@ worst case). Per N it reports:
 
 A load passes with p95 <= 1.5 s and no late frames; the report names the largest N that did.
 
+For one call (N = 1) the report also breaks each answer's caller-heard latency down by
+stage (``breakdown``): the VAD's hangover past the caller's last voiced frame
+(webrtcvad and the endpointer run offline over the same audio as the server hears it), the
+session's own stages from the call record (end-of-turn wait, recognition after it, dialog,
+first synthesized audio), and what is left: the line out (send, the caller's jitter buffer).
+
     .venv/bin/python scripts/bench_load.py --calls 1 2 4 6 --out build/bench/load.json
 """
 
@@ -38,9 +44,15 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from voicebot.server.twilio_peer import TICK_S, TwilioPeer
+from voicebot.audio.frames import FRAME_S, SAMPLE_RATE, iter_frames
+from voicebot.audio.pcm import float_to_pcm16, mulaw_decode, mulaw_encode
+from voicebot.audio.resample import resample
+from voicebot.events import SpeechEnded
+from voicebot.server.twilio_peer import TICK_S, VOICED_RMS, TwilioPeer, mulaw_rms
 from voicebot.tts.caller_voice import render_caller
 from voicebot.tts.piper import PiperTTS
+from voicebot.vad import make_vad
+from voicebot.vad.endpointer import Endpointer, EndpointerConfig
 
 LINES = ["hi I lost my card yesterday", "what is my account balance"]
 P95_LIMIT_S = 1.5
@@ -56,11 +68,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, asr: str, max_calls: int, workers: int) -> subprocess.Popen:
+def start_server(
+    port: int, asr: str, max_calls: int, workers: int, transcripts: Path
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "voicebot", "serve", "--port", str(port), "--asr", asr,
         "--max-calls", str(max_calls), "--workers", str(workers), "--no-db",
-        "--transcripts", tempfile.mkdtemp(prefix="bench-load-"),
+        "--transcripts", str(transcripts),
     ]  # fmt: skip
     env = os.environ | {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOICEBOT_METRICS_TOKEN": SCRAPE_TOKEN}
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
@@ -106,6 +120,50 @@ async def load(url: str, n: int, lines: list[np.ndarray], stagger_s: float) -> l
     return await asyncio.gather(*(one_call(url, lines, stagger_s * i) for i in range(n)))
 
 
+def vad_hangover_s(audio: np.ndarray) -> float:
+    """How long after the start of the caller's last voiced frame (the peer's measure) the
+    server's VAD and endpointer put the end of speech, for ``audio`` as the server hears it
+    (mu-law at 8 kHz, back to 16 kHz), with one utterance's silence around it."""
+    mulaw = mulaw_encode(float_to_pcm16(resample(audio.astype(np.float32), 16000, 8000)))
+    frames = [mulaw[i : i + 160] for i in range(0, len(mulaw) - 159, 160)]
+    last_voiced = max(i for i, f in enumerate(frames) if mulaw_rms(f) > VOICED_RMS)
+    heard = resample(mulaw_decode(mulaw).astype(np.float32) / 32768, 8000, 16000)
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    pcm = float_to_pcm16(np.concatenate([quiet, heard, quiet, quiet]))
+    vad, endpointer = make_vad("webrtc"), Endpointer(EndpointerConfig(silence_timeout_ms=1000))
+    end = None
+    for index, frame in enumerate(iter_frames(pcm)):
+        event = endpointer.push(index * FRAME_S, vad.speech_prob(frame))
+        if isinstance(event, SpeechEnded):
+            end = event.end
+    assert end is not None, "the VAD heard no speech in a benchmark line"
+    return end - 1.0 - last_voiced * FRAME_S
+
+
+def breakdown(record: dict, heard_s: list[float], hangovers: list[float]) -> list[dict]:
+    """Each answer's caller-heard latency by stage (ms), from one call's record."""
+    answered = [
+        t["timings"]
+        for t in record["turns"]
+        if t["role"] == "caller" and "first_audio" in t.get("timings", {})
+    ]
+    rows = []
+    for heard, hangover, t in zip(heard_s, hangovers, answered, strict=False):
+        server = t["first_audio"] - t["speech_end"]
+        heard_in = max(t["endpoint"], t["asr_final"])
+        stages = {
+            "vad_hangover": hangover,
+            "end_of_turn_wait": t["endpoint"] - t["speech_end"],
+            "asr_after_end_of_turn": heard_in - t["endpoint"],
+            "dialog": t["reply_ready"] - heard_in,
+            "first_audio": t["first_audio"] - t["reply_ready"],
+            "line_out": heard - server - hangover,
+        }
+        row = {k: round(v * 1000) for k, v in stages.items()}
+        rows.append({"caller_heard_ms": round(heard * 1000), **row})
+    return rows
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -124,7 +182,8 @@ def main() -> None:
     tts = PiperTTS(deterministic=True)
     lines = [render_caller(text, voice="piper-low", line="mulaw", piper=tts) for text in LINES]
     port = free_port()
-    server = start_server(port, args.asr, max(args.calls), args.workers)
+    transcripts = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    server = start_server(port, args.asr, max(args.calls), args.workers, transcripts)
     process = psutil.Process(server.pid)
     url = f"ws://127.0.0.1:{port}/twilio/media"
     results = []
@@ -134,6 +193,7 @@ def main() -> None:
             cpu_before = sum(process.cpu_times()[:2])
             psutil.cpu_percent()
             wall = time.monotonic()
+            records_before = set(transcripts.glob("*.json"))
             calls = asyncio.run(load(url, n, lines, args.stagger_s))
             wall = time.monotonic() - wall
             cpu = (sum(process.cpu_times()[:2]) - cpu_before) / wall
@@ -152,6 +212,11 @@ def main() -> None:
                 "wall_s": round(wall, 1),
             }
             row["ok"] = row["v2v_p95_s"] <= P95_LIMIT_S and row["late_frames"] == 0
+            if n == 1:  # the single call's answers, by stage, from its record
+                [path] = set(transcripts.glob("*.json")) - records_before
+                hangovers = [vad_hangover_s(audio) for audio in lines]
+                record = json.loads(path.read_text())
+                row["breakdown"] = breakdown(record, calls[0]["voice_to_voice_s"], hangovers)
             results.append(row)
             print(json.dumps(row), flush=True)
     finally:

@@ -128,6 +128,7 @@ class Worker(Process):
     """A real ``voicebot serve`` on 127.0.0.1 (models and all), in its own folder."""
 
     def __init__(self, folder: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        self.name = folder.name  # the tests name each worker's folder as its balancer does
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"

@@ -23,9 +23,13 @@ def rms(pcm: np.ndarray) -> float:
 class Softphone:
     """One agent's softphone socket: what it says, and when it heard the caller."""
 
-    def __init__(self, url: str, cookie: str, handoff_id: str) -> None:
+    def __init__(self, url: str, cookie: str, handoff_id: str, worker: str | None = None) -> None:
+        """``worker``: the worker holding the caller, as the page asks a balancer for it."""
         self.url = f"{url.replace('http', 'ws', 1)}/desk/bridge/{handoff_id}"
+        if worker is not None:
+            self.url += f"?worker={worker}"
         self.cookie = cookie
+        self.served_by: str | None = None  # the balancer's X-Voicebot-Worker, if any
         self.voiced_at: list[float] = []  # wall times of received voiced frames
         self.frames_heard = 0  # caller audio frames received
         self.events: list[dict] = []  # the page's text messages (turns, "ended"...)
@@ -37,6 +41,7 @@ class Softphone:
         message when ``hang_up`` (the agent ends the call), else as a dropped page."""
         headers = {"Cookie": f"{COOKIE}={self.cookie}"}
         async with websockets.connect(self.url, additional_headers=headers) as ws:
+            self.served_by = ws.response.headers.get("X-Voicebot-Worker")
             await ws.send(json.dumps({"type": "start", "sampleRate": SAMPLE_RATE}))
             reader = asyncio.create_task(self._read(ws))
             t0, tick = time.monotonic(), 0

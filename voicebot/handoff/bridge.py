@@ -256,7 +256,10 @@ class HeldCall:
         self.caller_leg = Leg("caller", queue.asr, queue.vad(), self._on_turn)
         self.agent_leg: Leg | None = None
         self.events: list[tuple[str, float]] = []  # (what, call time): hold, agent_audio...
-        self._set_queue({"state": "holding", "queued_t": round(self._queued_at, 3)})
+        holding = {"state": "holding", "queued_t": round(self._queued_at, 3)}
+        if queue.worker is not None:
+            holding["worker"] = queue.worker  # where the softphone must connect (desk.py)
+        self._set_queue(holding)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -489,9 +492,12 @@ class LiveQueue:
         bot: "Bot",
         speak: Callable[[str], Awaitable[np.ndarray]],
         config: QueueConfig | None = None,
+        worker: str | None = None,
     ) -> None:
-        """``bot``'s recognizer hears both legs; ``config``: the bot's pack ``queue:``."""
+        """``bot``'s recognizer hears both legs; ``config``: the bot's pack ``queue:``;
+        ``worker``: this worker's name behind the balancer (``ServerConfig.worker_name``)."""
         self.store, self.speak, self._bot, self._config = store, speak, bot, config
+        self.worker = worker
         self.held: dict[str, HeldCall] = {}
         self._writes: set[asyncio.Task] = set()
         self._hold_audio: dict[str, np.ndarray] = {}

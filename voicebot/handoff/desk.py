@@ -159,8 +159,7 @@ def desk_router(
             await ws.close(1008, "claim the handoff first")
             return
         if held is None or held.agent is not None:
-            why = "the caller is no longer on the line" if held is None else "already connected"
-            await ws.close(1008, why)
+            await ws.close(1008, _not_here(row, queue) if held is None else "already connected")
             return
         await asyncio.to_thread(_audit, store, who, "answered", row)
         link = AgentLink(who.name, **socket_writers(ws))
@@ -182,6 +181,15 @@ def desk_router(
             await ws.close(1000, reason)  # the agent may be gone already
 
     return router
+
+
+def _not_here(row: dict[str, Any], queue: LiveQueue | None) -> str:
+    """Why this worker cannot bridge a claimed handoff's caller: another worker holds them
+    (the balancer routes ``?worker=NAME`` there), or nobody does any more."""
+    holder = (row["packet"].get("queue") or {}).get("worker")
+    if holder is not None and (queue is None or holder != queue.worker):
+        return f"the caller is on worker {holder}: connect with ?worker={holder}"
+    return "the caller is no longer on the line"
 
 
 async def _agent_reader(ws: WebSocket, link: AgentLink) -> None:

@@ -94,7 +94,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.state.voicebot = state
     if store is not None:
-        state.queue = LiveQueue(store, bot, state.spoken, queue)
+        state.queue = LiveQueue(store, bot, state.spoken, queue, worker=config.worker_name)
     desk = (
         [
             desk_router(assist.store, streams=state.event_streams, queue=state.queue),

@@ -3,6 +3,7 @@
 import argparse
 import ipaddress
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "$VOICEBOT_METRICS_TOKEN or $VOICEBOT_METRICS_TOKEN_FILE)",
     )
     serve.add_argument("--public-url", help="https://host as Twilio sees it (behind a proxy)")
+    serve.add_argument(
+        "--worker-name",
+        default=os.environ.get("VOICEBOT_WORKER_NAME"),
+        metavar="NAME",
+        help="this worker's server name in the balancer (deploy/haproxy.cfg), so an agent's "
+        "softphone reaches the worker holding the caller ($VOICEBOT_WORKER_NAME)",
+    )
     serve.add_argument(
         "--transfer-to",
         metavar="TARGET",
@@ -161,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
             "--metrics-token", None, args.metrics_token_file, "VOICEBOT_METRICS_TOKEN"
         ),
         public_url=args.public_url,
+        worker_name=args.worker_name,
         cleanup=AudioCleanup(args.echo_cancellation, args.noise_suppression, args.echo_delay_ms),
     )
     sip = None

@@ -34,6 +34,9 @@ class ServerConfig:
     public_call: bool = False  # /call and /ws/call without sign-in (rate-limited)
     metrics_token: str | None = None  # a bearer token that may read /metrics only
     public_url: str | None = None  # e.g. https://bot.example.com behind a TLS proxy
+    # This worker's name behind the balancer (its HAProxy ``server`` name): a held caller's
+    # card carries it, so the agent's softphone is routed to the worker holding the caller.
+    worker_name: str | None = None
     # The agents' line a handed-off Twilio caller is dialed to (``--transfer-to``, else the
     # pack's); None: the caller hears that an agent will call back.
     transfer_to: TransferTarget | None = None

@@ -133,7 +133,7 @@ class TwilioPeer:
             mulaw[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
             for i in range(0, len(mulaw), FRAME_BYTES)
         ]
-        voiced = [i for i, f in enumerate(frames) if _rms(f) > VOICED_RMS]
+        voiced = [i for i, f in enumerate(frames) if mulaw_rms(f) > VOICED_RMS]
         start = self.tick + len(self._say)
         utterance = (
             Utterance(start + voiced[0], start + voiced[-1]) if voiced else Utterance(start, start)
@@ -203,7 +203,7 @@ class TwilioPeer:
             elif delay < -TICK_S:
                 self.log.late_sends += 1
             frame = self._say.popleft() if self._say else SILENCE
-            if frame is not SILENCE and _rms(frame) > VOICED_RMS:
+            if frame is not SILENCE and mulaw_rms(frame) > VOICED_RMS:
                 self.log.speech_wall[self.tick] = time.monotonic()
             await self.send(media_message(self.stream_sid, self.tick, frame))
             await self._play()
@@ -225,7 +225,7 @@ class TwilioPeer:
                 del self._buffer[:FRAME_BYTES]
                 self._played += len(frame)
                 played = frame.ljust(FRAME_BYTES, b"\xff")
-                if _rms(frame) > VOICED_RMS:
+                if mulaw_rms(frame) > VOICED_RMS:
                     self.log.bot_voiced.append(self.tick)
         self.heard.extend(played)
         while self._marks and self._marks[0][0] <= self._played:
@@ -309,7 +309,7 @@ def media_message(stream_sid: str, tick: int, frame: bytes) -> dict:
     }
 
 
-def _rms(mulaw: bytes) -> float:
+def mulaw_rms(mulaw: bytes) -> float:
     return float(np.sqrt(np.mean(mulaw_decode(mulaw).astype(np.float32) ** 2)))
 
 

@@ -39,7 +39,9 @@ async function answer(c) {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, channelCount: 1 } });
   } catch (err) { phoneStatus("no microphone: listening only"); }
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/desk/bridge/${encodeURIComponent(c.handoff_id)}`);
+  // The worker holding the caller (behind a balancer: deploy/haproxy.cfg routes ?worker=).
+  const worker = (c.queue || {}).worker ? `?worker=${encodeURIComponent(c.queue.worker)}` : "";
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/desk/bridge/${encodeURIComponent(c.handoff_id)}${worker}`);
   ws.binaryType = "arraybuffer";
   phone = { ws, ctx, stream, playAt: 0 };
   $("softphone").hidden = false;
