@@ -45,10 +45,16 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE, iter_frames
-from voicebot.audio.pcm import float_to_pcm16, mulaw_decode, mulaw_encode
+from voicebot.audio.pcm import float_to_pcm16, mulaw_decode
 from voicebot.audio.resample import resample
 from voicebot.events import SpeechEnded
-from voicebot.server.twilio_peer import TICK_S, VOICED_RMS, TwilioPeer, mulaw_rms
+from voicebot.server.twilio_peer import (
+    TICK_S,
+    VOICED_RMS,
+    TwilioPeer,
+    caller_frames,
+    mulaw_rms,
+)
 from voicebot.tts.caller_voice import render_caller
 from voicebot.tts.piper import PiperTTS
 from voicebot.vad import make_vad
@@ -124,10 +130,9 @@ def vad_hangover_s(audio: np.ndarray) -> float:
     """How long after the start of the caller's last voiced frame (the peer's measure) the
     server's VAD and endpointer put the end of speech, for ``audio`` as the server hears it
     (mu-law at 8 kHz, back to 16 kHz), with one utterance's silence around it."""
-    mulaw = mulaw_encode(float_to_pcm16(resample(audio.astype(np.float32), 16000, 8000)))
-    frames = [mulaw[i : i + 160] for i in range(0, len(mulaw) - 159, 160)]
+    frames = caller_frames(audio)
     last_voiced = max(i for i, f in enumerate(frames) if mulaw_rms(f) > VOICED_RMS)
-    heard = resample(mulaw_decode(mulaw).astype(np.float32) / 32768, 8000, 16000)
+    heard = resample(mulaw_decode(b"".join(frames)).astype(np.float32) / 32768, 8000, 16000)
     quiet = np.zeros(SAMPLE_RATE, np.float32)
     pcm = float_to_pcm16(np.concatenate([quiet, heard, quiet, quiet]))
     vad, endpointer = make_vad("webrtc"), Endpointer(EndpointerConfig(silence_timeout_ms=1000))

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -74,6 +74,7 @@ _MIN_ASR_S = 0.2
 
 Hear = Callable[[float, float], tuple[Transcript, float]]  # (audio from, to) -> (text, s)
 Judge = Callable[[float, float], tuple[float, float]]  # (from, to) -> (P(complete), s)
+T = TypeVar("T")
 
 
 @dataclass
@@ -120,33 +121,40 @@ def _with_pauses(audio: np.ndarray, pauses: list[list[float]]) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-def _recognizer(asr: ASR, audio: np.ndarray) -> Hear:
-    """Transcribe a stretch of ``audio`` once; later policies reuse the result."""
-    cache: dict[tuple[int, int], tuple[Transcript, float]] = {}
+def _once_per_stretch(
+    audio: np.ndarray, run: Callable[[np.ndarray], tuple[T, float]]
+) -> Callable[[float, float], tuple[T, float]]:
+    """``run`` (-> its result and compute seconds) on a stretch of ``audio`` (call times
+    from, to), computed once per stretch: later policies reuse the result."""
+    cache: dict[tuple[int, int], tuple[T, float]] = {}
 
-    def hear(start: float, until: float) -> tuple[Transcript, float]:
+    def once(start: float, until: float) -> tuple[T, float]:
         key = (round(start * SAMPLE_RATE), round(until * SAMPLE_RATE))
         if key not in cache:
-            transcript = asr.transcribe(audio[max(0, key[0]) : key[1]])
-            cache[key] = (transcript, transcript.compute_s)
+            cache[key] = run(audio[max(0, key[0]) : key[1]])
         return cache[key]
 
-    return hear
+    return once
+
+
+def _recognizer(asr: ASR, audio: np.ndarray) -> Hear:
+    """The recognizer on a stretch of ``audio``, with its measured compute."""
+
+    def hear(stretch: np.ndarray) -> tuple[Transcript, float]:
+        transcript = asr.transcribe(stretch)
+        return transcript, transcript.compute_s
+
+    return _once_per_stretch(audio, hear)
 
 
 def _turn_model(model: TurnModel, audio: np.ndarray) -> Judge:
-    """The turn model's verdict on a stretch of ``audio``, once per stretch."""
-    cache: dict[tuple[int, int], tuple[float, float]] = {}
+    """The turn model's verdict on a stretch of ``audio``, with its measured compute."""
 
-    def judge(start: float, until: float) -> tuple[float, float]:
-        key = (round(start * SAMPLE_RATE), round(until * SAMPLE_RATE))
-        if key not in cache:
-            began = time.perf_counter()
-            p_complete = model.p_complete(audio[max(0, key[0]) : key[1]])
-            cache[key] = (p_complete, time.perf_counter() - began)
-        return cache[key]
+    def judge(stretch: np.ndarray) -> tuple[float, float]:
+        began = time.perf_counter()
+        return model.p_complete(stretch), time.perf_counter() - began
 
-    return judge
+    return _once_per_stretch(audio, judge)
 
 
 def endpoint_item(item: _Item, config: EndpointerConfig) -> Outcome:

@@ -127,12 +127,7 @@ class TwilioPeer:
 
     def say(self, audio: np.ndarray) -> Utterance:
         """Queue caller speech (16 kHz float or PCM16); it goes out after what is queued."""
-        audio = audio.astype(np.float32) / 32768 if audio.dtype == np.int16 else audio
-        mulaw = mulaw_encode(float_to_pcm16(resample(audio.astype(np.float32), 16000, 8000)))
-        frames = [
-            mulaw[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
-            for i in range(0, len(mulaw), FRAME_BYTES)
-        ]
+        frames = caller_frames(audio)
         voiced = [i for i, f in enumerate(frames) if mulaw_rms(f) > VOICED_RMS]
         start = self.tick + len(self._say)
         utterance = (
@@ -307,6 +302,17 @@ def media_message(stream_sid: str, tick: int, frame: bytes) -> dict:
             "payload": base64.b64encode(frame).decode(),
         },
     }
+
+
+def caller_frames(audio: np.ndarray) -> list[bytes]:
+    """Caller speech (16 kHz float or PCM16) as the peer sends it: 20 ms mu-law frames at
+    8 kHz, the last one padded with mu-law silence."""
+    audio = audio.astype(np.float32) / 32768 if audio.dtype == np.int16 else audio
+    mulaw = mulaw_encode(float_to_pcm16(resample(audio.astype(np.float32), 16000, 8000)))
+    return [
+        mulaw[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+        for i in range(0, len(mulaw), FRAME_BYTES)
+    ]
 
 
 def mulaw_rms(mulaw: bytes) -> float:

@@ -80,6 +80,7 @@ class LiveLine:
     """Base ``Transport`` for a peer that streams caller audio in real time."""
 
     shows_partials = False  # a phone line; a line with a screen says so
+    clear_drops_queued = True  # the far end drops its unplayed audio on ``_write_clear``
 
     def __init__(
         self,
@@ -296,7 +297,8 @@ class LiveLine:
 
     async def interrupt(self) -> None:
         if self.hangup is None:
-            self._queued_s = 0.0  # the far end drops what it had queued
+            if self.clear_drops_queued:
+                self._queued_s = 0.0
             await self._guarded(self._write_clear())
 
     async def _guarded(self, write: Awaitable[None]) -> None:

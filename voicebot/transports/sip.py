@@ -363,6 +363,8 @@ class _RtpStream(asyncio.DatagramProtocol):
 class SipLine(LiveLine):
     """``Transport`` over one answered SIP call (see the module docstring)."""
 
+    clear_drops_queued = False  # RTP has no "clear": what was sent still plays
+
     def __init__(
         self,
         agent: "SipUserAgent",
