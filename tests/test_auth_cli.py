@@ -61,9 +61,10 @@ def test_users_tokens_and_the_audit_log(tmp_path):
     bad = voicebot("tokens", "create", "--role", "agent", "--expires-in", "soon", "--db", db)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
+    # "old-call", not a hex-like id: a token's random id in the listing must never contain it
     store.add_audit(
         {"at": 0.0, "actor": "ana", "action": "viewed", "target_kind": "call",
-         "target_id": "c9", "call_id": "c9", "detail": {}}
+         "target_id": "old-call", "call_id": "old-call", "detail": {}}
     )  # fmt: skip
     log = voicebot("audit", "--json", "--db", db)
     entries = json.loads(log.stdout)
@@ -72,9 +73,9 @@ def test_users_tokens_and_the_audit_log(tmp_path):
         "user_added", "user_changed", "user_changed", "user_changed", "token_created",
         "token_revoked",
     ]  # fmt: skip
-    assert "c9" in voicebot("audit", "--call", "c9", "--db", db).stdout
+    assert "old-call" in voicebot("audit", "--call", "old-call", "--db", db).stdout
     recent = voicebot("audit", "--since", "1h", "--db", db).stdout
-    assert "token_revoked" in recent and "c9" not in recent  # that entry is from 1970
+    assert "token_revoked" in recent and "old-call" not in recent  # that entry is from 1970
     assert (
         voicebot("audit", "--call", "nope", "--db", db).stdout.strip()
         == "no audit entries for call nope"

@@ -76,6 +76,6 @@ def test_the_shipped_set_is_complete(tmp_path, capsys):
     )
     report = json.loads((tmp_path / "qa.json").read_text())
     assert report["failures"] == 0 and report["n"] == len(list((QA_DIR / "calls").glob("*.json")))
-    assert set(report["by_split"]) == {"dev", "test"}
+    assert set(report["by_split"]) == {"dev", "test", "test2"}
     assert report["per_criterion"].keys() == CRITERIA.keys()
     assert "agreement" in capsys.readouterr().out

@@ -284,7 +284,8 @@ def seed_history(service: HandoffService, days: int = 6) -> int:
     files = sorted(CALLS.glob("*.json"))
     for i, path in enumerate(files):
         record = json.loads(path.read_text())
-        start = today - timedelta(days=1 + i % days, hours=9 - i % 8, minutes=i)
+        # 08:00-16:59 on each of the days before today: inside a week back from any hour
+        start = today - timedelta(days=1 + i % days) + timedelta(hours=8 + i % 9, minutes=i % 60)
         record["started_at"] = start.isoformat()
         service.store.save_call(record)
         service.qa.score(record)
