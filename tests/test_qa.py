@@ -95,6 +95,27 @@ def test_sensitive_readback_of_a_verification_answer_or_a_card_number():
     assert check("no_sensitive_readback", last_four).verdict == Verdict.PASS
 
 
+def test_an_account_detail_is_a_figure_told_about_the_account_and_an_accepted_answer_verifies():
+    def verdict(*turns: tuple) -> Verdict:
+        return check("verified_before_account_detail", record(GREETING, *turns)).verdict
+
+    ask = ("bot", "Can I have the ZIP code on the account?", 5.0, 7.0)
+    answer = ("caller", "one oh oh oh one", 8.0, 9.5)
+    assert verdict(("bot", "I can see a charge of 89 dollars yesterday.", 5.0, 8.0)) == Verdict.FAIL
+    assert verdict(("bot", "You've used eighteen gigabytes this month.", 5.0, 8.0)) == Verdict.FAIL
+    # prices anyone may hear, and questions, tell nothing about the account
+    assert verdict(("bot", "Our unlimited plan is 55 dollars a month.", 5.0, 8.0)) == Verdict.NA
+    assert verdict(("bot", "The pass is ten dollars a day on your line.", 5.0, 8.0)) == Verdict.NA
+    assert verdict(("bot", "Shall I move 50 dollars to your savings?", 5.0, 8.0)) == Verdict.NA
+    matched = ("bot", "Great, that matches. Your savings has 3.5 thousand dollars.", 10.0, 14.0)
+    result = check("verified_before_account_detail", record(GREETING, ask, answer, matched))
+    assert result.verdict == Verdict.PASS and "identity verified" in result.evidence[0].note
+    # "that matches" is a check only as the reply to an answered secret question
+    store = ("bot", "Which store was it?", 5.0, 7.0)
+    assert verdict(store, ("caller", "fresh mart", 8.0, 9.0), matched) == Verdict.FAIL
+    assert verdict(ask, matched) == Verdict.FAIL  # asked, never answered
+
+
 def test_every_action_needs_a_yes_to_a_confirmation_question():
     confirmed = record(
         GREETING,
@@ -120,6 +141,13 @@ def test_every_action_needs_a_yes_to_a_confirmation_question():
     )
     assert check("confirmed_before_action", said_no).verdict == Verdict.FAIL
     assert check("confirmed_before_action", record(GREETING)).verdict == Verdict.NA
+    done = record(
+        GREETING,
+        ("bot", "Shall I open a dispute for it?", 5.0, 7.0),
+        ("caller", "yes", 8.0, 8.4),
+        ("bot", "Done, the dispute is open.", 9.0, 10.5),
+    )
+    assert check("confirmed_before_action", done).verdict == Verdict.PASS  # any pack's "done"
 
 
 def test_further_help_is_offered_unless_the_call_was_handed_off():

@@ -255,22 +255,56 @@ class GreetingSettings(Settings):
     )
 
 
+# Questions whose answers are secrets (identity checks): no_sensitive_readback must not hear
+# the answer said back, verified_before_account_detail hears an accepted answer as a check.
+_SECRET_QUESTIONS = (
+    r"\bzip( code)?\b", r"\bpostcode\b", r"\bpin\b", r"\bcard number\b",
+    r"\bsecurity (code|question|answer)\b", r"\bsocial security\b", r"\bdate of birth\b",
+    r"\bpass(word|code)\b", r"\baccount number\b", r"\bcvv\b",
+)  # fmt: skip
+
+
+_NUMBER_WORDS = (
+    r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(thir|four|fif|six|seven"
+    r"|eigh|nine)teen|(twen|thir|for|fif|six|seven|eigh|nine)ty|hundred|thousand|million)"
+)
+
+
 class VerifiedSettings(Settings):
-    details: list[Pattern]  # what counts as an account detail (balances, bills, usage)
+    """An account detail is the pack's wording (``details``: "there's a hold", "you're on the
+    gold plan") or, in any pack, a figure (an amount of money, data or minutes) in a statement
+    to the caller about their account ("your checking has...", "you've used...", "I can
+    see..."). Prices anyone may hear are not details: they name no "your", or are rates
+    ("ten dollars a day")."""
+
+    details: list[Pattern]  # the pack's wording of account details that carry no figure
+    figures: list[Pattern] = _patterns(
+        r"\$\s?\d",
+        rf"(\d|\b{_NUMBER_WORDS}) (dollars?|cents|euros?|pounds|yuan|gigabytes?|megabytes?|gb|"
+        r"minutes|texts)\b(?! (a|per|each) (day|week|month|year)\b)",  # a rate is a price
+    )
+    about_the_account: list[Pattern] = _patterns(
+        r"\byour\b", r"\bi can see\b",
+        r"\byou('ve| have)? (got|used|made|spent|went|paid|owe|received|sent)\b",
+    )  # fmt: skip
     verified: list[Pattern] = _patterns(
-        r"\byou('re| are) (now )?verified\b",
+        r"\byou('re| are) (now |all )?verified\b",
         r"\bthanks?( you)? for (verifying|confirming (that|your identity|your details))\b",
         r"\bidentity (is )?(verified|confirmed)\b",
+        r"\bi('ve| have) (now )?(verified|confirmed) (you|it's you|your (identity|account"
+        r"|details))\b",
+        r"\byou('ve| have) passed (security|verification|the security)\b",
+    )  # fmt: skip
+    secret_questions: list[Pattern] = _patterns(*_SECRET_QUESTIONS)
+    # The speaker's reply to an answered secret question that accepts it ("that matches").
+    accepted: list[Pattern] = _patterns(
+        r"\b(matches|checks out|(is|'s) (correct|right)|(all )?checked)\b",
     )
 
 
 class SensitiveSettings(Settings):
     # Questions whose answers are secrets: the caller's answer must not be said back.
-    prompts: list[Pattern] = _patterns(
-        r"\bzip( code)?\b", r"\bpostcode\b", r"\bpin\b", r"\bcard number\b",
-        r"\bsecurity (code|question|answer)\b", r"\bsocial security\b", r"\bdate of birth\b",
-        r"\bpass(word|code)\b", r"\baccount number\b", r"\bcvv\b",
-    )  # fmt: skip
+    prompts: list[Pattern] = _patterns(*_SECRET_QUESTIONS)
     min_digits: int = Field(default=4, ge=1)  # a shorter answer is not worth flagging
     card_digits: int = Field(default=12, ge=6)  # a run this long is a card or account number
     disclosures: list[Pattern] = _patterns(
@@ -280,6 +314,10 @@ class SensitiveSettings(Settings):
 
 class ActionSettings(Settings):
     actions: list[Pattern]  # what the speaker says when an action was carried out
+    # In any pack: a sentence that opens by saying it is done ("Done, the dispute is open").
+    done: list[Pattern] = _patterns(
+        r"(^|[.!?]\s+)((okay|ok|right|great|perfect),? )?(all )?done\b", r"\bthat's (all )?done\b"
+    )
     # Yes/no questions about the action ("How can I help?" is not one).
     confirmations: list[Pattern] = _patterns(
         r"\b(shall|should) i\b", r"\b(do|would) you (want|like) me to\b",
@@ -373,16 +411,44 @@ def greeting(part: Part, s: GreetingSettings) -> Outcome:
     return Outcome(Verdict.FAIL, f"the first turn lacks {missing}", (_evidence(first),))
 
 
+_SENTENCE = re.compile(r"(?:[^.?!]|\.(?=\d))+[.?!]*")  # "3.5 gigabytes" is one sentence
+
+
+def _account_detail(text: str, s: VerifiedSettings) -> re.Match[str] | None:
+    """The first account detail in ``text`` (see VerifiedSettings), or None."""
+    found = [m] if (m := _search(s.details, text)) else []
+    for sentence in _SENTENCE.finditer(text):
+        a, b = sentence.span()
+        if sentence.group().rstrip().endswith("?"):
+            continue  # "would you like me to pay the 50 dollars?" tells nothing
+        if any(p.search(text, a, b) for p in s.about_the_account):
+            figures = [m for p in s.figures if (m := p.search(text, a, b))]
+            if figures:
+                found.append(min(figures, key=lambda m: m.start()))
+                break
+    return min(found, key=lambda m: m.start()) if found else None
+
+
 def verified_before_account_detail(part: Part, s: VerifiedSettings) -> Outcome:
     verified_at: Evidence | None = None
     for line in part.before:
         if line.role != "caller" and (m := _search(s.verified, line.meant)):
             verified_at = _evidence(line, "verified earlier in the call", m, planned=True)
     shown: Evidence | None = None
-    for line in part.speaker_lines:
+    asked = answered = False  # a secret question was put; the caller answered it
+    for line in part.lines:
+        if line.role == "caller":
+            answered, asked = asked, False
+            continue
+        if line.role != part.speaker:
+            continue
         text = line.said
-        detail = _search(s.details, text)
-        check = _search(s.verified, line.meant)
+        detail = _account_detail(text, s)
+        check = _search(s.verified, line.meant) or (
+            _search(s.accepted, line.meant) if answered else None
+        )
+        answered = False
+        asked = _search(s.secret_questions, line.meant) is not None
         if verified_at is None and check and (detail is None or check.start() < detail.start()):
             verified_at = _evidence(line, "identity verified", check, planned=True)
         if detail is None:
@@ -441,7 +507,7 @@ def confirmed_before_action(part: Part, s: ActionSettings) -> Outcome:
                 confirmed = _evidence(line, "the caller said yes")
             asking = False
             continue
-        if m := _search(s.actions, line.meant):
+        if m := _search([*s.actions, *s.done], line.meant):
             if confirmed is None:
                 note = "action without the caller's yes"
                 return Outcome(
