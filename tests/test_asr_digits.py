@@ -47,6 +47,39 @@ def test_a_last_four_read_in_pairs_is_found_in_the_five_best(recognizers, tts):
     assert read_digits(nbest.transcribe(audio, heard).text, 4) == "4567"
 
 
+def test_an_oh_heard_as_a_letter_is_read_again_in_digit_words_alone():
+    """No free reading of "seven three double oh" has four digits ("7 3 double L"), nor has
+    "double three one oh one" five ("Number 3 1 0 1"): a last decode that may write only
+    digit words reads them right. An answer that is not digits, even with a digit word in
+    it, is never made into one. Through a real call session (VAD, endpointer, guards), as
+    ``voicebot eval digits`` plays its lines (the eval's line numbers seed the line noise)."""
+    from voicebot.audio.telephone import line
+    from voicebot.eval.digits import DigitCaller, DigitOptions, spoken
+    from voicebot.tts.caller_voice import CallerRenderer
+
+    caller, renderer = DigitCaller(DigitOptions()), CallerRenderer()
+
+    def heard(says: str, voice: str, expects: Expectation, seed: int = 1) -> str:
+        audio = spoken(says, voice, line("mulaw"), renderer, pause_s=0.35, seed=seed)
+        return caller.hear(audio, expects).text
+
+    try:
+        assert read_digits(heard("seven three double oh", "flite-slt", LAST_FOUR, 24), 4) == "7300"
+        assert read_digits(heard("double three one oh one", "mbrola-us1", ZIP, 8), 5) == "33101"
+        for says in ("I moved recently, it might be the old one", "is it the billing address one"):
+            for expects in (ZIP, LAST_FOUR):
+                assert not fits_expected(heard(says, "mbrola-us1", expects), expects)
+    finally:
+        caller.close()
+
+
+def test_reads_as_digits_wants_half_the_words_to_be_digits():
+    from voicebot.asr.decoding import reads_as_digits
+
+    assert reads_as_digits("7 3 double L") and reads_as_digits("Number 3 1 1.")
+    assert not reads_as_digits("it might be the old one") and not reads_as_digits("")
+
+
 def test_turns_that_expect_no_digits_keep_the_greedy_decode(recognizers, tts):
     nbest, greedy = recognizers
     audio = render_caller("I lost my card yesterday", voice="espeak-us", line="mulaw", piper=tts)

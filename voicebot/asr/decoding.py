@@ -31,6 +31,15 @@ DIGIT_PROMPT = "0 1 2 3 4 5 6 7 8 9."
 # both and the two beams are pooled (faster_whisper.FasterWhisperASR; measured in
 # docs/benchmarks.md, "Digits: pooled n-best").
 DIGIT_WORD_PROMPT = "one two three four five six seven eight nine zero oh."
+# The words a digit answer is made of, for a decode that may write nothing else (the last
+# resort of a digit turn, FasterWhisperASR): digits, "oh", repeats, and the numbers callers
+# read in pairs ("forty five sixty seven").
+DIGIT_VOCABULARY = (
+    "zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "double", "triple", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+    "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty", "fifty",
+    "sixty", "seventy", "eighty", "ninety", "hundred",
+)  # fmt: skip
 # Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
 # under 6, so only a repetition loop reaches it, and it must not cost the call 224 steps.
 TOKENS_PER_S = 12
@@ -57,6 +66,14 @@ def fits_expected(text: str, expects: Expectation) -> bool:
     if expects.kind is Expect.PHONE:
         return parse_phone_number(text) is not None
     return expects.digits is not None and len(read_digits(text, expects.digits)) == expects.digits
+
+
+def reads_as_digits(text: str) -> bool:
+    """At least half the decoded words are digits or digit words ("7 3 double L", "Number 3 1
+    1."): the caller was reading out digits, not saying "it might be the old one"."""
+    words = _words(text)
+    digits = sum(w.isdigit() or w in _DIGIT_VOCABULARY for w in words)
+    return bool(words) and digits * 2 >= len(words)
 
 
 def expects_digits(context: ASRContext | None) -> TypeGuard[ASRContext]:
@@ -92,6 +109,7 @@ def _is_digit(word: str) -> bool:
 
 
 _DIGIT_WORDS = frozenset(_words(DIGIT_WORD_PROMPT))
+_DIGIT_VOCABULARY = frozenset(DIGIT_VOCABULARY)
 # A copied run of the prompt this long is an echo; digits need a longer run, since a caller's
 # "1 2 3 4" is also a run of "0 1 2 ... 9".
 _ECHO_WORDS = 3

@@ -12,10 +12,12 @@ from faster_whisper.transcribe import get_suppressed_tokens
 from voicebot.asr.base import ASRContext
 from voicebot.asr.decoding import (
     DIGIT_PROMPT,
+    DIGIT_VOCABULARY,
     DIGIT_WORD_PROMPT,
     expects_digits,
     fits_expected,
     prompt_for,
+    reads_as_digits,
     token_budget,
 )
 from voicebot.asr.guards import GuardConfig, judge
@@ -77,6 +79,7 @@ class FasterWhisperASR:
             for prompt in DIGIT_PROMPTS
         ]
         self._suppressed = get_suppressed_tokens(self._tokenizer, [-1])
+        self._digits_only = self._non_digit_tokens() if digit_hypotheses > 1 else []
 
     def transcribe(self, audio: np.ndarray, context: ASRContext | None = None) -> Transcript:
         started = time.perf_counter()
@@ -137,29 +140,62 @@ class FasterWhisperASR:
         features = self._model.feature_extractor(audio)
         # The first 30 s, cut as transcribe() cuts it (a digit answer is a few seconds).
         encoded = self._model.encode(pad_or_trim(features[:, : features.shape[-1] - 1]))
-        width = self._digit_hypotheses
-        heard: list[tuple[str, float, float, str]] = []
-        for prompt, tokens in self._digit_starts:
-            result = self._model.model.generate(
-                encoded,
-                [tokens],
-                beam_size=width,
-                num_hypotheses=width,
-                max_length=len(tokens) + token_budget(audio_s),
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=True,
-                suppress_tokens=self._suppressed,
-            )[0]
-            heard += [
-                # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
-                (
-                    self._tokenizer.decode(ids).strip(),
-                    float(score * len(ids) / (len(ids) + 1)),
-                    float(result.no_speech_prob),
-                    prompt,
-                )
-                for ids, score in zip(result.sequences_ids, result.scores, strict=True)
-            ]
+        heard = [
+            h
+            for prompt, tokens in self._digit_starts
+            for h in self._generate(encoded, prompt, tokens, audio_s, self._suppressed)
+        ]
         fitting = [h for h in heard if fits_expected(h[0], context.expects)]
+        if not fitting and reads_as_digits(max(heard, key=lambda h: h[1])[0]):
+            # The caller read digits, but no reading has the right form: an "oh" heard as
+            # "L" or "below", a "double" as "number". Decode once more writing nothing but
+            # digit words; its scores are over that vocabulary alone, so it is only a last
+            # resort and never outranks a fitting free reading.
+            fitting = [
+                h
+                for h in self._generate(encoded, *self._digit_starts[1], audio_s, self._digits_only)
+                if fits_expected(h[0], context.expects)
+            ]
         return max(fitting, key=lambda h: h[1]) if fitting else heard[0]
+
+    def _generate(
+        self, encoded, prompt: str, tokens: list[int], audio_s: float, suppressed: list[int]
+    ) -> list[tuple[str, float, float, str]]:
+        """The n-best of one beam search from ``tokens`` (a prompt's decoder start)."""
+        width = self._digit_hypotheses
+        result = self._model.model.generate(
+            encoded,
+            [tokens],
+            beam_size=width,
+            num_hypotheses=width,
+            max_length=len(tokens) + token_budget(audio_s),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppressed,
+        )[0]
+        return [
+            # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
+            (
+                self._tokenizer.decode(ids).strip(),
+                float(score * len(ids) / (len(ids) + 1)),
+                float(result.no_speech_prob),
+                prompt,
+            )
+            for ids, score in zip(result.sequences_ids, result.scores, strict=True)
+        ]
+
+    def _non_digit_tokens(self) -> list[int]:
+        """Every text token that is not (part of) a digit, a digit word or a separator,
+        with the tokens Whisper never emits: what the last-resort digit decode suppresses."""
+        tokenizer = self._tokenizer
+        allowed: set[int] = set()
+        for word in DIGIT_VOCABULARY:
+            for form in (word, word.capitalize()):
+                allowed.update(tokenizer.encode(form) + tokenizer.encode(" " + form))
+        for token in range(tokenizer.eot):
+            text = tokenizer.decode([token]).strip()
+            if text.isdigit() or (text and all(c in ",.-" for c in text)):
+                allowed.add(token)
+        never = set(range(tokenizer.eot)) - allowed
+        return sorted(never | {t for t in self._suppressed if t >= 0})
