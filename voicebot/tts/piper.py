@@ -1,11 +1,15 @@
 """Piper neural TTS (ONNX), the default voice is the packaged en_US "joe"."""
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
 
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.pcm import float_to_pcm16
@@ -34,7 +38,7 @@ class PiperTTS:
         ``cache_mb`` bounds the audio kept of sentences said before (0: none)."""
         onnx_path, config_path = resolve_piper_voice(voice)
         self.name = voice
-        self._voice = PiperVoice.load(onnx_path, config_path=config_path)
+        self._voice = _load(onnx_path, config_path)
         noise = 0.0 if deterministic else None
         # 0.9 leaves headroom: Piper peak-normalizes and resampling can overshoot.
         self._config = SynthesisConfig(
@@ -63,6 +67,20 @@ class PiperTTS:
         if first:  # the caller is waiting for this one: no dead air before the voice
             native = trim_leading_silence(native, self.native_rate)
         return float_to_pcm16(resample(native, self.native_rate, SAMPLE_RATE))
+
+
+def _load(onnx_path: Path, config_path: Path) -> PiperVoice:
+    """``PiperVoice.load`` without onnxruntime's memory arena. The arena keeps the most
+    memory that runs at once ever needed: six calls speaking together grew a server by
+    ~500 MB that one call speaking never gave back (scripts/bench_faults.py, "memory"). Without
+    it each run frees what it used, at no measured cost in synthesis time."""
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
+    session = ort.InferenceSession(
+        str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=config)
 
 
 class _PromptCache:

@@ -62,6 +62,7 @@ class SmartTurn:
         options.inter_op_num_threads = 1
         options.intra_op_num_threads = 1  # one decision at a time per worker thread
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = False  # as Piper's (voicebot.tts.piper._load)
         self._session = ort.InferenceSession(
             str(model_path(name)), sess_options=options, providers=["CPUExecutionProvider"]
         )
