@@ -17,6 +17,15 @@ import re
 from typing import TypeGuard
 
 from voicebot.asr.base import ASRContext
+from voicebot.dialog.slots import (  # the dialog's rules for reading numbers
+    REPEATS,
+    TEENS,
+    TENS,
+    UNITS,
+    ZERO_WORDS,
+    parse_phone_number,
+    read_digits,
+)
 from voicebot.events import Expect, Expectation
 
 # Whisper's prompt holds up to 223 tokens; the vocabulary is cut to stay well inside that
@@ -32,14 +41,9 @@ DIGIT_PROMPT = "0 1 2 3 4 5 6 7 8 9."
 # docs/benchmarks.md, "Digits: pooled n-best").
 DIGIT_WORD_PROMPT = "one two three four five six seven eight nine zero oh."
 # The words a digit answer is made of, for a decode that may write nothing else (the last
-# resort of a digit turn, FasterWhisperASR): digits, "oh", repeats, and the numbers callers
-# read in pairs ("forty five sixty seven").
-DIGIT_VOCABULARY = (
-    "zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "double", "triple", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
-    "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty", "fifty",
-    "sixty", "seventy", "eighty", "ninety", "hundred",
-)  # fmt: skip
+# resort of a digit turn, FasterWhisperASR): the dialog's number words ("oh", repeats, and
+# the numbers callers read in pairs, "forty five sixty seven") up to "hundred".
+DIGIT_VOCABULARY = frozenset([*ZERO_WORDS, *UNITS, *TEENS, *TENS, "hundred", *REPEATS])
 # Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
 # under 6, so only a repetition loop reaches it, and it must not cost the call 224 steps.
 TOKENS_PER_S = 12
@@ -61,8 +65,6 @@ def prompt_for(context: ASRContext | None) -> str | None:
 def fits_expected(text: str, expects: Expectation) -> bool:
     """The decoded text reads as the answer the question asks for, the way the dialog reads
     it: exactly the expected number of digits, or a whole phone number (10 to 15 digits)."""
-    from voicebot.dialog.slots import parse_phone_number, read_digits  # the dialog's rules
-
     if expects.kind is Expect.PHONE:
         return parse_phone_number(text) is not None
     return expects.digits is not None and len(read_digits(text, expects.digits)) == expects.digits
@@ -72,7 +74,7 @@ def reads_as_digits(text: str) -> bool:
     """At least half the decoded words are digits or digit words ("7 3 double L", "Number 3 1
     1."): the caller was reading out digits, not saying "it might be the old one"."""
     words = _words(text)
-    digits = sum(w.isdigit() or w in _DIGIT_VOCABULARY for w in words)
+    digits = sum(w.isdigit() or w in DIGIT_VOCABULARY for w in words)
     return bool(words) and digits * 2 >= len(words)
 
 
@@ -109,7 +111,6 @@ def _is_digit(word: str) -> bool:
 
 
 _DIGIT_WORDS = frozenset(_words(DIGIT_WORD_PROMPT))
-_DIGIT_VOCABULARY = frozenset(DIGIT_VOCABULARY)
 # A copied run of the prompt this long is an echo; digits need a longer run, since a caller's
 # "1 2 3 4" is also a run of "0 1 2 ... 9".
 _ECHO_WORDS = 3

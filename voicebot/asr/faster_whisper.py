@@ -3,6 +3,7 @@
 import os
 import time
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
@@ -159,7 +160,12 @@ class FasterWhisperASR:
         return max(fitting, key=lambda h: h[1]) if fitting else heard[0]
 
     def _generate(
-        self, encoded, prompt: str, tokens: list[int], audio_s: float, suppressed: list[int]
+        self,
+        encoded: ctranslate2.StorageView,
+        prompt: str,
+        tokens: list[int],
+        audio_s: float,
+        suppressed: list[int],
     ) -> list[tuple[str, float, float, str]]:
         """The n-best of one beam search from ``tokens`` (a prompt's decoder start)."""
         width = self._digit_hypotheses
@@ -190,7 +196,7 @@ class FasterWhisperASR:
         with the tokens Whisper never emits: what the last-resort digit decode suppresses."""
         tokenizer = self._tokenizer
         allowed: set[int] = set()
-        for word in DIGIT_VOCABULARY:
+        for word in sorted(DIGIT_VOCABULARY):
             for form in (word, word.capitalize()):
                 allowed.update(tokenizer.encode(form) + tokenizer.encode(" " + form))
         for token in range(tokenizer.eot):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voicebot.dialog.slots import parse_digits, parse_yes_no
+from voicebot.dialog.slots import SCALES, TEENS, TENS, UNITS, parse_digits, parse_yes_no
 from voicebot.handoff.sentiment import analyze
 from voicebot.pipeline.record import SERVER_ENDINGS
 
@@ -264,10 +264,7 @@ _SECRET_QUESTIONS = (
 )  # fmt: skip
 
 
-_NUMBER_WORDS = (
-    r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(thir|four|fif|six|seven"
-    r"|eigh|nine)teen|(twen|thir|for|fif|six|seven|eigh|nine)ty|hundred|thousand|million)"
-)
+_NUMBER_WORDS = f"({'|'.join([*UNITS, *TEENS, *TENS, *SCALES])})"  # the dialog's number words
 
 
 class VerifiedSettings(Settings):
