@@ -12,10 +12,12 @@ import pytest
 # The tests must never reach a model hub: everything comes from installed packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Whisper's int8 matrix products (CTranslate2 on oneDNN) round differently with AVX-512 VNNI
-# than with AVX2, and a borderline digit string reads differently: the suite pins the AVX2
-# kernels every x86-64 machine it runs on has, so a test's recognizer outputs are the same on
-# any of them (servers and CLIs the tests start inherit it). Production keeps the fastest.
+# Whisper's int8 matrix products round differently by backend (CTranslate2 takes Intel MKL on
+# Intel CPUs, oneDNN elsewhere) and by instruction set (AVX-512 VNNI against AVX2), and a
+# borderline digit string reads differently: the suite pins oneDNN with the AVX2 kernels every
+# x86-64 machine has, so a test's recognizer outputs are the same on any of them (servers and
+# CLIs the tests start inherit it). Production keeps the fastest.
+os.environ.setdefault("CT2_USE_MKL", "0")
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 # Calls the tests make (CLI subprocesses included) are recorded in a throwaway database.
 os.environ.setdefault("VOICEBOT_DB_URL", f"sqlite:///{tempfile.mkdtemp(prefix='voicebot-')}/t.db")
