@@ -42,10 +42,12 @@ def test_the_turn_eval_scores_both_policies_and_barge_in(tmp_path):
     # Dialog-aware: "two of four digits" (or no verdict yet) holds the pause open.
     assert report["digit_cutoffs"] == 0 and report["nominal"]["digit_cutoffs"] == 0
     digits = next(i for i in report["items"] if i["kind"] == "digits")
-    assert digits["fixed_cut_off"] and not digits["cut_off"]
+    assert digits["fixed_cut_off"] and not digits["nominal"]["cut_off"]
     # Smart Turn hears "he was not an" as unfinished: the pause waits, the sentence is one
     # turn; the digits stay the text rules' ("2 of 4 digits" is not the model's to judge).
-    sentence = next(i for i in report["items"] if i["kind"] == "pause")
+    # Per item, the decisions under the charged 400 ms: with the measured time a busy
+    # machine's late transcript gives no verdict at the pause, and the sentence waits.
+    sentence = next(i for i in report["items"] if i["kind"] == "pause")["nominal"]
     assert sentence["cut_off"] and sentence["seen"] == "no rule for request"
     [at_the_pause] = sentence["model_earlier"]
     assert at_the_pause.startswith("no rule for request; sounds unfinished")

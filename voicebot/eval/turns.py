@@ -359,11 +359,23 @@ def evaluate_turns(
     suite, out_items = _suite(items, turn_model)
     report.update(suite)
     if asr_ms is not None:
-        nominal, _ = _suite([replace(i, asr_s=asr_ms / 1000) for i in items], turn_model)
+        nominal, charged = _suite([replace(i, asr_s=asr_ms / 1000) for i in items], turn_model)
         report["nominal"] = {"asr_ms": asr_ms, **nominal}
+        for out, again in zip(out_items, charged, strict=True):  # same items, same order
+            out["nominal"] = {k: again[k] for k in _DECISION_KEYS if k in again}
     return finish(report_path, report, issues, out_items, _write_markdown)
 
 
+# What an item's endpointing decided: per item again under ``asr_ms`` (the load left out).
+_DECISION_KEYS = (
+    "cut_off",
+    "endpoint_ms",
+    "seen",
+    "earlier",
+    "model_cut_off",
+    "model_seen",
+    "model_earlier",
+)
 _HEADLINE = ("false_cutoff_rate", "digit_cutoffs", "endpoint_latency_ms", "final_latency_ms")
 
 
