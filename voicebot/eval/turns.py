@@ -362,7 +362,8 @@ def evaluate_turns(
         nominal, charged = _suite([replace(i, asr_s=asr_ms / 1000) for i in items], turn_model)
         report["nominal"] = {"asr_ms": asr_ms, **nominal}
         for out, again in zip(out_items, charged, strict=True):  # same items, same order
-            out["nominal"] = {k: again[k] for k in _DECISION_KEYS if k in again}
+            if out["kind"] in ENDPOINT_KINDS:
+                out["nominal"] = {k: again[k] for k in _DECISION_KEYS if k in again}
     return finish(report_path, report, issues, out_items, _write_markdown)
 
 
@@ -373,6 +374,7 @@ _DECISION_KEYS = (
     "seen",
     "earlier",
     "model_cut_off",
+    "model_endpoint_ms",
     "model_seen",
     "model_earlier",
 )
