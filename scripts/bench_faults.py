@@ -463,6 +463,7 @@ def main() -> None:
                 {"call": base, "bot_texts": base_texts},
             )
         )
+        time.sleep(10.0)  # as after each run: the server reclaims what a call left, then we read
         rss_before = serve.rss_mb()
         rss_runs = []  # after each run: a one-off rise is warm-up, a rise per run is a leak
         for _ in range(args.fuzz_runs):

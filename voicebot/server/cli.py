@@ -245,6 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
             ws_max_size=65536,  # a media message is ~300 bytes; anything huge is refused (1009)
             proxy_headers=True,
         )
+        memory.settle()  # what start-up built stays: the collector skips it from here on
         GracefulServer(server, app.state.voicebot).run()
     finally:
         retention.stop()

@@ -206,6 +206,7 @@ async def run_line(
     finally:
         give_back()
         reader.cancel()
+        memory.reclaim_soon()  # a socket that never became a call leaves garbage too
         if line.hangup is not None and code != 1011:
             code, reason = line.hangup.code, line.hangup.reason
         await _close(ws, code, reason)
@@ -258,7 +259,7 @@ async def call_on_line(
         metrics.CALLS_ACTIVE.labels(transport).dec()
         metrics.CALLS.labels(transport, record.ended_by if record else "error").inc()
         calls.release(slot)
-        await asyncio.to_thread(memory.give_back)  # what the call freed, back to the system
+        memory.reclaim_soon()  # what the call freed, back to the system
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
