@@ -117,3 +117,21 @@ def test_digits_asr_routes_digit_answers_to_the_larger_model(recognizers, tts):
 
     with pytest.raises(ASRConfigError, match="batching engine"):
         DigitTurnsASR(tiny, Engine())
+
+
+def test_a_pack_that_names_a_digit_model_gets_it_and_the_flag_wins(tmp_path):
+    """``recognizer: digits_model: base`` in a pack: the bot's digit answers go to base
+    (the routing itself is tested above); ``--digits-asr`` overrides the pack's choice."""
+    from pathlib import Path
+
+    from voicebot.pipeline.bot import Bot, BotConfig
+
+    mini = (Path(__file__).parent / "data" / "mini_pack.yaml").read_text()
+    pack = tmp_path / "mini.yaml"
+    pack.write_text(mini + "recognizer:\n  vocabulary: [mini bank]\n  digits_model: base\n")
+    for flag, name in ((None, "tiny.en+base"), ("tiny.en", "tiny.en+tiny.en")):
+        bot = Bot(BotConfig(pack=str(pack), digits_asr=flag))
+        try:
+            assert bot.asr.name == name
+        finally:
+            bot.close()

@@ -146,6 +146,19 @@ def test_a_pack_names_its_agents_line(tmp_path):
     assert load_pack("bank").transfer_to is None
 
 
+def test_a_pack_may_name_a_larger_model_for_digit_answers(tmp_path):
+    body = (
+        "recognizer:\n  vocabulary: [Northwind Bank]\n  digits_model: base\n"
+        "intents:\n  a:\n    examples: [x]\n    response: r\n"
+    )
+    pack = load_pack(write(tmp_path, GOOD_HEAD + body))
+    assert (pack.vocabulary, pack.digits_model) == (("Northwind Bank",), "base")
+    assert load_pack("bank").digits_model is None
+    listed = body.replace("digits_model: base", "digits_model: [1]")
+    with pytest.raises(PackError, match="digits_model"):
+        load_pack(write(tmp_path, GOOD_HEAD + listed))
+
+
 def test_missing_top_level_key(tmp_path):
     path = write(tmp_path, "name: p\nintents:\n  a:\n    examples: [x]\n    response: r\n")
     with pytest.raises(PackError, match="missing required key 'greeting'"):

@@ -59,6 +59,30 @@ def test_the_shared_engine_returns_what_the_model_does(torch_asr, clips):
 
 
 @pytest.mark.e2e
+def test_a_digit_answer_is_read_from_the_pooled_beams_batched_or_not(torch_asr, clips, tts):
+    """A ZIP with "double" and "oh" comes out "Not all 3 1 or 1." from the greedy decode
+    under the digit prompt; the pooled beams hold "double three one oh one", as
+    faster-whisper's do (tests/test_asr_digits.py). In a batch beside turns that expect
+    nothing, it is read the same and they keep theirs."""
+    from voicebot.asr.base import ASRContext
+    from voicebot.dialog.slots import read_digits
+    from voicebot.events import Expect, Expectation
+    from voicebot.tts.caller_voice import render_caller
+
+    audio = render_caller("double three one oh one", voice="espeak-us", line="mulaw", piper=tts)
+    zip_code = ASRContext(Expectation(Expect.DIGITS, digits=5, slot="verification"))
+    unsure = ASRContext(Expectation(Expect.DIGITS))  # no length: nothing to fit, greedy
+    assert read_digits(torch_asr.transcribe(audio, unsure).text, 5) != "33101"
+    alone = torch_asr.transcribe(audio, zip_code)
+    assert read_digits(alone.text, 5) == "33101"
+    together = torch_asr.transcribe_batch([clips[0], audio, clips[1]], [None, zip_code, None])
+    assert together[1].raw_text == alone.raw_text
+    assert [together[0].raw_text, together[2].raw_text] == [
+        t.raw_text for t in torch_asr.transcribe_batch(clips)
+    ]
+
+
+@pytest.mark.e2e
 def test_audio_longer_than_30s_is_chunked(torch_asr, clips):
     long = np.concatenate([clips[0], silence(30.0 - len(clips[0]) / 16000 - 1), clips[1]])
     assert len(long) > 30 * 16000

@@ -14,7 +14,8 @@ guards drop such a copy instead of answering it as the caller's words.
 
 import math
 import re
-from typing import TypeGuard
+from collections.abc import Callable
+from typing import NamedTuple, TypeGuard
 
 from voicebot.asr.base import ASRContext
 from voicebot.dialog.slots import (  # the dialog's rules for reading numbers
@@ -44,11 +45,60 @@ DIGIT_WORD_PROMPT = "one two three four five six seven eight nine zero oh."
 # resort of a digit turn, FasterWhisperASR): the dialog's number words ("oh", repeats, and
 # the numbers callers read in pairs, "forty five sixty seven") up to "hundred".
 DIGIT_VOCABULARY = frozenset([*ZERO_WORDS, *UNITS, *TEENS, *TENS, "hundred", *REPEATS])
+# Beam width, and alternatives read per prompt, for a turn that must be a digit string of a
+# known form: the five-best holds the right ZIP or last four where the greedy decode splits
+# or joins digits (measured in docs/benchmarks.md, "Digits: pooled n-best").
+DIGIT_HYPOTHESES = 5
+DIGIT_PROMPTS = (DIGIT_PROMPT, DIGIT_WORD_PROMPT)
 # Greedy decoding stops at this many tokens per second of audio (plus a margin): fast speech is
 # under 6, so only a repetition loop reaches it, and it must not cost the call 224 steps.
 TOKENS_PER_S = 12
 TOKEN_MARGIN = 16
 MAX_NEW_TOKENS = 220  # with the longest prompt (228 tokens), Whisper's 448-token context is full
+
+
+class Hypothesis(NamedTuple):
+    """One decoded reading of a turn, as every backend scores it."""
+
+    text: str
+    avg_logprob: float  # faster-whisper's: the end-of-text token counted in the length
+    no_speech_prob: float
+    prompt: str
+
+
+def best_fitting(
+    heard: list[Hypothesis], context: ASRContext, last_resort: Callable[[], list[Hypothesis]]
+) -> Hypothesis:
+    """The likeliest of the pooled n-best ``heard`` (the beams under each of DIGIT_PROMPTS)
+    that reads as the expected answer; the likeliest of the first prompt's if none does.
+    A beam keeps "4 5 6 7" beside a greedy "4567 ..." or "45, 67", and the word prompt keeps
+    the "oh"s the digit prompt drops: the format the question asks for decides between
+    near-equals, the audio still ranks them.
+
+    When nothing fits but the caller was reading digits (an "oh" heard as "L", a "double" as
+    "number"), ``last_resort`` decodes once more writing nothing but digit words; its scores
+    are over that vocabulary alone, so it never outranks a fitting free reading."""
+    fitting = [h for h in heard if fits_expected(h.text, context.expects)]
+    if not fitting and reads_as_digits(max(heard, key=lambda h: h.avg_logprob).text):
+        fitting = [h for h in last_resort() if fits_expected(h.text, context.expects)]
+    return max(fitting, key=lambda h: h.avg_logprob) if fitting else heard[0]
+
+
+def non_digit_tokens(
+    encode: Callable[[str], list[int]], decode: Callable[[list[int]], str], eot: int
+) -> set[int]:
+    """Every text token (below ``eot``) that is not (part of) a digit, a digit word or a
+    separator, for a tokenizer given by its ``encode`` and ``decode``: what the last-resort
+    digit decode suppresses besides the tokens Whisper never emits."""
+    allowed: set[int] = set()
+    for word in sorted(DIGIT_VOCABULARY):
+        for form in (word, word.capitalize()):
+            allowed.update(encode(form) + encode(" " + form))
+    for token in range(eot):
+        text = decode([token]).strip()
+        if text.isdigit() or (text and all(c in ",.-" for c in text)):
+            allowed.add(token)
+    return set(range(eot)) - allowed
 
 
 def prompt_for(context: ASRContext | None) -> str | None:

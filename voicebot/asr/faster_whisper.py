@@ -12,25 +12,19 @@ from faster_whisper.transcribe import get_suppressed_tokens
 
 from voicebot.asr.base import ASRContext
 from voicebot.asr.decoding import (
-    DIGIT_PROMPT,
-    DIGIT_VOCABULARY,
-    DIGIT_WORD_PROMPT,
+    DIGIT_HYPOTHESES,
+    DIGIT_PROMPTS,
+    Hypothesis,
+    best_fitting,
     expects_digits,
-    fits_expected,
+    non_digit_tokens,
     prompt_for,
-    reads_as_digits,
     token_budget,
 )
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.events import Transcript
 from voicebot.models import resolve_asr
-
-# Beam width, and alternatives read per prompt, for a turn that must be a digit string of a
-# known form: the five-best holds the right ZIP or last four where the greedy decode splits
-# or joins digits (measured in docs/benchmarks.md, "Digits: pooled n-best").
-DIGIT_HYPOTHESES = 5
-DIGIT_PROMPTS = (DIGIT_PROMPT, DIGIT_WORD_PROMPT)
 
 
 class FasterWhisperASR:
@@ -129,15 +123,9 @@ class FasterWhisperASR:
         )
         return raw, avg_logprob, max((s.no_speech_prob for s in segments), default=1.0)
 
-    def _best_fitting(
-        self, audio: np.ndarray, audio_s: float, context: ASRContext
-    ) -> tuple[str, float, float, str]:
-        """(text, avg log-prob, no-speech prob, prompt) of the likeliest hypothesis that reads
-        as the expected answer, from the beams under each of DIGIT_PROMPTS (one encoder pass);
-        the likeliest hypothesis of the first prompt if none does. A beam keeps "4 5 6 7"
-        beside a greedy "4567 ..." or "45, 67", and the word prompt keeps the "oh"s the digit
-        prompt drops: the format the question asks for decides between near-equals, the
-        audio still ranks them."""
+    def _best_fitting(self, audio: np.ndarray, audio_s: float, context: ASRContext) -> Hypothesis:
+        """``decoding.best_fitting`` over the beams under each of DIGIT_PROMPTS, from one
+        encoder pass."""
         features = self._model.feature_extractor(audio)
         # The first 30 s, cut as transcribe() cuts it (a digit answer is a few seconds).
         encoded = self._model.encode(pad_or_trim(features[:, : features.shape[-1] - 1]))
@@ -146,18 +134,11 @@ class FasterWhisperASR:
             for prompt, tokens in self._digit_starts
             for h in self._generate(encoded, prompt, tokens, audio_s, self._suppressed)
         ]
-        fitting = [h for h in heard if fits_expected(h[0], context.expects)]
-        if not fitting and reads_as_digits(max(heard, key=lambda h: h[1])[0]):
-            # The caller read digits, but no reading has the right form: an "oh" heard as
-            # "L" or "below", a "double" as "number". Decode once more writing nothing but
-            # digit words; its scores are over that vocabulary alone, so it is only a last
-            # resort and never outranks a fitting free reading.
-            fitting = [
-                h
-                for h in self._generate(encoded, *self._digit_starts[1], audio_s, self._digits_only)
-                if fits_expected(h[0], context.expects)
-            ]
-        return max(fitting, key=lambda h: h[1]) if fitting else heard[0]
+        return best_fitting(
+            heard,
+            context,
+            lambda: self._generate(encoded, *self._digit_starts[1], audio_s, self._digits_only),
+        )
 
     def _generate(
         self,
@@ -166,7 +147,7 @@ class FasterWhisperASR:
         tokens: list[int],
         audio_s: float,
         suppressed: list[int],
-    ) -> list[tuple[str, float, float, str]]:
+    ) -> list[Hypothesis]:
         """The n-best of one beam search from ``tokens`` (a prompt's decoder start)."""
         width = self._digit_hypotheses
         result = self._model.model.generate(
@@ -182,7 +163,7 @@ class FasterWhisperASR:
         )[0]
         return [
             # faster-whisper's average log-prob: the score is length-normalized (penalty 1)
-            (
+            Hypothesis(
                 self._tokenizer.decode(ids).strip(),
                 float(score * len(ids) / (len(ids) + 1)),
                 float(result.no_speech_prob),
@@ -192,16 +173,7 @@ class FasterWhisperASR:
         ]
 
     def _non_digit_tokens(self) -> list[int]:
-        """Every text token that is not (part of) a digit, a digit word or a separator,
-        with the tokens Whisper never emits: what the last-resort digit decode suppresses."""
+        """What the last-resort digit decode suppresses (``decoding.non_digit_tokens``)."""
         tokenizer = self._tokenizer
-        allowed: set[int] = set()
-        for word in sorted(DIGIT_VOCABULARY):
-            for form in (word, word.capitalize()):
-                allowed.update(tokenizer.encode(form) + tokenizer.encode(" " + form))
-        for token in range(tokenizer.eot):
-            text = tokenizer.decode([token]).strip()
-            if text.isdigit() or (text and all(c in ",.-" for c in text)):
-                allowed.add(token)
-        never = set(range(tokenizer.eot)) - allowed
+        never = non_digit_tokens(tokenizer.encode, tokenizer.decode, tokenizer.eot)
         return sorted(never | {t for t in self._suppressed if t >= 0})

@@ -11,12 +11,19 @@ clips share the same prompt, so greedy decoding advances them together and a cli
 does not depend on what it was batched with. Clips heard in different contexts (a digit
 question's digit prompt, the pack's vocabulary) share the encoder pass and are decoded in one
 group per prompt.
+
+A turn that answers a digit question (``decoding.expects_digits``) is decoded as
+``FasterWhisperASR`` decodes it: a beam of five under each digit prompt, pooled, then the
+digit-words-only last resort (``decoding.best_fitting``). It runs on its own, not in the
+batch (a beam search is five rows per prompt, and such turns are a few per call).
 """
 
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +31,16 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from voicebot.asr.base import ASRContext
-from voicebot.asr.decoding import prompt_for, token_budget
+from voicebot.asr.decoding import (
+    DIGIT_HYPOTHESES,
+    DIGIT_PROMPTS,
+    Hypothesis,
+    best_fitting,
+    expects_digits,
+    non_digit_tokens,
+    prompt_for,
+    token_budget,
+)
 from voicebot.asr.guards import GuardConfig, judge
 from voicebot.asr.whisper_decoder import StaticDecoder
 from voicebot.errors import ASRDeviceError, ASROutOfMemoryError, VoicebotError
@@ -133,6 +149,10 @@ class TorchWhisperASR:
         self._mel_filters = torch.from_numpy(filters.T.astype(np.float32)).to(self.device)
         self._window = torch.hann_window(400, device=self.device)
         self._setup_tokens(language, config)
+        never = non_digit_tokens(self._encode, self._tokenizer.decode, self._eot)
+        self._digits_only = torch.tensor(
+            sorted(never | set(self._suppress.tolist())), device=self.device
+        )
         self._prompt_tokens: dict[str, tuple[int, ...]] = {}  # prompt text -> decoder prompt
         self._lock = threading.Lock()  # the GPU runs one batch at a time anyway
         graphs = cuda_graphs and self.device.type == "cuda"
@@ -196,9 +216,30 @@ class TorchWhisperASR:
 
         Raises ASROutOfMemoryError when a batch does not fit: a smaller one may.
         """
+        contexts = contexts or [None] * len(audios)
+        audios = [np.asarray(a, np.float32).reshape(-1) for a in audios]
+        digits = [
+            expects_digits(c) and _HOP <= len(a) <= _WINDOW
+            for a, c in zip(audios, contexts, strict=True)
+        ]
+        greedy = iter(
+            self._greedy_batch(
+                [a for a, d in zip(audios, digits, strict=True) if not d],
+                [c for c, d in zip(contexts, digits, strict=True) if not d],
+            )
+        )
+        return [
+            self._digit_turn(a, c) if d and c is not None else next(greedy)
+            for a, c, d in zip(audios, contexts, digits, strict=True)
+        ]
+
+    def _greedy_batch(
+        self, audios: list[np.ndarray], contexts: list[ASRContext | None]
+    ) -> list[Transcript]:
+        """The batched greedy decode of every turn but digit answers."""
         started = time.perf_counter()
-        prompts = [prompt_for(c) for c in contexts or [None] * len(audios)]
-        pieces = [_chunks(np.asarray(a, np.float32).reshape(-1)) for a in audios]
+        prompts = [prompt_for(c) for c in contexts]
+        pieces = [_chunks(a) for a in audios]
         windows: list[np.ndarray] = []
         window_prompts: list[tuple[int, ...]] = []
         for chunks, prompt in zip(pieces, prompts, strict=True):
@@ -207,15 +248,10 @@ class TorchWhisperASR:
                     windows.append(window)
                     window_prompts.append(self._decoder_prompt(prompt))
         decoded: list[_Decoded] = []
-        try:
+        with self._fitting(f"{len(windows)} windows of audio"):
             for first in range(0, len(windows), self.max_batch):
                 batch = slice(first, first + self.max_batch)
                 decoded += self._decode(windows[batch], window_prompts[batch])
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            raise ASROutOfMemoryError(
-                f"out of GPU memory decoding {len(windows)} windows of audio: {exc}"
-            ) from exc
         compute_s = time.perf_counter() - started
         results, taken = [], 0
         for audio, chunks, prompt in zip(audios, pieces, prompts, strict=True):
@@ -223,6 +259,47 @@ class TorchWhisperASR:
             mine, taken = decoded[taken : taken + count], taken + count
             results.append(self._merge(mine, len(audio) / WHISPER_RATE, compute_s, prompt))
         return results
+
+    def _digit_turn(self, audio: np.ndarray, context: ASRContext) -> Transcript:
+        """A digit answer of at most 30 s: ``decoding.best_fitting`` over the beams under each
+        of DIGIT_PROMPTS, from one encoder pass."""
+        started = time.perf_counter()
+        audio_s = len(audio) / WHISPER_RATE
+        with (
+            self._fitting("a digit answer"),
+            self._lock,
+            torch.inference_mode(),
+            sdpa_kernel(_ATTENTION),
+        ):
+            mel = self._log_mel([audio]).to(self.dtype)
+            encoded = self._model.model.encoder(mel).last_hidden_state
+            heard = [h for p in DIGIT_PROMPTS for h in self._beam(encoded, p, audio_s)]
+            best = best_fitting(
+                heard,
+                context,
+                lambda: self._beam(encoded, DIGIT_PROMPTS[1], audio_s, self._digits_only),
+            )
+        return judge(
+            best.text,
+            best.avg_logprob,
+            best.no_speech_prob,
+            audio_s=audio_s,
+            compute_s=time.perf_counter() - started,
+            config=self._guards,
+            prompt=best.prompt,
+        )
+
+    @contextmanager
+    def _fitting(self, what: str) -> Iterator[None]:
+        """GPU memory running out is ``ASROutOfMemoryError`` (a smaller batch may fit)."""
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise ASROutOfMemoryError(f"out of GPU memory decoding {what}: {exc}") from exc
+
+    def _encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def _decoder_prompt(self, prompt: str | None) -> tuple[int, ...]:
         """The decoder's start tokens, with ``prompt`` as previous text as faster-whisper puts
@@ -307,6 +384,68 @@ class TorchWhisperASR:
             position = len(prompt) + len(steps) - 1
             logits = self._decoder.step(cache, token, position).float()
         return torch.stack(steps, 1).tolist(), sum_logprob, no_speech
+
+    def _beam(
+        self,
+        encoded: torch.Tensor,
+        prompt_text: str,
+        audio_s: float,
+        suppress: torch.Tensor | None = None,
+    ) -> list[Hypothesis]:
+        """The DIGIT_HYPOTHESES-best of a beam search over one window's encoder output
+        ``[1, frames, dim]``, ranked by faster-whisper's average log-prob (CTranslate2's
+        length penalty of 1). The beams are rows of the decoder's cache, reordered each step.
+        ``suppress``: the tokens never written (default: those of every decode)."""
+        width = DIGIT_HYPOTHESES
+        suppress = self._suppress if suppress is None else suppress
+        prompt = self._decoder_prompt(prompt_text)
+        cache, logits = self._decoder.prefill(encoded.expand(width, -1, -1), list(prompt))
+        start = len(prompt) - len(self._prompt)  # <|startoftranscript|>: no-speech is read there
+        no_speech = float(logits[0, start].float().softmax(-1)[self._no_speech])
+        logits = logits[:, -1].float()
+        room = self._model.config.max_target_positions - len(prompt)
+        scores = torch.full((width,), -math.inf, device=self.device)
+        scores[0] = 0.0  # the rows start equal: one live beam
+        beams: list[list[int]] = [[] for _ in range(width)]
+        finished: list[tuple[list[int], float]] = []
+        for step in range(min(token_budget(audio_s), room)):
+            logits[:, suppress] = -math.inf
+            if step == 0:
+                logits[:, self._suppress_first] = -math.inf
+            total = scores[:, None] + logits.log_softmax(-1)
+            values, indices = total.view(-1).topk(2 * width)
+            alive: list[tuple[int, int, float]] = []
+            for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+                if value == -math.inf or len(alive) == width:
+                    break
+                beam, token = divmod(index, total.shape[1])
+                if token == self._eot:
+                    finished.append((beams[beam], value))
+                else:
+                    alive.append((beam, token, value))
+            if len(finished) >= width or not alive:
+                break
+            alive += [(alive[0][0], alive[0][1], -math.inf)] * (width - len(alive))
+            origin = torch.tensor([beam for beam, _, _ in alive], device=self.device)
+            for kv in (cache.self_k, cache.self_v):
+                kv[:, :width] = kv[:, origin]
+            beams = [beams[beam] + [token] for beam, token, _ in alive]
+            scores = torch.tensor([value for *_, value in alive], device=self.device)
+            tokens = torch.tensor([token for _, token, _ in alive], device=self.device)
+            logits = self._decoder.step(cache, tokens, len(prompt) + step).float()
+        else:  # out of tokens: the live beams are what there is
+            live = zip(beams, scores.tolist(), strict=True)
+            finished += [(tokens, score) for tokens, score in live if score > -math.inf]
+        hypotheses = [
+            Hypothesis(
+                self._tokenizer.decode(tokens).strip(),
+                total_logprob / (len(tokens) + 1),
+                no_speech,
+                prompt_text,
+            )
+            for tokens, total_logprob in finished
+        ]
+        return sorted(hypotheses, key=lambda h: h.avg_logprob, reverse=True)[:width]
 
     def _log_mel(self, windows: list[np.ndarray]) -> torch.Tensor:
         """Whisper's log-mel features as faster-whisper computes them, for a batch at once.

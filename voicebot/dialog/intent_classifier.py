@@ -37,6 +37,8 @@ from voicebot.events import IntentResult
 from voicebot.models.cache import cache_dir
 
 log = logging.getLogger(__name__)
+# The out-of-scope threshold's range, whatever the cross-validation says.
+THRESHOLDS = (0.2, 0.7)
 
 BACKGROUND_FILE = PACKS_DIR / "out_of_scope.yaml"
 _HEAD_VERSION = 2  # bump when training changes, to invalidate cached heads
@@ -127,7 +129,12 @@ def train_head(
     # Accept 95% of correctly classified in-scope phrases (cross-validated): below that
     # confidence, a caller text is more likely out of scope than a paraphrase we know.
     correct = in_scope & (predicted == target)
-    threshold = float(np.clip(np.percentile(probs.max(axis=1)[correct], 5), 0.2, 0.7))
+    low, high = THRESHOLDS
+    if correct.any():
+        threshold = float(np.clip(np.percentile(probs.max(axis=1)[correct], 5), low, high))
+    else:  # too few examples to tell the intents apart: the strictest threshold
+        log.warning("no example is classified right by the others: out-of-scope below %g", high)
+        threshold = high
     return IntentHead(
         labels=tuple(classes),
         weights=model.coef_.T.astype(np.float32),

@@ -38,7 +38,7 @@ _FLOW_KEYS = frozenset({"description", "verify", "slots", "confirm", "action", "
 _SLOT_KEYS = ("name", "type", "prompt", "reprompt")
 _OPTIONAL_SLOT_KEYS = ("sensitive",)
 _VERIFICATION_KEYS = ("ask_phone", "prompt", "reprompt", "failed")
-_RECOGNIZER_KEYS = frozenset({"bias", "vocabulary"})
+_RECOGNIZER_KEYS = frozenset({"bias", "vocabulary", "digits_model"})
 _Section = TypeVar("_Section", EscalationConfig, PrivacyConfig)
 
 
@@ -110,6 +110,9 @@ class Pack:
     # Domain terms the recognizer is biased toward on every turn (``recognizer:`` in the YAML;
     # empty when ``bias: false``): the bank's name, its products, words Whisper mishears.
     vocabulary: tuple[str, ...] = ()
+    # A larger recognizer for the answers to digit questions only (``recognizer:
+    # digits_model``, e.g. base; ``--digits-asr`` wins): docs/benchmarks.md measures it.
+    digits_model: str | None = None
     not_heard: str = "Sorry, I didn't catch that."  # speech the recognizer could not make out
     keypad_hint: str = "You can also type it on your phone's keypad."  # after a failed capture
     wrong_length: str = "I heard {heard} digits, but I need {expected}."  # a digit answer
@@ -172,6 +175,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
         queue=_section(path, top.get("queue"), "queue", QueueConfig),
         vocabulary=_vocabulary(path, top.get("recognizer")),
+        digits_model=_digits_model(path, top.get("recognizer")),
         not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
         keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
         wrong_length=_text_template(path, top, "wrong_length", {"heard", "expected"}),
@@ -233,6 +237,14 @@ def _vocabulary(path: Path, node: yaml.Node | None) -> tuple[str, ...]:
     fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
     terms = _string_list(path, _required(path, node, fields, "vocabulary"), "vocabulary")
     return tuple(terms) if _bool(path, fields, "bias", default=True) else ()
+
+
+def _digits_model(path: Path, node: yaml.Node | None) -> str | None:
+    """The ``recognizer`` section's ``digits_model`` (a model name, directory or hub id)."""
+    if node is None:
+        return None
+    fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
+    return _optional_string(path, fields, "digits_model") or None
 
 
 def _text_template(path: Path, top: dict[str, yaml.Node], key: str, names: set[str]) -> str:

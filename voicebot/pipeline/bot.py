@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 class BotConfig:
     pack: str = "bank"
     asr: str = "tiny.en"
-    digits_asr: str | None = None  # a larger recognizer for digit answers only (DigitTurnsASR)
+    # A larger recognizer for digit answers only (DigitTurnsASR); default: the pack's
+    # ``recognizer: digits_model``, else none.
+    digits_asr: str | None = None
     vad: str = "webrtc"
     voice: str = "joe"
     embeddings: str = "minilm"
@@ -70,8 +72,9 @@ class Bot:
         self.lockout = lockout or VerificationLockout(max_failures=limit)
         self.qa = load_qa(self.pack.name, self.config.qa)  # a broken QA file fails here
         self.asr = make_asr(self.config.asr)
-        if self.config.digits_asr is not None:
-            self.asr = DigitTurnsASR(self.asr, make_asr(self.config.digits_asr))
+        digits_asr = self.config.digits_asr or self.pack.digits_model
+        if digits_asr is not None:
+            self.asr = DigitTurnsASR(self.asr, make_asr(digits_asr))
         turn_model = self.config.call.endpointer.turn_model
         self.turn_model = SmartTurn(turn_model) if turn_model is not None else None
         self.tts = make_tts(self.config.voice)

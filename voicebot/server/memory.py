@@ -13,9 +13,11 @@ Freed is not the same as unreferenced: each closed WebSocket leaves a reference 
 (websockets' protocol object and its parser generator), which only the cyclic collector
 frees, and its full pass waits until a quarter as many new objects as the ~200k the models
 and libraries hold have survived. 300 idle sockets left 12 MB of Python arenas pinned that
-way. So the server freezes what it holds at start (``settle``: later passes skip those
-objects, so a full pass is cheap and frequent), and ``reclaim_soon`` runs a collection and
-the trim shortly after a line ends, once for a whole burst of ends.
+way. So ``reclaim_soon`` runs a collection and the trim shortly after a line ends, once for
+a whole burst of ends, and the server freezes what it holds at start (``settle``), so that
+collection skips those 200k objects and takes a few milliseconds. The collector's own
+passes keep their cadence: resetting its count after the freeze made full passes frequent,
+and a call's voice-to-voice ~100 ms slower (``scripts/bench_load.py``, docs/benchmarks.md).
 """
 
 import asyncio
@@ -62,10 +64,9 @@ def give_back() -> None:
 
 def settle() -> None:
     """Collect, then freeze everything the process holds now (call once the models are
-    loaded): the collector's full passes then skip it, so they come often and cost little."""
+    loaded): collections from here on skip it, so ``reclaim`` costs little."""
     gc.collect()
     gc.freeze()
-    gc.collect()  # resets the collector's count of long-lived objects to what is not frozen
 
 
 def reclaim() -> None:
