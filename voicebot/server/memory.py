@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
 ARENAS = 2
-RECLAIM_DELAY_S = 1.0  # a burst of lines ending within this is reclaimed once (soon)
+RECLAIM_DELAY_S = 1.0  # a burst of lines ending within this is reclaimed once
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -75,26 +75,20 @@ def reclaim() -> None:
     give_back()
 
 
-# When a line has ended, reclaim soon, and once more later: a connection's objects can
-# outlive its handler by the close handshake (on a busy machine, seconds).
-RECLAIM_AFTER_S = (RECLAIM_DELAY_S, 10.0)
-_pending: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[float]]" = (
+_pending: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle]" = (
     weakref.WeakKeyDictionary()
 )
 
 
 def reclaim_soon() -> None:
-    """``reclaim`` in a worker thread after each of RECLAIM_AFTER_S, unless one is due then
-    already (call it from the event loop, whenever a line ends): a burst of ends is
-    reclaimed once, and what a closing handshake still held is reclaimed later."""
+    """``reclaim`` in a worker thread ``RECLAIM_DELAY_S`` from now, unless one is due already
+    (call it from the event loop, whenever a line ends)."""
     loop = asyncio.get_running_loop()
-    due = _pending.setdefault(loop, set())
-    for delay in RECLAIM_AFTER_S:
-        if delay not in due:
-            due.add(delay)
-            loop.call_later(delay, _reclaim_later, loop, delay)
+    if loop in _pending:
+        return
 
+    def run() -> None:
+        del _pending[loop]
+        loop.run_in_executor(None, reclaim)
 
-def _reclaim_later(loop: asyncio.AbstractEventLoop, delay: float) -> None:
-    _pending[loop].discard(delay)
-    loop.run_in_executor(None, reclaim)
+    _pending[loop] = loop.call_later(RECLAIM_DELAY_S, run)
