@@ -174,8 +174,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         escalation=_section(path, top.get("escalation"), "escalation", EscalationConfig),
         privacy=_section(path, top.get("privacy"), "privacy", PrivacyConfig),
         queue=_section(path, top.get("queue"), "queue", QueueConfig),
-        vocabulary=_vocabulary(path, top.get("recognizer")),
-        digits_model=_digits_model(path, top.get("recognizer")),
+        **_recognizer(path, top.get("recognizer")),
         not_heard=_optional_string(path, top, "not_heard") or Pack.not_heard,
         keypad_hint=_optional_string(path, top, "keypad_hint") or Pack.keypad_hint,
         wrong_length=_text_template(path, top, "wrong_length", {"heard", "expected"}),
@@ -230,21 +229,17 @@ def _section(path: Path, node: yaml.Node | None, what: str, kind: type[_Section]
         raise PackError(f"{_where(path, node)}: {exc}") from exc
 
 
-def _vocabulary(path: Path, node: yaml.Node | None) -> tuple[str, ...]:
-    """The ``recognizer`` section: ``vocabulary`` (a list of terms), ``bias`` (default true)."""
+def _recognizer(path: Path, node: yaml.Node | None) -> dict[str, object]:
+    """The ``recognizer`` section as Pack fields: ``vocabulary`` (a list of terms; empty
+    when ``bias`` is false, default true) and ``digits_model`` (a model for digit answers)."""
     if node is None:
-        return ()
+        return {}
     fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
     terms = _string_list(path, _required(path, node, fields, "vocabulary"), "vocabulary")
-    return tuple(terms) if _bool(path, fields, "bias", default=True) else ()
-
-
-def _digits_model(path: Path, node: yaml.Node | None) -> str | None:
-    """The ``recognizer`` section's ``digits_model`` (a model name, directory or hub id)."""
-    if node is None:
-        return None
-    fields = _mapping(path, node, "recognizer", _RECOGNIZER_KEYS)
-    return _optional_string(path, fields, "digits_model") or None
+    return {
+        "vocabulary": tuple(terms) if _bool(path, fields, "bias", default=True) else (),
+        "digits_model": _optional_string(path, fields, "digits_model") or None,
+    }
 
 
 def _text_template(path: Path, top: dict[str, yaml.Node], key: str, names: set[str]) -> str:
