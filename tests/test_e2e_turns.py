@@ -104,3 +104,43 @@ def test_the_turn_model_keeps_a_real_callers_mid_sentence_pause_inside_the_turn(
     [at_the_pause] = whole.endpoint.earlier
     assert at_the_pause.verdict == Verdict.INCOMPLETE
     assert at_the_pause.seen.startswith("no rule for request; sounds unfinished")
+
+
+MONOLOGUE = (  # about 26 s read without a pause: the story behind a lost card
+    "hi I lost my card yesterday and I think somebody has been using it",
+    "I was at the supermarket in the afternoon and paid for my groceries",
+    "then I took the bus home and my wallet must have fallen out of my bag",
+    "when I got home I looked everywhere in the house and in the car",
+    "this morning I saw two payments on the app that I did not make",
+    "one was at a petrol station and the other one was at a restaurant",
+    "so I am really worried and I want you to block the card right away",
+)
+
+
+def test_a_caller_who_talks_on_without_a_pause_is_cut_at_the_maximum_length_and_answered_once(
+    bot, caller_audio
+):
+    def unpadded(text: str) -> np.ndarray:
+        audio = caller_audio(text)
+        loud = np.flatnonzero(np.abs(audio) > 0.02)
+        return audio[loud[0] : loud[-1]]
+
+    monologue = np.concatenate([unpadded(line) for line in MONOLOGUE])
+    caller = SimulatedCaller([CallerSegment(monologue), CallerSegment(caller_audio("yes"))])
+    call = bot.run_call(caller, realtime=False, caller_id="+15551230001", clock=lambda: 0.0)
+    record = asyncio.run(call)
+
+    first, rest, *_ = [t for t in record.turns if t.role == "caller"]
+    limit = bot.config.call.endpointer.max_turn_ms / 1000
+    assert first.endpoint.seen == f"cut at the maximum turn length ({limit * 1000:.0f} ms)"
+    assert first.end - first.start == pytest.approx(limit, abs=0.02)
+    # The next turn starts where the cut one ended: no audio is lost or heard twice, and
+    # both pieces are recorded with their words.
+    assert rest.start == first.end
+    assert "lost my card" in first.text.lower() and "block the card" in rest.text.lower()
+    # The dialog heard the whole story once, after the caller stopped: the first piece got
+    # no reply of its own, and nothing was said over the caller.
+    bot_turns = [t for t in record.turns if t.role == "bot"]
+    assert first.intent is None and rest.intent == "report_lost_or_stolen_card"
+    assert [t.start > rest.end for t in bot_turns[1:]] == [True] * len(bot_turns[1:])
+    assert record.barge_ins == [] and not any(t.interrupted for t in bot_turns)

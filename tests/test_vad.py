@@ -60,6 +60,29 @@ def test_noise_turns_are_flagged():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="eager_ms"):
         EndpointerConfig(eager_ms=700, silence_timeout_ms=600)
+    with pytest.raises(ValueError, match="max_turn_ms"):
+        EndpointerConfig(max_turn_ms=100)
+
+
+def test_speech_without_a_pause_is_cut_at_the_maximum_turn_length():
+    endpointer = Endpointer(EndpointerConfig(max_turn_ms=1000))
+    events = feed(endpointer, "1" * 130 + "0" * 30)  # 2.6 s of speech, then silence
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert [(e.start, e.end, e.cut) for e in ends] == [
+        pytest.approx((0.0, 1.0, True)),
+        pytest.approx((1.0, 2.0, True)),
+        pytest.approx((2.0, 2.6, False)),
+    ]
+    # Every voiced frame is in exactly one turn.
+    assert sum(e.voiced_s for e in ends) == pytest.approx(2.6)
+    assert sum(isinstance(e, SpeechStarted) for _, e in events) == 1  # the cuts go on
+
+
+def test_a_pause_at_the_maximum_length_ends_the_turn_as_usual():
+    endpointer = Endpointer(EndpointerConfig(max_turn_ms=1000))
+    events = feed(endpointer, "1" * 45 + "0" * 40)  # the pause starts before 1 s
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert [(e.end, e.cut) for e in ends] == [(pytest.approx(0.9), False)]
 
 
 @pytest.mark.parametrize("name", ["webrtc", "silero"])

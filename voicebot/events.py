@@ -68,11 +68,15 @@ class SpeechPaused:
 
 @dataclass(frozen=True)
 class SpeechEnded:
-    """End of the caller's turn: the silence timeout elapsed after ``end``."""
+    """End of the caller's turn: the silence timeout elapsed after ``end`` (or the turn
+    reached its maximum length, ``cut``)."""
 
     start: float
     end: float  # end of the last voiced frame
     voiced_s: float  # seconds of voiced frames in the turn (noise bursts are short)
+    # Ended at the maximum turn length with the caller still talking: the next turn
+    # starts at ``end`` and carries on from it.
+    cut: bool = False
 
 
 # --- ASR ---------------------------------------------------------------------------------

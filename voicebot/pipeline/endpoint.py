@@ -283,8 +283,10 @@ class TurnEnd:
 
     def decision(self, ended: SpeechEnded, now: float) -> EndpointDecision:
         """The record of how the turn that just ended was ended."""
-        found = self._assessment
-        if found is not None:
+        found = None if ended.cut else self._assessment
+        if ended.cut:
+            seen = f"cut at the maximum turn length ({self._config.max_turn_ms} ms)"
+        elif found is not None:
             seen = found.seen
         elif self._text is not None:
             seen = f"{self._text.seen}; no turn model verdict within {self._timeout_ms} ms"

@@ -254,6 +254,8 @@ class CallSession:
             self._on_speech_paused(event)
         elif isinstance(event, SpeechEnded):
             await self._on_speech_ended(event)
+            if event.cut:
+                self._continue_turn(event)
         hearing = self._hearing
         if hearing is not None and not hearing.confirmed and self._interrupting(hearing):
             self._confirm(hearing)
@@ -268,6 +270,13 @@ class CallSession:
             self._playout.paused = True
             self._hearing.paused_bot_at = self._now
             await self._transport.interrupt()
+
+    def _continue_turn(self, cut: SpeechEnded) -> None:
+        """The turn just cut at the maximum length goes on: hear the next piece from the cut
+        (no pre-roll: that audio is in the cut turn). It is the caller talking, so it is
+        confirmed already, and it will be answered with the cut turn's words before it."""
+        self._hearing = _Hearing(cut.end, cut.end, [], last_partial=self._now, confirmed=True)
+        self._observer("speech_started", SpeechStarted(t=cut.end))
 
     def _interrupting(self, hearing: _Hearing) -> bool:
         """Whether the speech being heard is a real turn yet: ``barge_in_confirm_ms`` of it,
@@ -360,7 +369,7 @@ class CallSession:
                 speculation_holds and recognition is hearing.speculative
             ):
                 recognition.job.cancel()
-        if self._endpointer.is_noise(event):
+        if self._endpointer.is_noise(event) and not hearing.confirmed:
             if hearing.speculative is not None:
                 hearing.speculative.job.cancel()
             self._observer("noise", event)
@@ -370,6 +379,7 @@ class CallSession:
             self._confirm(hearing)  # over the bot, the final transcript decides (_on_final)
         hearing.speech_end, hearing.endpoint = event.end, self._now
         hearing.voiced_s = event.voiced_s
+        hearing.superseded |= event.cut  # the caller talks on: the next piece answers it all
         self._awaiting.append(hearing)
         if not speculation_holds:
             hearing.final = self._transcribe("final", hearing, event.end + _TAIL_S)
@@ -517,15 +527,21 @@ class CallSession:
         if dropped and not hearing.confirmed:
             self._resume(hearing)  # said over the bot (an "mm-hm", a cough): the bot goes on
             return
-        if turn.heard == "silence" or (dropped and hearing.superseded):
-            return  # noise, or the caller went on talking: the next turn is answered
-        if dropped:
+        if dropped and hearing.superseded:
+            return  # the caller went on talking: the next turn is answered
+        if dropped and not self._carry_text:
+            if turn.heard == "silence":
+                return  # noise the VAD let through
             caller_turn = CallerTurn("", transcript, hearing.speech_start, hearing.speech_end)
             self._ask_dialog("respond", lambda: self._dialog.not_understood(caller_turn), turn)
             return
+        if dropped:
+            # Nothing usable after words carried from before (the rest of a cut turn, a
+            # cough after an answer): answer those words, which passed the guards then.
+            transcript = Transcript(self._carry_text, 0.0, 0.0, 0.0, 0.0)
         if not hearing.confirmed:
             self._confirm(hearing)
-        text = f"{self._carry_text} {transcript.text}".strip()
+        text = f"{self._carry_text} {'' if dropped else transcript.text}".strip()
         if hearing.superseded:
             self._carry_text = text  # the caller went on talking: answer the whole thing
             return

@@ -9,6 +9,10 @@ silence timeout.
 The timeout of one pause can be changed while it lasts (``hold``): dialog-aware endpointing
 (``voicebot.pipeline.endpoint``) shortens it when the speculative transcript already holds
 what the bot asked for, and lengthens it when the caller is clearly not done.
+
+A caller who talks on without a pause (or a line the detector hears as speech throughout)
+is cut at ``max_turn_ms``: that turn ends (``SpeechEnded.cut``) and the next one starts at
+once, so the recognizer gets pieces it can decode and the call is never stuck in one turn.
 """
 
 from dataclasses import dataclass
@@ -41,13 +45,19 @@ class EndpointerConfig:
     # At ``turn_threshold`` or above its turn is complete, else the caller is mid-sentence.
     turn_model: str | None = None
     turn_threshold: float = 0.5
+    # The longest turn: Whisper decodes 30 s windows, and 20 s of speech without a pause is
+    # a monologue the dialog should start working on (the next turn carries on from it).
+    max_turn_ms: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("start_ms", "silence_timeout_ms", "eager_ms", "complete_ms", "incomplete_ms"):
+        names = ("start_ms", "silence_timeout_ms", "eager_ms", "complete_ms", "incomplete_ms")
+        for name in (*names, "max_turn_ms"):
             if getattr(self, name) < FRAME_MS:
                 raise ValueError(f"{name} must be at least one frame ({FRAME_MS} ms)")
         if self.eager_ms >= min(self.silence_timeout_ms, self.complete_ms):
             raise ValueError("eager_ms must be shorter than silence_timeout_ms and complete_ms")
+        if self.max_turn_ms <= self.start_ms:
+            raise ValueError("max_turn_ms must be longer than start_ms")
 
 
 class Endpointer:
@@ -56,6 +66,7 @@ class Endpointer:
     def __init__(self, config: EndpointerConfig | None = None) -> None:
         self.config = config or EndpointerConfig()
         self._start_frames = self.config.start_ms // FRAME_MS
+        self._max_turn_s = self.config.max_turn_ms / 1000
         self._eager_frames = self.config.eager_ms // FRAME_MS
         self._default_end_frames = self.config.silence_timeout_ms // FRAME_MS
         self._end_frames = self._default_end_frames  # this pause's timeout (see ``hold``)
@@ -106,6 +117,8 @@ class Endpointer:
         if voiced:
             self._run = 0
             self._end_frames = self._default_end_frames
+            if t + FRAME_S - self._turn_start >= self._max_turn_s - 1e-9:
+                return self._cut(t + FRAME_S)
             self._voiced_frames += 1
             self._last_voiced_end = t + FRAME_S
             return None
@@ -122,6 +135,19 @@ class Endpointer:
             end=self._last_voiced_end,
             voiced_s=self._voiced_frames * FRAME_S,
         )
+
+    def _cut(self, at: float) -> SpeechEnded:
+        """End the turn at ``at`` (the end of a voiced frame, which it keeps) and open the
+        next one there: the caller is still talking."""
+        ended = SpeechEnded(
+            start=self._turn_start,
+            end=at,
+            voiced_s=(self._voiced_frames + 1) * FRAME_S,
+            cut=True,
+        )
+        self._turn_start = self._last_voiced_end = at
+        self._voiced_frames = 0
+        return ended
 
     def is_noise(self, ended: SpeechEnded) -> bool:
         """True when a closed turn had too little voiced audio to be worth transcribing."""
