@@ -18,6 +18,8 @@ from voicebot.events import CallerTurn, IntentResult, Reply, SpeechChunk, Transc
 class EnergyVAD:
     """Speech = frame RMS above a threshold; the test audio is tones and silence."""
 
+    vouches = True
+
     def speech_prob(self, frame: np.ndarray) -> float:
         return float(np.sqrt(np.mean(frame.astype(np.float32) ** 2)) > 500)
 

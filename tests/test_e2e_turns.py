@@ -14,11 +14,13 @@ import pytest
 from tests.conftest import silence
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.audio.io import load_audio
+from voicebot.audio.telephone import line
 from voicebot.pipeline.bot import Bot, BotConfig
 from voicebot.pipeline.endpoint import Verdict
 from voicebot.pipeline.record import Turn
 from voicebot.pipeline.session import CallConfig
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+from voicebot.tts.caller_voice import DEFAULT_VOICE, speak
 from voicebot.vad.endpointer import EndpointerConfig
 
 pytestmark = pytest.mark.e2e
@@ -144,3 +146,25 @@ def test_a_caller_who_talks_on_without_a_pause_is_cut_at_the_maximum_length_and_
     assert first.intent is None and rest.intent == "report_lost_or_stolen_card"
     assert [t.start > rest.end for t in bot_turns[1:]] == [True] * len(bot_turns[1:])
     assert record.barge_ins == [] and not any(t.interrupted for t in bot_turns)
+
+
+@pytest.mark.parametrize("background", ["babble-12", "music-12"])
+def test_a_tv_or_music_behind_the_caller_opens_no_turn_and_the_caller_over_it_is_answered(
+    bot, tts, background
+):
+    """Six real talkers at once (a TV, a crowd) or music, from the call's first frame and
+    12 dB under the caller: the greeting plays out, nothing is heard as a turn, and when
+    the caller speaks over it at 10 s the words are heard and answered."""
+    words = speak("hi I lost my card yesterday", DEFAULT_VOICE, piper=tts)
+    clean = np.concatenate([silence(10.0), words, silence(2.0)])
+    audio = line(f"mulaw+{background}").apply(clean)
+    caller = SimulatedCaller([CallerSegment(audio, Cue.CALL_START, 0.0)], tail_s=1.0)
+    call = bot.run_call(caller, realtime=False, caller_id="+15551230001", clock=lambda: 0.0)
+    record = asyncio.run(call)
+
+    greeting = next(t for t in record.turns if t.role == "bot")
+    assert not greeting.interrupted and greeting.end < 10.0  # it played out over the noise
+    assert record.barge_ins == [] and record.false_interruptions == []
+    [caller_turn] = [t for t in record.turns if t.role == "caller"]
+    assert caller_turn.start >= 10.0 - 0.1  # no turn before the caller spoke
+    assert caller_turn.intent == "report_lost_or_stolen_card"

@@ -4,6 +4,7 @@ The same behaviour through the real models is covered in test_e2e_call.py.
 """
 
 import asyncio
+import itertools
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallConfig, CallSession
 from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
+from voicebot.vad.endpointer import EndpointerConfig
 
 TEXTS = ["i lost my card", "yes please", "bye now"]
 
@@ -440,3 +442,29 @@ def test_a_sensitive_answer_is_masked_in_the_record_and_muted_in_the_recording()
     after = stereo[round(span["end"] * 16000) :, 1]
     assert np.abs(after).max() > 1000  # recording resumes with the bot's answer
     assert record.consent["state"] == "notified"
+
+
+def test_speech_without_a_pause_is_cut_at_the_maximum_length_and_answered_once():
+    config = CallConfig(endpointer=EndpointerConfig(max_turn_ms=1000))
+    dialog = EchoDialog()
+    record, _ = run_call([CallerSegment(tone(0, 2.5))], config=config, dialog=dialog, phone=True)
+    pieces = caller_turns(record)[:3]
+    assert [t.endpoint.seen.startswith("cut at the maximum") for t in pieces] == [
+        True,
+        True,
+        False,
+    ]
+    assert [b.start == a.end for a, b in itertools.pairwise(pieces)] == [True, True]
+    assert dialog.turns[0] == "i lost my card i lost my card i lost my card"
+
+
+def test_words_before_an_unusable_last_piece_are_still_answered():
+    """The rest of a cut turn gives nothing usable (index 7 has no text): the caller is
+    answered on the words of the cut piece, not told they were not understood."""
+    config = CallConfig(endpointer=EndpointerConfig(max_turn_ms=1000))
+    dialog = EchoDialog()
+    segments = [CallerSegment(np.concatenate([tone(0, 1.0), tone(7, 0.6)]))]
+    record, _ = run_call(segments, config=config, dialog=dialog, phone=True)
+    cut, rest = caller_turns(record)[:2]
+    assert cut.text == "i lost my card" and rest.dropped == "empty"
+    assert dialog.turns[0] == "i lost my card"

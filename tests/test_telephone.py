@@ -85,6 +85,13 @@ def test_each_noise_sounds_like_what_it_is_named():
         return float(np.std(packets) / np.mean(packets))
 
     assert envelope_spread(babble) > 2 * envelope_spread(white)
+    # Music: a few strong notes of the scale (most energy at the named pitches' harmonics),
+    # and notes that start and die away.
+    music = noise_signal("music", n, rng)
+    spectrum = np.abs(np.fft.rfft(music)) ** 2
+    top = np.argsort(spectrum)[::-1][:200]
+    assert spectrum[top].sum() / spectrum.sum() > 0.5
+    assert envelope_spread(music) > 2 * envelope_spread(white)
 
 
 @pytest.mark.parametrize("share", [0.01, 0.02, 0.03])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from voicebot import __version__
 from voicebot.errors import VoicebotError
+from voicebot.vad import DEFAULT_VAD, VAD_BACKENDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +85,7 @@ def add_bot_options(parser: argparse.ArgumentParser) -> None:
         help="a larger recognizer for digit answers only (ZIP, card digits, phone numbers), "
         "e.g. base: better digits from unfamiliar voices, about twice the wait on those turns",
     )
-    parser.add_argument("--vad", default="webrtc", choices=("webrtc", "silero"))
+    parser.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_BACKENDS)
     parser.add_argument(
         "--turn-model",
         metavar="NAME",

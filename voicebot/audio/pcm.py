@@ -20,6 +20,15 @@ def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
+SILENCE_DBFS = -100.0  # the level given to digital silence (whose log is minus infinity)
+
+
+def pcm16_dbfs(pcm: np.ndarray) -> float:
+    """RMS level of PCM16 samples in dB relative to full scale (``SILENCE_DBFS`` at least)."""
+    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64)))) / 32768.0
+    return max(SILENCE_DBFS, 20.0 * float(np.log10(rms))) if rms > 0 else SILENCE_DBFS
+
+
 def mulaw_encode(pcm: np.ndarray) -> bytes:
     """Linear PCM16 -> 8-bit mu-law bytes (bit-exact with the ITU/Sun reference coder)."""
     x = pcm.astype(np.int32) >> 2  # mu-law works on 14-bit samples

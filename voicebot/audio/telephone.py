@@ -38,7 +38,7 @@ from voicebot.audio.resample import resample
 from voicebot.errors import CallerAudioError
 
 CODECS = ("mulaw", "alaw", "none")
-NOISES = ("white", "babble", "street", "hum")
+NOISES = ("white", "babble", "street", "hum", "music")
 NARROW_RATE = 8000
 PACKET_SAMPLES = NARROW_RATE * 20 // 1000  # one 20 ms RTP packet of G.711
 
@@ -180,6 +180,8 @@ def noise_signal(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         return _street(n, rng)
     if kind == "hum":
         return _hum(n, rng)
+    if kind == "music":
+        return _music(n, rng)
     raise CallerAudioError(f"unknown noise {kind!r}; choose one of {', '.join(NOISES)}")
 
 
@@ -222,6 +224,30 @@ def _hum(n: int, rng: np.random.Generator) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi, 17)
     buzz = sum(np.sin(2 * np.pi * 60 * k * t + phase[k - 1]) / k for k in range(1, 17))
     return (buzz + 0.05 * rng.normal(0.0, 1.0, n)).astype(np.float32)
+
+
+def _music(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Hold music, or a radio near the caller: plucked piano-like chords (C G Am F) under a
+    melody, half a second a note, from a random point of the tune: tonal, rhythmic and in
+    the voice band."""
+    chords = [
+        [261.6, 329.6, 392.0],
+        [196.0, 246.9, 293.7],
+        [220.0, 261.6, 329.6],
+        [174.6, 220.0, 261.6],
+    ]
+    melody = [523.3, 587.3, 659.3, 784.0, 659.3, 587.3, 523.3, 493.9]
+    out, beat = np.zeros(n), int(0.5 * NARROW_RATE)
+    first = int(rng.integers(16))
+    for index, start in enumerate(range(0, n, beat), start=first):
+        length = min(int(1.8 * beat), n - start)
+        t = np.arange(length) / NARROW_RATE
+        for freq in [*chords[(index // 4) % 4], melody[index % 8]]:
+            for harmonic in range(1, 5):
+                out[start : start + length] += (
+                    np.exp(-3 * t) * np.sin(2 * np.pi * freq * harmonic * t) / harmonic**1.5
+                )
+    return out.astype(np.float32)
 
 
 # --- packet loss and its concealment -------------------------------------------------------

@@ -41,7 +41,7 @@ from voicebot.pipeline.scheduler import Scheduler
 from voicebot.pipeline.session import CallSession
 from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
-from voicebot.vad import make_vad
+from voicebot.vad import DEFAULT_VAD, make_vad
 
 MODES = ("offline", "streaming")
 # Silence after the recording, at most (a hang guard): the call ends when the listener hears
@@ -123,7 +123,9 @@ class _Mute:
 class StreamingRecognizer:
     """The live-call path: a ``CallSession`` per recording, fed 20 ms frames (fast clock)."""
 
-    def __init__(self, model: str, vad: str = "webrtc", vocabulary: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, model: str, vad: str = DEFAULT_VAD, vocabulary: tuple[str, ...] = ()
+    ) -> None:
         self._asr = make_asr(model)
         self._vad = vad
         self._vocabulary = vocabulary  # a pack's recognizer vocabulary: the call's biasing
@@ -163,7 +165,7 @@ def evaluate_asr(
     *,
     model: str = "tiny.en",
     modes: tuple[str, ...] = MODES,
-    vad: str = "webrtc",
+    vad: str = DEFAULT_VAD,
     vocabulary: tuple[str, ...] = (),
 ) -> dict:
     """Recognize every manifest line in each mode; bad lines and unreadable audio are issues.

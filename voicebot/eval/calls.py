@@ -70,6 +70,7 @@ from voicebot.tts.caller_voice import (
     CallerRenderer,
     caller_voice,
 )
+from voicebot.vad import DEFAULT_VAD
 
 _GAP_S = 0.5  # a polite caller's pause after the bot stops talking
 _HANG_UP_S = 1.0  # line silence between the bot's last answer and the caller hanging up
@@ -92,7 +93,7 @@ TEXT = "text"  # voice, family and line of a --text run: the reference words the
 @dataclass(frozen=True)
 class CallOptions:
     asr: str = "tiny.en"
-    vad: str = "webrtc"
+    vad: str = DEFAULT_VAD
     voices: str = DEFAULT_VOICE  # a caller voice, or "matrix"
     line: str | None = None  # every call's line; None: mu-law, or the matrix's lines
     realtime: bool = False

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from voicebot.audio.io import check_writable
 from voicebot.tts.caller_voice import CALLER_VOICES, DEFAULT_VOICE
-from voicebot.vad import VAD_BACKENDS
+from voicebot.vad import DEFAULT_VAD, VAD_BACKENDS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="offline: plain faster-whisper on the whole file; streaming: the live-call "
         "VAD/ASR path; both (default): side by side, streaming is the headline",
     )
-    asr.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS, help="streaming VAD")
+    asr.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_BACKENDS, help="streaming VAD")
     asr.add_argument(
         "--pack", help="bias the streaming recognizer with this pack's vocabulary; default none"
     )
@@ -60,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="dry-run: the scenarios' reference text through the dialog (no audio, no ASR)",
     )
     calls.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
-    calls.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    calls.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_BACKENDS)
     calls.add_argument(
         "--realtime", action="store_true", help="pace calls to the wall clock (default: fast)"
     )
@@ -75,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     turns.add_argument("--manifest", type=Path, required=True, help="turn manifest (JSONL)")
     turns.add_argument("--report", type=Path, required=True, help="report JSON to write")
     turns.add_argument("--asr", default="tiny.en", help="tiny.en | base | model dir | hub id")
-    turns.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    turns.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_BACKENDS)
     turns.add_argument(
         "--asr-ms",
         type=float,
@@ -120,7 +120,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--voices", nargs="+", help="caller voices to speak each line (default: two per family)"
     )
     digits.add_argument("--line", default="mulaw", help="phone line condition, e.g. alaw+white-15")
-    digits.add_argument("--vad", default="webrtc", choices=VAD_BACKENDS)
+    digits.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_BACKENDS)
     digits.set_defaults(func=_digits)
 
     compare = sub.add_parser(

@@ -52,7 +52,7 @@ from voicebot.pipeline.session import CallConfig, CallSession
 from voicebot.pipeline.workers import PriorityWorkers
 from voicebot.transports.simulated import CallerSegment, Cue, SimulatedCaller
 from voicebot.tts.caller_voice import CALLER_VOICES, CallerRenderer
-from voicebot.vad import make_vad
+from voicebot.vad import DEFAULT_VAD, make_vad
 
 # kind -> (the slot type the dialog reads it as, the expectation its question sets)
 KINDS: dict[str, tuple[str, Expectation]] = {
@@ -80,7 +80,7 @@ class DigitOptions:
     biased: bool = True  # the digit-biased decode a digit question gets (False: a plain one)
     voices: tuple[str, ...] = DEFAULT_VOICES
     line: str = "mulaw"
-    vad: str = "webrtc"
+    vad: str = DEFAULT_VAD
 
 
 class _Counted:

@@ -1,11 +1,11 @@
 """`voicebot eval turns`: does the caller's turn end where it should, and how soon?
 
-Every item plays through the real webrtcvad and the real ``Endpointer``; at each pause the
-speculative transcript is the real recognizer's (tiny.en by default) over the audio the
-session would give it, ready after the compute time it took (charged to the call clock, as
-in a call). The decision is ``voicebot.pipeline.endpoint``'s, the code the session runs.
-Each pause is transcribed once and reused by every policy, so the whole latency/cut-off
-curve costs one pass of recognition.
+Every item plays through the real VAD (Silero by default) and the real ``Endpointer``; at
+each pause the speculative transcript is the real recognizer's (tiny.en by default) over
+the audio the session would give it, ready after the compute time it took (charged to the
+call clock, as in a call). The decision is ``voicebot.pipeline.endpoint``'s, the code the
+session runs. Each pause is transcribed once and reused by every policy, so the whole
+latency/cut-off curve costs one pass of recognition.
 
 - Endpointing items (``pause``, ``digits``, ``complete``): a *false cut-off* is a turn that
   ended before the caller's last voiced frame (inside the sentence, inside the digits);
@@ -37,7 +37,7 @@ from voicebot.asr import make_asr
 from voicebot.asr.base import ASR
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE, iter_frames
 from voicebot.audio.io import load_audio
-from voicebot.audio.pcm import float_to_pcm16
+from voicebot.audio.pcm import float_to_pcm16, pcm16_dbfs
 from voicebot.errors import AudioInputError, EvalInputError
 from voicebot.eval.manifest import Issue, read_jsonl
 from voicebot.eval.report import (
@@ -58,7 +58,7 @@ from voicebot.events import (
 )
 from voicebot.pipeline.endpoint import EndpointDecision, TurnEnd, interrupts, is_backchannel
 from voicebot.pipeline.session import _TAIL_S, CallConfig
-from voicebot.vad import make_vad
+from voicebot.vad import DEFAULT_VAD, make_vad
 from voicebot.vad.base import TurnModel
 from voicebot.vad.endpointer import Endpointer, EndpointerConfig
 from voicebot.vad.smart_turn import SmartTurn
@@ -83,6 +83,8 @@ class _Item:
     kind: str
     expects: Expectation
     probs: list[float]  # the VAD's speech probability per 20 ms frame
+    levels: list[float]  # each frame's level (dBFS), for the endpointer's background
+    vouched: list[bool]  # whether the VAD vouched for speech after each frame (VAD.vouches)
     last_voiced_end: float  # the caller's last voiced frame (call time)
     hear: Hear
     turn: Judge | None = None  # the audio turn model, when the eval has one
@@ -191,7 +193,7 @@ def endpoint_item(item: _Item, config: EndpointerConfig) -> Outcome:
         if pause is not None and sounds is not None and sounds[0] <= t and not told[1]:
             turn_end.heard_audio(sounds[1])
             told[1] = True
-        event = endpointer.push(t, prob)
+        event = endpointer.push(t, prob, item.levels[index], item.vouched[index])
         now = t + FRAME_S
         if isinstance(event, SpeechStarted):
             start = event.t
@@ -236,7 +238,7 @@ def barge_in_item(item: _Item, call: CallConfig, *, words_matter: bool) -> Barge
         t = index * FRAME_S
         if pending is not None and pending[0] <= t:
             heard = None if pending[1].dropped else pending[1].text
-        event = endpointer.push(t, prob)
+        event = endpointer.push(t, prob, item.levels[index], item.vouched[index])
         now = t + FRAME_S
         if isinstance(event, SpeechStarted):
             start, silenced = event.t, now
@@ -283,9 +285,13 @@ def _load(
             issues.append(Issue(where, str(exc)))
             continue
         vad = make_vad(vad_name)
-        probs = [vad.speech_prob(frame) for frame in iter_frames(float_to_pcm16(audio))]
+        frames = list(iter_frames(float_to_pcm16(audio)))
+        probs, vouched = [], []
+        for frame in frames:
+            probs.append(vad.speech_prob(frame))
+            vouched.append(vad.vouches)
         threshold = EndpointerConfig().threshold
-        voiced = [i for i, p in enumerate(probs) if p >= threshold]
+        voiced = [i for i, p in enumerate(probs) if p >= threshold and vouched[i]]
         if not voiced:
             issues.append(Issue(where, "no voiced frame: the VAD hears no speech"))
             continue
@@ -296,6 +302,8 @@ def _load(
                 data["kind"],
                 expects,
                 probs,
+                [pcm16_dbfs(frame) for frame in frames],
+                vouched,
                 (voiced[-1] + 1) * FRAME_S,
                 _recognizer(asr, audio),
                 _turn_model(turn_model, audio) if turn_model is not None else None,
@@ -331,7 +339,7 @@ def evaluate_turns(
     report_path: Path,
     *,
     model: str = "tiny.en",
-    vad: str = "webrtc",
+    vad: str = DEFAULT_VAD,
     asr_ms: float | None = None,
     turn_model: str | None = None,
 ) -> dict:
@@ -600,7 +608,7 @@ def _write_markdown(report_path: Path, report: dict) -> None:
         [
             f"# Turn-taking eval: {report['model']}, {report['vad']}",
             f"Manifest `{report['manifest']}`: {report['n']} items, {report['failures']} not "
-            "evaluated. Latencies from the caller's last voiced frame (webrtcvad), call clock "
+            "evaluated. Latencies from the caller's last voiced frame (the VAD's), call clock "
             "with the recognizer's compute time charged.",
             markdown_table(head, rows),
             "## By kind (cut-off rate; endpoint latency p50 ms)",

@@ -113,7 +113,8 @@ class Leg:
         self._recent.append(pcm)
         if self._audio is not None:
             self._audio.append(pcm)
-        event = self._endpointer.push(t, self._vad.speech_prob(pcm))
+        prob = self._vad.speech_prob(pcm)
+        event = self._endpointer.push(t, prob, vouched=self._vad.vouches)
         if isinstance(event, SpeechStarted):
             self._audio = list(self._recent)
         elif isinstance(event, SpeechEnded):

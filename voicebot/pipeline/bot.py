@@ -28,7 +28,7 @@ from voicebot.qa.survey import SurveyDialog
 from voicebot.services.demo_bank import DemoBank
 from voicebot.transports.base import Transport
 from voicebot.tts import make_tts
-from voicebot.vad import make_vad
+from voicebot.vad import DEFAULT_VAD, make_vad
 from voicebot.vad.smart_turn import SmartTurn
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class BotConfig:
     # A larger recognizer for digit answers only (DigitTurnsASR); default: the pack's
     # ``recognizer: digits_model``, else none.
     digits_asr: str | None = None
-    vad: str = "webrtc"
+    vad: str = DEFAULT_VAD
     voice: str = "joe"
     embeddings: str = "minilm"
     bank_db: str = ":memory:"  # the demo back office (SQLite); a path keeps changes

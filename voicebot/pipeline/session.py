@@ -41,7 +41,7 @@ import numpy as np
 from voicebot.asr.base import ASR, ASRContext, EngineASR
 from voicebot.audio.dtmf import DtmfDetector
 from voicebot.audio.frames import FRAME_S, SAMPLE_RATE
-from voicebot.audio.pcm import pcm16_to_float
+from voicebot.audio.pcm import pcm16_dbfs, pcm16_to_float
 from voicebot.dialog.base import Dialog
 from voicebot.events import (
     AudioFrame,
@@ -67,7 +67,7 @@ from voicebot.transports.base import Transport
 from voicebot.transports.line import DIGIT_GAP_S, KEYPAD_DIGITS, KEYPAD_END
 from voicebot.tts.base import TTS
 from voicebot.vad.base import VAD, TurnModel
-from voicebot.vad.endpointer import Endpointer, EndpointerConfig
+from voicebot.vad.endpointer import LOOKBACK_FRAMES, Endpointer, EndpointerConfig
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,8 @@ class CallSession:
         self._turn_model = turn_model
         self._playout = Playout()
         ep = self.config.endpointer
-        self._recent: deque[np.ndarray] = deque(
-            maxlen=round((self.config.preroll_s + ep.start_ms / 1000) / FRAME_S)
+        self._recent: deque[np.ndarray] = deque(  # the pre-roll of the longest turn start
+            maxlen=round((self.config.preroll_s + ep.start_ms / 1000) / FRAME_S) + LOOKBACK_FRAMES
         )
         self._hearing: _Hearing | None = None
         self._awaiting: list[_Hearing] = []  # ended turns waiting for their final transcript
@@ -247,7 +247,8 @@ class CallSession:
             self._hearing.audio.append(frame.pcm)
         # Keypad tones are not speech: they must not open a turn or interrupt the bot.
         prob = 0.0 if self._keypad.tone else self._vad.speech_prob(frame.pcm)
-        event = self._endpointer.push(frame.t, prob)
+        level = pcm16_dbfs(frame.pcm)
+        event = self._endpointer.push(frame.t, prob, level, self._vad.vouches)
         if isinstance(event, SpeechStarted):
             await self._on_speech_started(event)
         elif isinstance(event, SpeechPaused):
@@ -262,8 +263,13 @@ class CallSession:
         self._maybe_partial()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
-        audio_start = self._now - len(self._recent) * FRAME_S
-        self._hearing = _Hearing(event.t, audio_start, list(self._recent), last_partial=self._now)
+        # The turn's audio starts ``preroll_s`` before its first voiced frame.
+        frames = min(
+            len(self._recent), round((self._now - event.t + self.config.preroll_s) / FRAME_S)
+        )
+        audio_start = self._now - frames * FRAME_S
+        audio = list(self._recent)[len(self._recent) - frames :]
+        self._hearing = _Hearing(event.t, audio_start, audio, last_partial=self._now)
         self._observer("speech_started", event)
         if self._playout.current is not None or self._pending:
             # Stop the sound now; whether this is a real interruption is decided by _confirm.

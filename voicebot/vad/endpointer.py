@@ -10,6 +10,14 @@ The timeout of one pause can be changed while it lasts (``hold``): dialog-aware 
 (``voicebot.pipeline.endpoint``) shortens it when the speculative transcript already holds
 what the bot asked for, and lengthens it when the caller is clearly not done.
 
+Only speech that stands out of the line's background opens a turn (``LineLevel``): a TV or
+a crowd behind the caller is speech to any detector (Silero hears six-talker babble as
+speech in 85% of its frames, docs/benchmarks.md), but the caller is at the phone and the
+background is not. The background is the median level of the frames heard outside turns
+over the last few seconds, so the caller's own speech never raises it; a turn opens on
+frames ``foreground_db`` above it. Inside a turn every voiced frame counts, so a caller on
+a noisy line is not chopped into pieces.
+
 A caller who talks on without a pause (or a line the detector hears as speech throughout)
 is cut at ``max_turn_ms``: that turn ends (``SpeechEnded.cut``) and the next one starts at
 once, so the recognizer gets pieces it can decode and the call is never stuck in one turn.
@@ -17,10 +25,16 @@ once, so the recognizer gets pieces it can decode and the call is never stuck in
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from voicebot.audio.frames import FRAME_MS, FRAME_S
+from voicebot.audio.pcm import SILENCE_DBFS
 from voicebot.events import SpeechEnded, SpeechPaused, SpeechStarted
 
 EndpointEvent = SpeechStarted | SpeechPaused | SpeechEnded
+# How far before the frame a second detector vouched on a turn may start: Silero fires
+# ~80 ms after webrtcvad on a word's onset, and the turn starts where the voiced frames did.
+LOOKBACK_FRAMES = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,12 @@ class EndpointerConfig:
     # The longest turn: Whisper decodes 30 s windows, and 20 s of speech without a pause is
     # a monologue the dialog should start working on (the next turn carries on from it).
     max_turn_ms: int = 20_000
+    # A turn opens only on frames this far above the background's median level (6 dB:
+    # twice its amplitude), learnt over the last ``background_s`` outside turns. 6 dB lets
+    # no babble, hum, music or traffic open a turn at any level, and keeps callers 10 dB
+    # over them (scripts/bench_noise.py, docs/benchmarks.md).
+    foreground_db: float = 6.0
+    background_s: float = 3.0
 
     def __post_init__(self) -> None:
         names = ("start_ms", "silence_timeout_ms", "eager_ms", "complete_ms", "incomplete_ms")
@@ -58,10 +78,32 @@ class EndpointerConfig:
             raise ValueError("eager_ms must be shorter than silence_timeout_ms and complete_ms")
         if self.max_turn_ms <= self.start_ms:
             raise ValueError("max_turn_ms must be longer than start_ms")
+        if self.foreground_db < 0 or self.background_s < FRAME_S:
+            raise ValueError("foreground_db must be >= 0 and background_s at least one frame")
+
+
+class LineLevel:
+    """The background level of one call's line: the median level of the last
+    ``window_s`` of frames heard outside turns."""
+
+    def __init__(self, window_s: float) -> None:
+        self._levels = np.full(round(window_s / FRAME_S), SILENCE_DBFS)
+        self._heard = 0
+
+    @property
+    def background_db(self) -> float:
+        if self._heard == 0:
+            return SILENCE_DBFS
+        return float(np.median(self._levels[: min(self._heard, len(self._levels))]))
+
+    def hear(self, level_db: float) -> None:
+        """A frame heard outside a turn, at ``level_db`` dBFS."""
+        self._levels[self._heard % len(self._levels)] = level_db
+        self._heard += 1
 
 
 class Endpointer:
-    """Per-call state machine fed one probability per 20 ms frame."""
+    """Per-call state machine fed one probability (and level) per 20 ms frame."""
 
     def __init__(self, config: EndpointerConfig | None = None) -> None:
         self.config = config or EndpointerConfig()
@@ -75,6 +117,7 @@ class Endpointer:
         self._turn_start = 0.0
         self._last_voiced_end = 0.0
         self._voiced_frames = 0
+        self.line = LineLevel(self.config.background_s)
 
     @property
     def voiced_s(self) -> float:
@@ -101,19 +144,33 @@ class Endpointer:
         resuming brings back the configured timeout."""
         self._end_frames = max(self._eager_frames + 1, timeout_ms // FRAME_MS)
 
-    def push(self, t: float, prob: float) -> EndpointEvent | None:
-        """Feed the frame starting at call time ``t``; returns the event it completes, if any."""
+    def push(
+        self, t: float, prob: float, level_db: float | None = None, vouched: bool = True
+    ) -> EndpointEvent | None:
+        """Feed the frame starting at call time ``t``; returns the event it completes, if any.
+
+        ``prob``: the VAD's speech probability; ``level_db``: the frame's level in dBFS (None:
+        levels are not tracked, and any voiced frame may open a turn); ``vouched``: the VAD
+        hears speech on the line around this frame (``VAD.vouches``, a second detector's
+        opinion): voiced frames count inside a turn only where it does, and a turn opens once
+        it does, at the first voiced frame before (up to ``LOOKBACK_FRAMES`` earlier)."""
         voiced = prob >= self.config.threshold
         if not self.in_speech:
+            if level_db is not None:
+                foreground = level_db >= self.line.background_db + self.config.foreground_db
+                self.line.hear(level_db)
+                voiced = voiced and foreground
             self._run = self._run + 1 if voiced else 0
-            if self._run < self._start_frames:
+            if self._run < self._start_frames or not vouched:
                 return None
+            run = min(self._run, self._start_frames + LOOKBACK_FRAMES)
             self.in_speech = True
-            self._turn_start = t - (self._run - 1) * FRAME_S
-            self._voiced_frames = self._run
+            self._turn_start = t - (run - 1) * FRAME_S
+            self._voiced_frames = run
             self._last_voiced_end = t + FRAME_S
             self._run = 0
             return SpeechStarted(t=self._turn_start)
+        voiced = voiced and vouched
         if voiced:
             self._run = 0
             self._end_frames = self._default_end_frames

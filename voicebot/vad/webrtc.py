@@ -9,6 +9,8 @@ from voicebot.audio.frames import SAMPLE_RATE
 class WebRtcVAD:
     """Wraps webrtcvad; ``aggressiveness`` 0 (lenient) to 3 (strict about what is speech)."""
 
+    vouches = True
+
     def __init__(self, aggressiveness: int = 2) -> None:
         if aggressiveness not in range(4):
             raise ValueError(f"webrtcvad aggressiveness must be 0..3, not {aggressiveness}")
