@@ -1,11 +1,12 @@
 """`voicebot eval turns`: does the caller's turn end where it should, and how soon?
 
-Every item plays through the real VAD (Silero by default) and the real ``Endpointer``; at
-each pause the speculative transcript is the real recognizer's (tiny.en by default) over
-the audio the session would give it, ready after the compute time it took (charged to the
-call clock, as in a call). The decision is ``voicebot.pipeline.endpoint``'s, the code the
-session runs. Each pause is transcribed once and reused by every policy, so the whole
-latency/cut-off curve costs one pass of recognition.
+Every item plays through the real VAD (webrtcvad vouched for by Silero unless told) and
+the real ``Endpointer``; at each pause the speculative transcript is the real recognizer's
+(tiny.en by default) over the audio the session would give it, ready after the compute
+time it took (charged to the call clock, as in a call). The decision is
+``voicebot.pipeline.endpoint``'s, the code the session runs. Each pause is transcribed once
+and reused by every policy, so the whole latency/cut-off curve costs one pass of
+recognition.
 
 - Endpointing items (``pause``, ``digits``, ``complete``): a *false cut-off* is a turn that
   ended before the caller's last voiced frame (inside the sentence, inside the digits);
